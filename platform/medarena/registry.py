@@ -1,0 +1,282 @@
+"""The model registry: finds the workspace, loads every YAML under models/, checks it as a whole.
+
+Layout of a workspace (the repository root, or any folder laid out the same way):
+
+    models/<family>.yaml              one model family card each
+    models/chat_templates/<name>.yaml one chat template each
+    models/hardware/<name>.yaml       one hardware profile each
+    models/reference/<source>.yaml    published results, one source each
+    .medarena/                        local state: the default database, built tiny models
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from medarena.schemas import (
+    ChatTemplate,
+    HardwareProfile,
+    ModelFamily,
+    ModelVariant,
+    ReferenceSet,
+)
+from medarena.yaml_source import (
+    Problem,
+    ProblemsError,
+    YamlDocument,
+    dump_yaml,
+    field_path,
+    parse_yaml,
+    read_yaml,
+    write_atomic,
+)
+
+WORKSPACE_ENV = "MEDARENA_WORKSPACE"
+STATE_DIR = ".medarena"
+
+
+class WorkspaceNotFound(Exception):
+    pass
+
+
+class UnknownName(KeyError):
+    """A name that is not in the registry; the message lists the known ones."""
+
+    def __init__(self, kind: str, name: str, known: list[str]):
+        self.message = f"unknown {kind} {name!r}; known: {', '.join(sorted(known)) or '(none)'}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def find_workspace(explicit: str | Path | None = None, start: Path | None = None) -> Path:
+    """The workspace root: `explicit`, else $MEDARENA_WORKSPACE, else the nearest folder
+    upwards from `start` (the current directory) that holds a models/ folder."""
+    chosen = explicit or os.environ.get(WORKSPACE_ENV)
+    if chosen:
+        root = Path(chosen).expanduser().resolve()
+        if not (root / "models").is_dir():
+            raise WorkspaceNotFound(f"{root} is not a medarena workspace: it has no models/ folder")
+        return root
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "models").is_dir():
+            return folder
+    raise WorkspaceNotFound(
+        f"no medarena workspace in {here} or above it (a workspace is a folder with a models/ "
+        f"folder); run from the repository, pass --workspace, or set {WORKSPACE_ENV}"
+    )
+
+
+@dataclass(frozen=True)
+class VariantEntry:
+    """A variant together with the family it belongs to."""
+
+    family: ModelFamily
+    variant: ModelVariant
+
+
+@dataclass
+class Registry:
+    """Everything declared under models/, validated and cross-checked."""
+
+    root: Path
+    families: dict[str, ModelFamily] = field(default_factory=dict)
+    chat_templates: dict[str, ChatTemplate] = field(default_factory=dict)
+    hardware: dict[str, HardwareProfile] = field(default_factory=dict)
+    references: dict[str, ReferenceSet] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # "family:<name>" -> relative path
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def variants(self) -> dict[str, VariantEntry]:
+        return {
+            variant.name: VariantEntry(family, variant)
+            for family in self.families.values()
+            for variant in family.variants
+        }
+
+    def family(self, name: str) -> ModelFamily:
+        if name not in self.families:
+            raise UnknownName("model family", name, list(self.families))
+        return self.families[name]
+
+    def variant(self, name: str) -> VariantEntry:
+        variants = self.variants
+        if name not in variants:
+            raise UnknownName("model variant", name, list(variants))
+        return variants[name]
+
+    def chat_template(self, name: str) -> ChatTemplate:
+        if name not in self.chat_templates:
+            raise UnknownName("chat template", name, list(self.chat_templates))
+        return self.chat_templates[name]
+
+    def hardware_profile(self, name: str) -> HardwareProfile:
+        if name not in self.hardware:
+            raise UnknownName("hardware profile", name, list(self.hardware))
+        return self.hardware[name]
+
+    def weights_location(self, variant: ModelVariant) -> str:
+        """Where from_pretrained should load this variant: a local folder or a hub repo id."""
+        source = variant.source
+        if source.kind == "hub":
+            return source.repo_id
+        if source.kind == "local":
+            path = Path(source.path).expanduser()
+            return str(path if path.is_absolute() else self.root / path)
+        if source.kind == "embedded":
+            return str(self.state_dir / "models" / variant.name)
+        raise ValueError(
+            f"variant {variant.name!r} is distributed at {source.url} ({source.access}); "
+            "download it and register a copy of the variant with a local source"
+        )
+
+    def lineage(self, name: str) -> list[str]:
+        """Variant names from `name` back to its root ancestor."""
+        chain = [name]
+        while (parent := self.variant(chain[-1]).variant.parent) is not None:
+            chain.append(parent)
+        return chain
+
+
+# ------------------------------------------------------------------------------------ loading
+
+_KINDS: list[tuple[str, str, type[BaseModel]]] = [
+    # (folder under models/, registry attribute, schema)
+    ("", "families", ModelFamily),
+    ("chat_templates", "chat_templates", ChatTemplate),
+    ("hardware", "hardware", HardwareProfile),
+    ("reference", "references", ReferenceSet),
+]
+
+
+def load_registry(workspace: str | Path | None = None) -> Registry:
+    """Load and validate every YAML under models/; raise ProblemsError listing ALL problems."""
+    root = find_workspace(workspace)
+    registry = Registry(root=root)
+    problems: list[Problem] = []
+    documents: dict[str, YamlDocument] = {}
+    for folder, attribute, schema in _KINDS:
+        for path in sorted((registry.models_dir / folder).glob("*.yaml")):
+            shown = str(path.relative_to(root))
+            document, found = read_yaml(path, shown)
+            problems += found
+            if document is None:
+                continue
+            spec, found = document.validate(schema)
+            problems += found
+            if spec is None:
+                continue
+            key = path.stem if attribute == "references" else spec.name
+            if attribute != "references" and spec.name != path.stem:
+                problems.append(
+                    Problem(shown, document.line_of(["name"]), "name",
+                            f"{spec.name!r} must match the file name {path.stem!r}")
+                )
+            documents[f"{attribute}:{key}"] = document
+            registry.files[f"{attribute}:{key}"] = shown
+            getattr(registry, attribute)[key] = spec
+    problems += cross_check(registry, documents)
+    if problems:
+        raise ProblemsError(problems, headline=f"registry at {root / 'models'} is invalid")
+    return registry
+
+
+def cross_check(registry: Registry, documents: dict[str, YamlDocument]) -> list[Problem]:
+    """Checks that span files: unique variant names, known templates, parents and variants."""
+    problems: list[Problem] = []
+
+    def report(key: str, loc: list[int | str], message: str) -> None:
+        document = documents.get(key)
+        line = document.line_of(loc) if document else None
+        problems.append(Problem(registry.files.get(key, key), line, field_path(loc), message))
+
+    owner: dict[str, str] = {}
+    for family in registry.families.values():
+        key = f"families:{family.name}"
+        for index, variant in enumerate(family.variants):
+            loc: list[int | str] = ["variants", index]
+            if variant.name in owner:
+                report(key, [*loc, "name"],
+                       f"variant {variant.name!r} is already defined by family {owner[variant.name]!r}")
+            owner.setdefault(variant.name, family.name)
+            template = variant.chat_template
+            if template is not None and template not in registry.chat_templates:
+                report(key, [*loc, "chat_template"],
+                       f"unknown chat template {template!r}; known: "
+                       f"{', '.join(sorted(registry.chat_templates))}")
+            if variant.instruction_tuned and template is None:
+                report(key, [*loc, "chat_template"], "an instruction-tuned variant needs one")
+    for family in registry.families.values():
+        for index, variant in enumerate(family.variants):
+            if variant.parent is not None and variant.parent not in owner:
+                report(f"families:{family.name}", ["variants", index, "parent"],
+                       f"unknown parent variant {variant.parent!r}")
+    for source_key, reference in registry.references.items():
+        for index, result in enumerate(reference.results):
+            if result.variant not in owner:
+                report(f"references:{source_key}", ["results", index, "variant"],
+                       f"unknown variant {result.variant!r}")
+    return problems
+
+
+# ------------------------------------------------------------------------------------- adding
+
+CARD_HEADER = "# Model family card: validate with `medarena models validate`; list with `medarena models ls`.\n"
+
+
+def add_family(registry: Registry, family: ModelFamily) -> Path:
+    """Write models/<family>.yaml for a new family, atomically, after checking the registry
+    with the family included. Raises ProblemsError and writes nothing when anything is wrong."""
+    path = registry.models_dir / f"{family.name}.yaml"
+    shown = str(path.relative_to(registry.root))
+    if family.name in registry.families or path.exists():
+        raise ProblemsError(
+            [Problem(shown, None, "name", f"family {family.name!r} already exists")],
+            headline="refusing to add a duplicate family",
+        )
+    text = dump_yaml(family.model_dump(mode="json", exclude_none=True), header=CARD_HEADER)
+    # validate what will be written, not what was meant: the file must load back identically
+    document, problems = parse_yaml(text, shown)
+    if document is not None:
+        reloaded, problems = document.validate(ModelFamily)
+        if reloaded is not None and reloaded != family:
+            problems = [Problem(shown, None, "", "card does not survive a YAML round trip")]
+    candidate = Registry(
+        root=registry.root,
+        families={**registry.families, family.name: family},
+        chat_templates=registry.chat_templates,
+        hardware=registry.hardware,
+        references=registry.references,
+        files={**registry.files, f"families:{family.name}": shown},
+    )
+    if document is not None:
+        problems += cross_check(candidate, {f"families:{family.name}": document})
+    problems = [problem for problem in problems if problem.file == shown]
+    if problems:
+        raise ProblemsError(problems, headline=f"family {family.name!r} not added")
+    write_atomic(path, text, exclusive=True)
+    return path
+
+
+def load_family_file(path: Path) -> ModelFamily:
+    """Read one family card from anywhere (for `models add --file`), with located errors."""
+    document, problems = read_yaml(path)
+    if document is not None:
+        family, problems = document.validate(ModelFamily)
+        if family is not None:
+            return family  # type: ignore[return-value]
+    raise ProblemsError(problems, headline=f"{path} is not a valid family card")

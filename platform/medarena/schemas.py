@@ -1,0 +1,252 @@
+"""Pydantic v2 schemas for everything a user writes in YAML.
+
+Every model forbids unknown keys and is frozen, so a typo in a card is an error that names the
+field instead of a silently ignored setting. `json_schemas()` emits the JSON Schema used in docs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+import jinja2
+import jinja2.sandbox
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+Name = Annotated[
+    str,
+    Field(pattern=NAME_PATTERN, max_length=100, description="lower-case id: a-z 0-9 . _ -"),
+]
+
+
+class Spec(BaseModel):
+    """Base of every YAML-facing schema: unknown keys rejected, instances immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- variant sources
+
+
+class HubSource(Spec):
+    """Weights on the Hugging Face hub."""
+
+    kind: Literal["hub"]
+    repo_id: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+    revision: str = Field("main", description="branch, tag or commit sha; pin a sha for results")
+    filename: str | None = Field(None, description="one file in the repo (GGUF)")
+
+
+class LocalSource(Spec):
+    """Weights in a local folder; relative paths are relative to the workspace."""
+
+    kind: Literal["local"]
+    path: str
+
+
+class ExternalSource(Spec):
+    """Weights distributed outside the hub (PhysioNet, request form): download, then point
+    `local_path` of a copy of this card at the folder."""
+
+    kind: Literal["external"]
+    url: str
+    access: str = Field(description="what it takes to obtain the weights")
+
+
+class EmbeddedSource(Spec):
+    """Built offline by medarena itself (the tiny family), deterministic per seed."""
+
+    kind: Literal["embedded"]
+    builder: Literal["tiny"]
+    seed: int = Field(0, ge=0)
+
+
+VariantSource = Annotated[
+    HubSource | LocalSource | ExternalSource | EmbeddedSource, Field(discriminator="kind")
+]
+
+
+class Quantization(Spec):
+    """Post-training quantization of a published variant."""
+
+    method: Literal["gptq", "awq", "gguf", "bitsandbytes"]
+    bits: int = Field(ge=2, le=8)
+    group_size: int | None = Field(None, gt=0, description="GPTQ/AWQ group size")
+    scheme: str | None = Field(None, description="GGUF quant type, e.g. Q4_K_M")
+
+    @model_validator(mode="after")
+    def _gguf_has_scheme(self) -> Quantization:
+        if self.method == "gguf" and not self.scheme:
+            raise ValueError("a gguf quantization names its scheme (e.g. Q4_K_M)")
+        return self
+
+
+class ModelVariant(Spec):
+    """One set of weights of a family: a size, a chat tune, a quantization."""
+
+    name: Name
+    params_b: float = Field(gt=0, description="parameter count in billions")
+    source: VariantSource
+    context_length: int = Field(gt=0)
+    architecture: Literal["llama", "mistral"] = "llama"
+    dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
+    quantization: Quantization | None = None
+    chat_template: Name | None = Field(
+        None, description="name of a chat template; None for a base model prompted plainly"
+    )
+    instruction_tuned: bool = False
+    gated: bool = Field(False, description="access must be requested before download")
+    parent: Name | None = Field(None, description="variant this one was trained or quantized from")
+    recipes: list[str] = Field(
+        default_factory=list, description="recipes (pretrain/instruct) that produced it"
+    )
+    tensor_parallel: int = Field(1, ge=1, description="GPUs per replica for inference (vLLM)")
+    notes: str | None = None
+
+
+class ModelFamily(Spec):
+    """A model card: one family, its lineage and its variants."""
+
+    name: Name
+    display_name: str
+    developer: str
+    license: str
+    paper: str | None = Field(None, description="arXiv id or URL")
+    homepage: str | None = None
+    continued_from: str | None = Field(
+        None, description="family (or outside model) it was continually trained from"
+    )
+    description: str | None = None
+    variants: list[ModelVariant] = Field(min_length=1)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_variant_names(cls, variants: list[ModelVariant]) -> list[ModelVariant]:
+        seen: set[str] = set()
+        for variant in variants:
+            if variant.name in seen:
+                raise ValueError(f"variant {variant.name!r} appears twice")
+            seen.add(variant.name)
+        return variants
+
+
+# ----------------------------------------------------------------------------- chat templates
+
+_JINJA = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+
+
+class ChatTemplate(Spec):
+    """A named conversation format, rendered by a Hugging Face-compatible Jinja template.
+
+    The same string goes into `tokenizer.chat_template`, so training and evaluation render
+    identically. `roles` lists the roles it accepts; `generation_role` is the one the model writes.
+    """
+
+    name: Name
+    description: str
+    source: str = Field(description="where the format is documented")
+    roles: list[str] = Field(min_length=1)
+    generation_role: str
+    added_special_tokens: list[str] = Field(default_factory=list)
+    stop_strings: list[str] = Field(default_factory=list)
+    default_system: str | None = None
+    template: str
+
+    @field_validator("template")
+    @classmethod
+    def _template_compiles(cls, template: str) -> str:
+        try:
+            _JINJA.from_string(template)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ValueError(f"Jinja syntax error on template line {exc.lineno}: {exc.message}")
+        return template
+
+    @model_validator(mode="after")
+    def _generation_role_known(self) -> ChatTemplate:
+        if self.generation_role not in self.roles:
+            raise ValueError(f"generation_role {self.generation_role!r} is not in roles")
+        return self
+
+    def render(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        add_generation_prompt: bool = False,
+        bos_token: str = "",
+        eos_token: str = "",
+    ) -> str:
+        """Render a conversation to text, refusing roles the template does not know."""
+        for index, message in enumerate(messages):
+            if message.get("role") not in self.roles:
+                raise ValueError(
+                    f"message {index} has role {message.get('role')!r}; chat template "
+                    f"{self.name!r} accepts {self.roles}"
+                )
+        return _JINJA.from_string(self.template).render(
+            messages=messages,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=bos_token,
+            eos_token=eos_token,
+        )
+
+
+# ------------------------------------------------------------------------- hardware profiles
+
+
+class HardwareProfile(Spec):
+    """A node type of a training cluster; figures from the vendor's datasheet."""
+
+    name: Name
+    display_name: str
+    gpu: str
+    gpus_per_node: int = Field(gt=0)
+    gpu_memory_gb: float = Field(gt=0)
+    bf16_tflops: float = Field(gt=0, description="dense bf16 peak per GPU, TFLOP/s")
+    memory_bandwidth_tbs: float = Field(gt=0, description="HBM bandwidth per GPU, TB/s")
+    intra_node: str = Field(description="GPU-to-GPU link inside a node")
+    intra_node_gbs: float = Field(gt=0, description="per-GPU bidirectional bandwidth, GB/s")
+    inter_node: str
+    inter_node_gbits_per_gpu: float = Field(gt=0, description="network per GPU, Gbit/s")
+    cpu_memory_gb: float = Field(gt=0, description="host memory per node (offload room)")
+    source: str
+
+
+# ------------------------------------------------------------------------ reference results
+
+
+class ReferenceResult(Spec):
+    """One published number: never measured here, always shown apart from measured results."""
+
+    variant: Name
+    task: Name
+    metric: str = Field(pattern=r"^[a-z0-9_]+$")
+    value: float
+    shots: int | None = Field(None, ge=0)
+    setting: str = Field(description="how the authors obtained it (fine-tuned, zero-shot, CoT...)")
+    table: str | None = Field(None, description="table or figure in the source")
+
+
+class ReferenceSet(Spec):
+    """A file of published results from one source (a paper or a model card)."""
+
+    source: str = Field(description="citation of the paper or card")
+    url: str
+    results: list[ReferenceResult] = Field(min_length=1)
+
+
+SCHEMAS: dict[str, type[Spec]] = {
+    "model-family": ModelFamily,
+    "chat-template": ChatTemplate,
+    "hardware-profile": HardwareProfile,
+    "reference-results": ReferenceSet,
+}
+
+
+def json_schemas() -> dict[str, dict]:
+    """JSON Schema of every YAML kind, keyed by kind (for docs and editor completion)."""
+    return {kind: model.model_json_schema() for kind, model in SCHEMAS.items()}
+
+
+def is_valid_name(text: str) -> bool:
+    return re.fullmatch(NAME_PATTERN, text) is not None

@@ -1,0 +1,551 @@
+"""The Store: the one way code writes and reads results. Returns plain dataclasses, never ORM rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from medarena.registry import Registry
+from medarena.schemas import ModelFamily, ModelVariant
+from medarena.store.database import check_schema, make_engine
+from medarena.store.models import (
+    EvalRunRow,
+    MetricRow,
+    ModelFamilyRow,
+    ModelVariantRow,
+    PredictionRow,
+    ReferenceResultRow,
+    TaskRow,
+    TrainingRunRow,
+    TrainingStepRow,
+    utcnow,
+)
+
+# ----------------------------------------------------------------------------------- entities
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    families: int
+    variants: int
+    reference_results: int
+    retired_variants: list[str]
+
+
+@dataclass(frozen=True)
+class EvalRunSpec:
+    """What identifies an evaluation and makes it reproducible."""
+
+    variant: str
+    task: str
+    task_kind: str
+    dataset_hash: str
+    prompt_template_hash: str
+    scoring_mode: str
+    shots: int
+    seed: int
+    engine: str
+    engine_version: str
+    code_version: str
+    variant_revision: str | None = None
+    weights_hash: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    task_spec: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    id: int
+    run_uuid: str
+    variant: str
+    task: str
+    scoring_mode: str
+    shots: int
+    seed: int
+    engine: str
+    status: str
+    n_items: int | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    item_id: str
+    prompt_hash: str
+    gold: str
+    prompt: str | None = None
+    raw_output: str | None = None
+    parsed_answer: str | None = None
+    correct: bool | None = None
+    score: float | None = None
+    parse_failed: bool = False
+    logprobs: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    name: str
+    value: float
+    n: int
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    variant: str
+    family: str
+    task: str
+    metric: str
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    scoring_mode: str
+    shots: int
+    source: str  # "measured" or the citation of a published result
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    id: int
+    run_uuid: str
+    kind: str
+    recipe_name: str
+    base_variant: str
+    output_variant: str | None
+    status: str
+    tokens_seen: int
+    started_at: datetime
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TrainingStep:
+    step: int
+    loss: float
+    lr: float | None = None
+    grad_norm: float | None = None
+    tokens_per_s: float | None = None
+    mfu: float | None = None
+    tokens_seen: int | None = None
+
+
+RUN_STATUSES = ("running", "completed", "failed", "interrupted")
+
+
+class Store:
+    """Results store on any SQLAlchemy URL. Every write method is one transaction."""
+
+    def __init__(self, url: str, *, create_if_empty: bool = True):
+        self.url = url
+        self.engine: Engine = make_engine(url)
+        check_schema(self.engine, create_if_empty=create_if_empty)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _session(self) -> Session:
+        return self._sessions.begin()  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------------- registry sync
+
+    def sync_registry(self, registry: Registry) -> SyncReport:
+        """Mirror families, variants and published results into SQL so queries can join them.
+
+        Variants that left the YAML are kept (their results stay meaningful) but flagged
+        `in_registry = 0`.
+        """
+        with self._session() as session:
+            family_ids = {
+                family.name: self._upsert_family(session, family)
+                for family in registry.families.values()
+            }
+            variant_ids: dict[str, int] = {}
+            for entry in registry.variants.values():
+                variant_ids[entry.variant.name] = self._upsert_variant(
+                    session, entry.variant, family_ids[entry.family.name], registry
+                )
+            for entry in registry.variants.values():  # parents may be declared after children
+                parent = entry.variant.parent
+                row = session.get(ModelVariantRow, variant_ids[entry.variant.name])
+                row.parent_id = variant_ids[parent] if parent else None
+            retired = session.scalars(
+                select(ModelVariantRow).where(ModelVariantRow.name.not_in(variant_ids))
+            ).all()
+            for row in retired:
+                row.in_registry = False
+            references = self._sync_references(session, registry, variant_ids)
+        return SyncReport(len(family_ids), len(variant_ids), references, [r.name for r in retired])
+
+    @staticmethod
+    def _upsert_family(session: Session, family: ModelFamily) -> int:
+        row = session.scalar(select(ModelFamilyRow).where(ModelFamilyRow.name == family.name))
+        if row is None:
+            row = ModelFamilyRow(name=family.name)
+            session.add(row)
+        row.display_name = family.display_name
+        row.developer = family.developer
+        row.license = family.license
+        row.paper = family.paper
+        row.continued_from = family.continued_from
+        row.card = family.model_dump(mode="json", exclude={"variants"})
+        row.synced_at = utcnow()
+        session.flush()
+        return row.id
+
+    @staticmethod
+    def _upsert_variant(
+        session: Session, variant: ModelVariant, family_id: int, registry: Registry
+    ) -> int:
+        row = session.scalar(select(ModelVariantRow).where(ModelVariantRow.name == variant.name))
+        if row is None:
+            row = ModelVariantRow(name=variant.name)
+            session.add(row)
+        source = variant.source
+        quant = variant.quantization
+        row.family_id = family_id
+        row.params_b = variant.params_b
+        row.source_kind = source.kind
+        row.location = (
+            source.url if source.kind == "external" else registry.weights_location(variant)
+        )
+        row.revision = source.revision if source.kind == "hub" else None
+        row.context_length = variant.context_length
+        row.architecture = variant.architecture
+        row.dtype = variant.dtype
+        row.quant_method = quant.method if quant else None
+        row.quant_bits = quant.bits if quant else None
+        row.quant_group_size = quant.group_size if quant else None
+        row.quant_scheme = quant.scheme if quant else None
+        row.chat_template = variant.chat_template
+        row.instruction_tuned = variant.instruction_tuned
+        row.gated = variant.gated
+        row.tensor_parallel = variant.tensor_parallel
+        row.in_registry = True
+        row.spec = variant.model_dump(mode="json")
+        row.synced_at = utcnow()
+        session.flush()
+        return row.id
+
+    @staticmethod
+    def _sync_references(session: Session, registry: Registry, variant_ids: dict[str, int]) -> int:
+        # published results are replaced wholesale per source file: the YAML is the truth
+        count = 0
+        for key, reference in registry.references.items():
+            for row in session.scalars(
+                select(ReferenceResultRow).where(ReferenceResultRow.source_key == key)
+            ):
+                session.delete(row)
+            session.flush()
+            for result in reference.results:
+                session.add(
+                    ReferenceResultRow(
+                        variant_id=variant_ids[result.variant],
+                        task=result.task,
+                        metric=result.metric,
+                        value=result.value,
+                        shots=result.shots,
+                        setting=result.setting,
+                        source_key=key,
+                        source=reference.source,
+                        url=reference.url,
+                        table_ref=result.table,
+                    )
+                )
+                count += 1
+        return count
+
+    def variant_names(self) -> list[str]:
+        with self._session() as session:
+            return list(session.scalars(select(ModelVariantRow.name).order_by(ModelVariantRow.name)))
+
+    # ---------------------------------------------------------------------------- evaluation
+
+    def _variant_id(self, session: Session, name: str) -> int:
+        variant_id = session.scalar(select(ModelVariantRow.id).where(ModelVariantRow.name == name))
+        if variant_id is None:
+            raise KeyError(f"variant {name!r} is not in the store: run `medarena models sync`")
+        return variant_id
+
+    def _task_id(self, session: Session, name: str, kind: str, spec: dict[str, Any]) -> int:
+        row = session.scalar(select(TaskRow).where(TaskRow.name == name))
+        if row is None:
+            row = TaskRow(name=name, kind=kind, spec=spec)
+            session.add(row)
+            session.flush()
+        elif spec:
+            row.spec, row.kind = spec, kind
+        return row.id
+
+    def create_eval_run(self, spec: EvalRunSpec) -> EvalRun:
+        with self._session() as session:
+            row = EvalRunRow(
+                run_uuid=str(uuid4()),
+                variant_id=self._variant_id(session, spec.variant),
+                task_id=self._task_id(session, spec.task, spec.task_kind, spec.task_spec),
+                variant_revision=spec.variant_revision,
+                weights_hash=spec.weights_hash,
+                dataset_hash=spec.dataset_hash,
+                prompt_template_hash=spec.prompt_template_hash,
+                scoring_mode=spec.scoring_mode,
+                shots=spec.shots,
+                seed=spec.seed,
+                engine=spec.engine,
+                engine_version=spec.engine_version,
+                code_version=spec.code_version,
+                config=spec.config,
+                status="running",
+            )
+            session.add(row)
+            session.flush()
+            return self._eval_run(session, row)
+
+    def find_eval_run(self, spec: EvalRunSpec) -> EvalRun | None:
+        """The latest run with the same reproducibility key (for resuming), if any."""
+        with self._session() as session:
+            row = session.scalar(
+                select(EvalRunRow)
+                .join(ModelVariantRow, EvalRunRow.variant_id == ModelVariantRow.id)
+                .join(TaskRow, EvalRunRow.task_id == TaskRow.id)
+                .where(
+                    ModelVariantRow.name == spec.variant,
+                    TaskRow.name == spec.task,
+                    EvalRunRow.dataset_hash == spec.dataset_hash,
+                    EvalRunRow.prompt_template_hash == spec.prompt_template_hash,
+                    EvalRunRow.scoring_mode == spec.scoring_mode,
+                    EvalRunRow.shots == spec.shots,
+                    EvalRunRow.seed == spec.seed,
+                    EvalRunRow.engine == spec.engine,
+                    EvalRunRow.weights_hash == spec.weights_hash,
+                )
+                .order_by(EvalRunRow.id.desc())
+            )
+            return self._eval_run(session, row) if row else None
+
+    def add_predictions(self, run_id: int, predictions: Iterable[Prediction]) -> int:
+        """Store per-item results; items already stored for this run are skipped (idempotent,
+        so a resumed run never duplicates). Returns how many were inserted."""
+        batch = list(predictions)
+        with self._session() as session:
+            stored = set(
+                session.scalars(
+                    select(PredictionRow.item_id).where(PredictionRow.eval_run_id == run_id)
+                )
+            )
+            fresh = {p.item_id: p for p in batch if p.item_id not in stored}
+            session.add_all(
+                PredictionRow(eval_run_id=run_id, **vars(prediction)) for prediction in fresh.values()
+            )
+        return len(fresh)
+
+    def stored_item_ids(self, run_id: int) -> set[str]:
+        with self._session() as session:
+            return set(
+                session.scalars(
+                    select(PredictionRow.item_id).where(PredictionRow.eval_run_id == run_id)
+                )
+            )
+
+    def predictions(self, run_id: int) -> list[Prediction]:
+        with self._session() as session:
+            rows = session.scalars(
+                select(PredictionRow)
+                .where(PredictionRow.eval_run_id == run_id)
+                .order_by(PredictionRow.item_id)
+            )
+            return [
+                Prediction(**{name: getattr(row, name) for name in Prediction.__dataclass_fields__})
+                for row in rows
+            ]
+
+    def finish_eval_run(
+        self,
+        run_id: int,
+        metrics: Sequence[MetricValue],
+        *,
+        status: str = "completed",
+        items_per_s: float | None = None,
+        tokens_per_s: float | None = None,
+    ) -> EvalRun:
+        """Write the run's metrics and close it, in one transaction (no half-finished run)."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}")
+        with self._session() as session:
+            row = session.get_one(EvalRunRow, run_id)
+            for old in session.scalars(select(MetricRow).where(MetricRow.eval_run_id == run_id)):
+                session.delete(old)
+            session.flush()
+            session.add_all(MetricRow(eval_run_id=run_id, **vars(metric)) for metric in metrics)
+            row.status = status
+            row.n_items = session.scalar(
+                select(func.count()).select_from(PredictionRow).where(
+                    PredictionRow.eval_run_id == run_id
+                )
+            )
+            row.items_per_s, row.tokens_per_s = items_per_s, tokens_per_s
+            row.finished_at = utcnow()
+            session.flush()
+            return self._eval_run(session, row)
+
+    def metrics(self, run_id: int) -> list[MetricValue]:
+        with self._session() as session:
+            rows = session.scalars(
+                select(MetricRow).where(MetricRow.eval_run_id == run_id).order_by(MetricRow.name)
+            )
+            return [MetricValue(r.name, r.value, r.n, r.ci_low, r.ci_high) for r in rows]
+
+    @staticmethod
+    def _eval_run(session: Session, row: EvalRunRow) -> EvalRun:
+        variant = session.get_one(ModelVariantRow, row.variant_id).name
+        task = session.get_one(TaskRow, row.task_id).name
+        return EvalRun(
+            row.id, row.run_uuid, variant, task, row.scoring_mode, row.shots, row.seed,
+            row.engine, row.status, row.n_items, row.created_at, row.finished_at,
+        )
+
+    def leaderboard(self, metric: str, *, include_reference: bool = True) -> list[LeaderboardRow]:
+        """Latest completed run per (variant, task, scoring mode, shots) for `metric`, then the
+        published results for it, marked by their source."""
+        latest = (
+            select(func.max(EvalRunRow.id).label("run_id"))
+            .where(EvalRunRow.status == "completed")
+            .group_by(
+                EvalRunRow.variant_id, EvalRunRow.task_id, EvalRunRow.scoring_mode, EvalRunRow.shots
+            )
+            .subquery()
+        )
+        query = (
+            select(MetricRow, EvalRunRow, ModelVariantRow.name, ModelFamilyRow.name, TaskRow.name)
+            .join(latest, latest.c.run_id == MetricRow.eval_run_id)
+            .join(EvalRunRow, EvalRunRow.id == MetricRow.eval_run_id)
+            .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
+            .join(ModelFamilyRow, ModelFamilyRow.id == ModelVariantRow.family_id)
+            .join(TaskRow, TaskRow.id == EvalRunRow.task_id)
+            .where(MetricRow.name == metric)
+        )
+        with self._session() as session:
+            rows = [
+                LeaderboardRow(variant, family, task, m.name, m.value, m.ci_low, m.ci_high, m.n,
+                               run.scoring_mode, run.shots, "measured")
+                for m, run, variant, family, task in session.execute(query)
+            ]
+            if include_reference:
+                published = session.execute(
+                    select(ReferenceResultRow, ModelVariantRow.name, ModelFamilyRow.name)
+                    .join(ModelVariantRow, ModelVariantRow.id == ReferenceResultRow.variant_id)
+                    .join(ModelFamilyRow, ModelFamilyRow.id == ModelVariantRow.family_id)
+                    .where(ReferenceResultRow.metric == metric)
+                )
+                rows += [
+                    LeaderboardRow(variant, family, ref.task, ref.metric, ref.value, None, None,
+                                   0, ref.setting, ref.shots or 0, ref.source)
+                    for ref, variant, family in published
+                ]
+        return sorted(rows, key=lambda r: (r.task, r.source != "measured", -r.value))
+
+    # ------------------------------------------------------------------------------ training
+
+    def create_training_run(
+        self,
+        *,
+        kind: str,
+        recipe_name: str,
+        recipe_hash: str,
+        base_variant: str,
+        config: dict[str, Any],
+        world_size: int,
+        hardware: str | None = None,
+        data_mix: dict[str, Any] | None = None,
+    ) -> TrainingRun:
+        with self._session() as session:
+            row = TrainingRunRow(
+                run_uuid=str(uuid4()), kind=kind, recipe_name=recipe_name,
+                recipe_hash=recipe_hash, base_variant_id=self._variant_id(session, base_variant),
+                status="running", config=config, hardware=hardware, world_size=world_size,
+                tokens_seen=0, data_mix=data_mix,
+            )
+            session.add(row)
+            session.flush()
+            return self._training_run(session, row)
+
+    def add_training_steps(self, run_id: int, steps: Iterable[TrainingStep]) -> int:
+        """Record step metrics; a step already recorded (replayed after a resume) is skipped."""
+        batch = list(steps)
+        with self._session() as session:
+            stored = set(
+                session.scalars(
+                    select(TrainingStepRow.step).where(TrainingStepRow.training_run_id == run_id)
+                )
+            )
+            fresh = {s.step: s for s in batch if s.step not in stored}
+            session.add_all(
+                TrainingStepRow(training_run_id=run_id, **vars(step)) for step in fresh.values()
+            )
+            if fresh:
+                row = session.get_one(TrainingRunRow, run_id)
+                seen = [s.tokens_seen for s in fresh.values() if s.tokens_seen is not None]
+                row.tokens_seen = max([row.tokens_seen, *seen])
+        return len(fresh)
+
+    def training_steps(self, run_id: int) -> list[TrainingStep]:
+        with self._session() as session:
+            rows = session.scalars(
+                select(TrainingStepRow)
+                .where(TrainingStepRow.training_run_id == run_id)
+                .order_by(TrainingStepRow.step)
+            )
+            return [
+                TrainingStep(r.step, r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.mfu, r.tokens_seen)
+                for r in rows
+            ]
+
+    def finish_training_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        output_variant: str | None = None,
+        error: str | None = None,
+    ) -> TrainingRun:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}")
+        with self._session() as session:
+            row = session.get_one(TrainingRunRow, run_id)
+            row.status = status
+            row.error = error
+            row.ended_at = utcnow()
+            row.wall_seconds = (row.ended_at - row.started_at).total_seconds()
+            if output_variant is not None:
+                variant_id = self._variant_id(session, output_variant)
+                row.output_variant_id = variant_id
+                session.get_one(ModelVariantRow, variant_id).produced_by_run_id = run_id
+            session.flush()
+            return self._training_run(session, row)
+
+    @staticmethod
+    def _training_run(session: Session, row: TrainingRunRow) -> TrainingRun:
+        base = session.get_one(ModelVariantRow, row.base_variant_id).name
+        output = (
+            session.get_one(ModelVariantRow, row.output_variant_id).name
+            if row.output_variant_id
+            else None
+        )
+        return TrainingRun(
+            row.id, row.run_uuid, row.kind, row.recipe_name, base, output, row.status,
+            row.tokens_seen, row.started_at, row.ended_at,
+        )

@@ -1,0 +1,152 @@
+"""Read-only SQL over the store, for the CLI and the dashboard.
+
+Three guards, so no single mistake can write: (1) only one statement, starting with SELECT,
+WITH, VALUES, EXPLAIN or a read-only PRAGMA; (2) for SQLite files, a connection opened with
+`mode=ro` plus `PRAGMA query_only`, and an authorizer that denies every action except reading;
+(3) for other databases, a READ ONLY transaction that is always rolled back.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from medarena.store.database import StoreError, make_engine, sqlite_path
+
+ALLOWED_FIRST_WORDS = {"select", "with", "values", "explain", "pragma"}
+# PRAGMAs that only report; everything else (journal_mode=, wal_checkpoint, optimize...) may write
+READ_ONLY_PRAGMAS = {
+    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+    "foreign_key_list", "database_list", "collation_list", "function_list", "pragma_list",
+    "compile_options", "module_list",
+}
+DENIED_FUNCTIONS = {"load_extension", "writefile", "edit"}
+
+
+class WriteRefused(Exception):
+    """The statement could change the database; it was not run."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
+
+
+def _strip_comments_and_strings(sql: str) -> str:
+    sql = re.sub(r"--[^\n]*", " ", sql)
+    sql = re.sub(r"/\*.*?\*/", " ", sql, flags=re.S)
+    return re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", "''", sql)
+
+
+def check_statement(sql: str) -> None:
+    """Refuse anything but one reading statement, before any connection is opened."""
+    bare = _strip_comments_and_strings(sql).strip()
+    statements = [part for part in bare.split(";") if part.strip()]
+    if not statements:
+        raise WriteRefused("empty query")
+    if len(statements) > 1:
+        raise WriteRefused("one statement at a time: the query contains several")
+    first = statements[0].split(None, 1)[0].lower()
+    if first not in ALLOWED_FIRST_WORDS:
+        raise WriteRefused(
+            f"{first.upper()} statements are refused: queries are read-only "
+            f"(allowed: {', '.join(sorted(w.upper() for w in ALLOWED_FIRST_WORDS))})"
+        )
+    if first == "pragma":
+        match = re.match(r"pragma\s+(?:\w+\.)?(\w+)\s*(=|\()?", statements[0], flags=re.I)
+        name = match.group(1).lower() if match else ""
+        if name not in READ_ONLY_PRAGMAS or (match and match.group(2) == "="):
+            raise WriteRefused(
+                f"PRAGMA {name} is refused: only reporting pragmas are allowed "
+                f"({', '.join(sorted(READ_ONLY_PRAGMAS))})"
+            )
+
+
+class _Authorizer:
+    """sqlite3 authorizer that allows reading only, remembering what it denied and why."""
+
+    def __init__(self) -> None:
+        self.denied: str | None = None
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+        if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE):
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() not in DENIED_FUNCTIONS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in READ_ONLY_PRAGMAS:
+            return sqlite3.SQLITE_OK
+        self.denied = _ACTION_NAMES.get(action, f"action {action}") + (f" {arg1}" if arg1 else "")
+        return sqlite3.SQLITE_DENY
+
+
+_ACTION_NAMES = {
+    getattr(sqlite3, name): name.removeprefix("SQLITE_")
+    for name in dir(sqlite3)
+    if name.startswith("SQLITE_") and isinstance(getattr(sqlite3, name), int)
+    and name not in {"SQLITE_OK", "SQLITE_DENY", "SQLITE_IGNORE"}
+    and not name.startswith(("SQLITE_LIMIT", "SQLITE_DBCONFIG"))
+}
+
+
+def run_readonly_query(url: str, sql: str, *, max_rows: int | None = 10_000) -> QueryResult:
+    """Run one read-only statement and return its rows (at most `max_rows`)."""
+    check_statement(sql)
+    path = sqlite_path(url)
+    if path is not None:
+        return _sqlite_query(path, sql, max_rows)
+    if make_url(url).get_backend_name() == "sqlite":
+        raise StoreError("read-only queries need a SQLite file, not an in-memory database")
+    return _generic_query(url, sql, max_rows)
+
+
+def _sqlite_query(path: Any, sql: str, max_rows: int | None) -> QueryResult:
+    if not path.is_file():
+        raise StoreError(f"database file {path} does not exist")
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        connection.execute("PRAGMA query_only = ON")
+        authorizer = _Authorizer()
+        connection.set_authorizer(authorizer)
+        try:
+            cursor = connection.execute(sql)
+            rows = cursor.fetchmany(max_rows + 1) if max_rows is not None else cursor.fetchall()
+        except sqlite3.DatabaseError as exc:
+            if authorizer.denied or "readonly" in str(exc) or "not authorized" in str(exc):
+                raise WriteRefused(
+                    f"refused: the query tried {authorizer.denied or 'to write'}; "
+                    "queries are read-only"
+                ) from exc
+            raise StoreError(f"query failed: {exc}") from exc
+        columns = [column[0] for column in cursor.description or []]
+    finally:
+        connection.close()
+    return _result(columns, rows, max_rows)
+
+
+def _generic_query(url: str, sql: str, max_rows: int | None) -> QueryResult:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            if engine.dialect.name in {"postgresql", "mysql", "mariadb"}:
+                connection.execute(text("SET TRANSACTION READ ONLY"))
+            try:
+                result = connection.exec_driver_sql(sql)
+                columns = list(result.keys())
+                rows = result.fetchmany(max_rows + 1) if max_rows is not None else result.fetchall()
+            finally:
+                connection.rollback()
+    finally:
+        engine.dispose()
+    return _result(columns, [tuple(row) for row in rows], max_rows)
+
+
+def _result(columns: list[str], rows: list, max_rows: int | None) -> QueryResult:
+    truncated = max_rows is not None and len(rows) > max_rows
+    return QueryResult(columns, list(rows[:max_rows] if truncated else rows), truncated)
