@@ -1,0 +1,41 @@
+"""Shared fixtures: a private copy of the workspace, a fresh database, the tiny model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a developer's own settings must not leak into the tests
+    monkeypatch.delenv("MEDARENA_WORKSPACE", raising=False)
+    monkeypatch.delenv("MEDARENA_DB_URL", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A writable copy of the shipped models/ folder."""
+    root = tmp_path / "ws"
+    shutil.copytree(REPO / "models", root / "models")
+    return root
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'results.db'}"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from medarena.tiny import build_tiny
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-medical-base"
+    build_tiny(out, seed=0)
+    return out

@@ -1,0 +1,193 @@
+"""The results store on real SQLite files: migrations, schema checks, the Store API."""
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from medarena.registry import load_registry
+from medarena.store import (
+    EvalRunSpec,
+    MetricValue,
+    Prediction,
+    SchemaBehind,
+    Store,
+    StoreError,
+    TrainingStep,
+)
+from medarena.store.database import (
+    current_revision,
+    downgrade,
+    head_revision,
+    make_engine,
+    resolve_url,
+    upgrade,
+)
+from medarena.store.models import Base
+
+
+def spec(variant="tiny-medical-base", task="medqa_4options", **overrides) -> EvalRunSpec:
+    fields = dict(
+        variant=variant, task=task, task_kind="multiple_choice", dataset_hash="d" * 64,
+        prompt_template_hash="p" * 64, scoring_mode="loglik", shots=0, seed=1234, engine="hf",
+        engine_version="transformers 5.19.0", code_version="0.1.0",
+    )
+    return EvalRunSpec(**{**fields, **overrides})
+
+
+@pytest.fixture
+def store(db_url: str, workspace: Path) -> Store:
+    store = Store(db_url)
+    store.sync_registry(load_registry(workspace))
+    yield store
+    store.close()
+
+
+def test_migrated_schema_equals_the_models(db_url: str):
+    engine = make_engine(db_url)
+    upgrade(engine)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    downgrade(engine, "base")
+    assert current_revision(engine) is None
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+
+
+def test_sqlite_settings(store: Store):
+    with store.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+
+
+def test_foreign_keys_are_enforced(store: Store):
+    with pytest.raises(IntegrityError):
+        store.add_predictions(999, [Prediction("q1", "h", "A")])
+
+
+def test_older_schema_is_refused_until_upgraded(db_url: str, workspace: Path):
+    engine = make_engine(db_url)
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO tasks (name, kind, spec) VALUES ('kept', 'multiple_choice', '{}')"
+        ))
+    with pytest.raises(SchemaBehind, match=r"older schema \(revision 0001.*medarena db upgrade"):
+        Store(db_url)
+    upgrade(engine)
+    with Store(db_url) as store, store.engine.connect() as connection:
+        assert connection.execute(text("SELECT name FROM tasks")).scalar() == "kept"
+
+
+def test_not_a_database_is_a_clear_error_and_is_left_alone(tmp_path: Path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are my notes, not a database\n" * 200)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(StoreError, match="cannot be read as a database"):
+        Store(f"sqlite:///{path}")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_foreign_sqlite_database_is_not_adopted(tmp_path: Path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE mine (x INTEGER)")
+    with pytest.raises(StoreError, match="not a medarena database"):
+        Store(f"sqlite:///{path}")
+
+
+def test_resolve_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    assert resolve_url("postgresql://u@h/db", None) == "postgresql://u@h/db"
+    assert resolve_url(str(tmp_path / "x.db"), None) == f"sqlite:///{tmp_path / 'x.db'}"
+    assert resolve_url(None, tmp_path) == f"sqlite:///{tmp_path / 'medarena.db'}"
+    monkeypatch.setenv("MEDARENA_DB_URL", "sqlite:////elsewhere.db")
+    assert resolve_url(None, tmp_path) == "sqlite:////elsewhere.db"
+
+
+def test_registry_sync_is_idempotent_and_keeps_retired_variants(store: Store, workspace: Path):
+    registry = load_registry(workspace)
+    first = store.sync_registry(registry)
+    second = store.sync_registry(registry)
+    assert (first.families, first.variants) == (second.families, second.variants)
+    assert first.variants == len(registry.variants)
+    with store.engine.connect() as connection:
+        count = connection.execute(text("SELECT count(*) FROM model_variants")).scalar()
+    assert count == len(registry.variants)
+
+    run = store.create_eval_run(spec())
+    (workspace / "models" / "tiny-medical.yaml").unlink()
+    report = store.sync_registry(load_registry(workspace))
+    assert report.retired_variants == ["tiny-medical-base"]
+    with store.engine.connect() as connection:
+        in_registry = connection.execute(
+            text("SELECT in_registry FROM model_variants WHERE name = 'tiny-medical-base'")
+        ).scalar()
+    assert in_registry == 0
+    assert store.predictions(run.id) == []  # the run and its variant row survive
+
+
+def test_eval_run_lifecycle_and_resume(store: Store):
+    run = store.create_eval_run(spec())
+    assert run.status == "running" and run.variant == "tiny-medical-base"
+    first = [Prediction(f"q{i}", f"h{i}", "A", parsed_answer="A", correct=i % 2 == 0)
+             for i in range(5)]
+    assert store.add_predictions(run.id, first) == 5
+    # a resumed run re-sends items it already stored: nothing is duplicated
+    again = [*first[3:], Prediction("q5", "h5", "B", parsed_answer="C", correct=False)]
+    assert store.add_predictions(run.id, again) == 1
+    assert store.stored_item_ids(run.id) == {f"q{i}" for i in range(6)}
+    assert store.find_eval_run(spec()).id == run.id
+    assert store.find_eval_run(spec(seed=7)) is None
+
+    done = store.finish_eval_run(
+        run.id, [MetricValue("acc", 0.5, 6, 0.1, 0.9)], items_per_s=12.0, tokens_per_s=900.0
+    )
+    assert (done.status, done.n_items) == ("completed", 6)
+    assert store.metrics(run.id) == [MetricValue("acc", 0.5, 6, 0.1, 0.9)]
+    stored = store.predictions(run.id)
+    assert [p.item_id for p in stored] == [f"q{i}" for i in range(6)]
+    assert stored[5].parsed_answer == "C" and stored[5].correct is False
+
+
+def test_leaderboard_uses_the_latest_run_and_marks_published_results(store: Store):
+    old = store.create_eval_run(spec())
+    store.finish_eval_run(old.id, [MetricValue("acc", 0.25, 40)])
+    new = store.create_eval_run(spec())
+    store.finish_eval_run(new.id, [MetricValue("acc", 0.40, 40, 0.3, 0.5)])
+    unfinished = store.create_eval_run(spec())
+    assert unfinished.status == "running"
+    rows = store.leaderboard("acc")
+    measured = [row for row in rows if row.source == "measured"]
+    assert [(r.variant, r.task, r.value) for r in measured] == [
+        ("tiny-medical-base", "medqa_4options", 0.40)
+    ]
+    assert measured[0].ci_low == 0.3
+
+
+def test_training_run_records_steps_once_and_links_its_output(store: Store, workspace: Path):
+    run = store.create_training_run(
+        kind="pretrain", recipe_name="tiny-demo", recipe_hash="r" * 64,
+        base_variant="tiny-medical-base", config={"zero_stage": 2}, world_size=2,
+    )
+    steps = [TrainingStep(step, 5.0 - step * 0.1, 1e-3, tokens_seen=step * 4096)
+             for step in range(1, 6)]
+    assert store.add_training_steps(run.id, steps) == 5
+    assert store.add_training_steps(run.id, steps[3:]) == 0  # replayed after a resume
+    assert [s.step for s in store.training_steps(run.id)] == [1, 2, 3, 4, 5]
+    finished = store.finish_training_run(run.id, status="completed",
+                                         output_variant="tiny-medical-base")
+    assert finished.tokens_seen == 5 * 4096
+    assert finished.output_variant == "tiny-medical-base" and finished.status == "completed"
+    with pytest.raises(ValueError, match="status must be one of"):
+        store.finish_training_run(run.id, status="done")
+
+
+def test_unknown_variant_in_a_run_is_a_clear_error(store: Store):
+    with pytest.raises(KeyError, match="variant 'nope' is not in the store"):
+        store.create_eval_run(spec(variant="nope"))
