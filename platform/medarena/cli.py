@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,8 +41,10 @@ app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(tiny_app, name="tiny")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# wide tables when piped (rich assumes 80 columns without a terminal); $COLUMNS still wins
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
+out = Console(soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
 
 EXIT_FAILED = 1  # something went wrong while working
 EXIT_REFUSED = 2  # bad input or a refused request: nothing was changed
@@ -118,7 +121,11 @@ def models_ls(
 ) -> None:
     """List model families and their variants."""
     registry: Registry = ctx.obj.registry()
-    families = [registry.family(family)] if family else list(registry.families.values())
+    families = (
+        [registry.family(family)]
+        if family
+        else [registry.families[name] for name in sorted(registry.families)]
+    )
     if as_json:
         data = [f.model_dump(mode="json", exclude_none=True) for f in families]
         out.print_json(json.dumps(data))
@@ -130,19 +137,24 @@ def models_ls(
         table.add_column(column)
     for fam in families:
         for index, variant in enumerate(fam.variants):
-            quant = variant.quantization
             table.add_row(
                 fam.name if index == 0 else "",
                 variant.name,
                 _params(variant.params_b),
                 str(variant.context_length),
-                f"{quant.method} {quant.bits}-bit" + (f" {quant.scheme}" if quant.scheme else "")
-                if quant else "-",
+                _quantization(variant.quantization),
                 variant.chat_template or "-",
                 "gated" if variant.gated else "open",
                 _source(variant),
             )
     out.print(table)
+
+
+def _quantization(quant: Any) -> str:
+    if quant is None:
+        return "-"
+    detail = quant.scheme or (f"g{quant.group_size}" if quant.group_size else "")
+    return f"{quant.method} {quant.bits}-bit {detail}".strip()
 
 
 def _params(params_b: float) -> str:

@@ -120,7 +120,7 @@ def build_tiny(
     corpus = corpus or default_corpus()
     corpus_sha = _sha256_file(corpus)
     existing = read_manifest(out)
-    if existing and not force and _matches(existing, seed, corpus_sha, shape, chat_template):
+    if existing and not force and _matches(out, existing, seed, corpus_sha, shape, chat_template):
         return existing
 
     import torch
@@ -183,9 +183,14 @@ def read_manifest(out_dir: Path) -> TinyBuild | None:
 
 
 def _matches(
-    build: TinyBuild, seed: int, corpus_sha: str, shape: TinyShape, chat_template: str | None
+    out: Path,
+    build: TinyBuild,
+    seed: int,
+    corpus_sha: str,
+    shape: TinyShape,
+    chat_template: str | None,
 ) -> bool:
-    data = json.loads((Path(build.path) / MANIFEST).read_text())
+    data = json.loads((out / MANIFEST).read_text())
     return (
         build.seed == seed
         and build.corpus_sha256 == corpus_sha

@@ -31,7 +31,8 @@ EXPECTED = {
     "llama-2": "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nDose? [/INST] 500 mg. </s>"
     "<s>[INST] Route? [/INST]",
     "mistral-instruct": "<s>[INST] Dose? [/INST]500 mg.</s>[INST] Route? [/INST]",
-    "me-llama": "Be brief.\n\nHuman: Dose?\nAssistant: 500 mg.</s>\nHuman: Route?\nAssistant:",
+    "me-llama": "Be brief.\n\nHuman: \nDose?\n\nAssistant: \n500 mg.</s>\n\nHuman: \nRoute?\n\n"
+    "Assistant: \n",
     "zephyr": "<|system|>\nBe brief.</s>\n<|user|>\nDose?</s>\n<|assistant|>\n500 mg.</s>\n"
     "<|user|>\nRoute?</s>\n<|assistant|>\n",
     "med42": "<|system|>: Be brief.\n<|prompter|>:Dose?\n<|assistant|>:500 mg.</s>\n"

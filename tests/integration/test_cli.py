@@ -1,0 +1,151 @@
+"""The `medarena` command, as a user runs it: exit codes, messages, files left behind."""
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medarena.cli import app
+from medarena.store.database import make_engine, upgrade
+
+runner = CliRunner()
+
+
+def medarena(workspace: Path, *args: str):
+    return runner.invoke(app, ["--workspace", str(workspace), *args])
+
+
+def test_help_and_models_ls_do_not_import_torch(workspace: Path):
+    code = (
+        "import sys\n"
+        "from medarena.cli import app\n"
+        f"sys.argv = ['medarena', '--workspace', {str(workspace)!r}, 'models', 'ls']\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "heavy = [m for m in ('torch', 'transformers', 'deepspeed', 'vllm') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert "HEAVY []" in result.stdout
+    assert "tiny-medical-base" in result.stdout
+
+
+def test_models_ls_and_show(workspace: Path):
+    listing = medarena(workspace, "models", "ls", "--json")
+    assert listing.exit_code == 0, listing.output
+    families = json.loads(listing.stdout)
+    assert "tiny-medical" in {family["name"] for family in families}
+    shown = medarena(workspace, "models", "show", "tiny-medical-base")
+    data = json.loads(shown.stdout)
+    assert data["family"] == "tiny-medical"
+    assert data["lineage"] == ["tiny-medical-base"]
+    missing = medarena(workspace, "models", "show", "gpt-9")
+    assert missing.exit_code == 2
+    assert "unknown model variant 'gpt-9'; known:" in missing.stderr
+
+
+def test_validate_reports_located_problems(workspace: Path):
+    assert medarena(workspace, "validate").exit_code == 0
+    (workspace / "models" / "bad.yaml").write_text("name: bad\nvariants:\n  - {name: x\n")
+    result = medarena(workspace, "validate")
+    assert result.exit_code == 2
+    assert "models/bad.yaml:" in result.stderr and "malformed YAML" in result.stderr
+
+
+def test_missing_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["models", "ls"])
+    assert result.exit_code == 2
+    assert "no medarena workspace" in result.stderr
+
+
+ADD = ["models", "add", "--name", "new-med", "--developer", "a lab", "--license", "mit",
+       "--variant", "new-med-7b", "--params-b", "7", "--context-length", "4096",
+       "--hub-id", "lab/new-med-7b", "--chat-template", "chatml", "--instruction-tuned"]
+
+
+def test_add_from_flags_then_duplicate_is_refused(workspace: Path):
+    added = medarena(workspace, *ADD)
+    assert added.exit_code == 0, added.output
+    card = workspace / "models" / "new-med.yaml"
+    assert "repo_id: lab/new-med-7b" in card.read_text()
+    before = card.read_bytes()
+    again = medarena(workspace, *ADD)
+    assert again.exit_code == 2
+    assert "family 'new-med' already exists" in again.stderr
+    assert card.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--params-b", "-7", "--params-b: Input should be greater than 0"),
+        ("--chat-template", "nope", "unknown chat template 'nope'"),
+        ("--name", "Bad Name", "--name: String should match pattern"),
+    ],
+)
+def test_add_with_bad_flags_writes_nothing(workspace: Path, flag: str, value: str, message: str):
+    args = list(ADD)
+    args[args.index(flag) + 1] = value
+    listing = sorted(p.name for p in (workspace / "models").iterdir())
+    result = medarena(workspace, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert sorted(p.name for p in (workspace / "models").iterdir()) == listing
+
+
+def test_add_from_a_malformed_file_names_the_line(workspace: Path, tmp_path: Path):
+    card = tmp_path / "card.yaml"
+    card.write_text("name: x\ndisplay_name: X\ndeveloper: d\nlicense: mit\nvariants:\n"
+                    "  - name: x-1\n    params_b: [1\n")
+    result = medarena(workspace, "models", "add", "--file", str(card))
+    assert result.exit_code == 2
+    assert f"{card}:" in result.stderr and "malformed YAML" in result.stderr
+    assert not (workspace / "models" / "x.yaml").exists()
+
+
+def test_query_formats_and_refused_write(workspace: Path, tmp_path: Path):
+    db = tmp_path / "q.db"
+    assert medarena(workspace, "--db", str(db), "models", "sync").exit_code == 0
+    sql = "SELECT name, context_length FROM model_variants WHERE name = 'tiny-medical-base'"
+    as_json = medarena(workspace, "--db", str(db), "query", sql, "--format", "json")
+    assert json.loads(as_json.stdout) == [{"name": "tiny-medical-base", "context_length": 2048}]
+    as_csv = medarena(workspace, "--db", str(db), "query", sql, "--format", "csv")
+    assert as_csv.stdout.splitlines() == ["name,context_length", "tiny-medical-base,2048"]
+
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    refused = medarena(workspace, "--db", str(db), "query", "DELETE FROM model_variants")
+    assert refused.exit_code == 2
+    assert "DELETE statements are refused" in refused.stderr
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+def test_db_with_older_schema_says_how_to_upgrade(workspace: Path, tmp_path: Path):
+    db = tmp_path / "old.db"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine, "0001")
+    engine.dispose()
+    behind = medarena(workspace, "--db", str(db), "models", "sync")
+    assert behind.exit_code == 1
+    assert "older schema" in behind.stderr and "medarena db upgrade" in behind.stderr
+    upgraded = medarena(workspace, "--db", str(db), "db", "upgrade")
+    assert upgraded.exit_code == 0 and "0001 -> 0002" in upgraded.stdout
+    assert medarena(workspace, "--db", str(db), "models", "sync").exit_code == 0
+
+
+def test_demo_builds_registers_and_reuses(workspace: Path):
+    first = medarena(workspace, "demo")
+    assert first.exit_code == 0, first.output
+    built = workspace / ".medarena" / "models" / "tiny-medical-base" / "model.safetensors"
+    stamp = built.stat().st_mtime_ns
+    second = medarena(workspace, "demo")
+    assert second.exit_code == 0
+    assert built.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert "tiny-medical-base" in second.stdout
+    count = medarena(workspace, "query", "SELECT count(*) AS n FROM model_variants",
+                     "--format", "json")
+    assert json.loads(count.stdout)[0]["n"] >= 1
