@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medarena.errors import StoreError, WriteRefused
 from medarena.registry import (
     Registry,
     UnknownName,
@@ -80,8 +81,6 @@ def reports_errors(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from medarena.store import StoreError, WriteRefused
-
         try:
             return command(*args, **kwargs)
         except (ProblemsError, WorkspaceNotFound, UnknownName, WriteRefused) as exc:
@@ -98,11 +97,16 @@ def reports_errors(command: F) -> F:
 def main(
     ctx: typer.Context,
     workspace: str | None = typer.Option(
-        None, "--workspace", "-w", envvar="MEDARENA_WORKSPACE",
+        None,
+        "--workspace",
+        "-w",
+        envvar="MEDARENA_WORKSPACE",
         help="Workspace folder (holds models/); default: found upwards from the current folder.",
     ),
     db: str | None = typer.Option(
-        None, "--db", envvar="MEDARENA_DB_URL",
+        None,
+        "--db",
+        envvar="MEDARENA_DB_URL",
         help="SQLAlchemy URL or SQLite file; default: <workspace>/.medarena/medarena.db.",
     ),
 ) -> None:
@@ -130,10 +134,19 @@ def models_ls(
         data = [f.model_dump(mode="json", exclude_none=True) for f in families]
         out.print_json(json.dumps(data))
         return
-    table = Table(title=f"{len(families)} model families, "
-                        f"{sum(len(f.variants) for f in families)} variants")
-    for column in ("family", "variant", "params", "context", "quantization", "template",
-                   "access", "source"):
+    table = Table(
+        title=f"{len(families)} model families, {sum(len(f.variants) for f in families)} variants"
+    )
+    for column in (
+        "family",
+        "variant",
+        "params",
+        "context",
+        "quantization",
+        "template",
+        "access",
+        "source",
+    ):
         table.add_column(column)
     for fam in families:
         for index, variant in enumerate(fam.variants):
@@ -211,13 +224,21 @@ def models_validate(ctx: typer.Context) -> None:
 
 # flag name -> field path in the card, so errors about flags name the flag
 _ADD_FLAGS = {
-    "name": "--name", "display_name": "--display-name", "developer": "--developer",
-    "license": "--license", "paper": "--paper", "continued_from": "--continued-from",
-    "variants[0].name": "--variant", "variants[0].params_b": "--params-b",
+    "name": "--name",
+    "display_name": "--display-name",
+    "developer": "--developer",
+    "license": "--license",
+    "paper": "--paper",
+    "continued_from": "--continued-from",
+    "variants[0].name": "--variant",
+    "variants[0].params_b": "--params-b",
     "variants[0].context_length": "--context-length",
-    "variants[0].architecture": "--architecture", "variants[0].dtype": "--dtype",
-    "variants[0].chat_template": "--chat-template", "variants[0].parent": "--parent",
-    "variants[0].source.repo_id": "--hub-id", "variants[0].source.revision": "--revision",
+    "variants[0].architecture": "--architecture",
+    "variants[0].dtype": "--dtype",
+    "variants[0].chat_template": "--chat-template",
+    "variants[0].parent": "--parent",
+    "variants[0].source.repo_id": "--hub-id",
+    "variants[0].source.revision": "--revision",
     "variants[0].source.path": "--local-path",
 }
 
@@ -252,10 +273,7 @@ def models_add(
     parent) and written to models/<family>.yaml atomically; on any error nothing is written.
     """
     registry: Registry = ctx.obj.registry()
-    if file is not None:
-        family = load_family_file(file)
-    else:
-        family = _family_from_flags(locals())
+    family = load_family_file(file) if file is not None else _family_from_flags(locals())
     path = add_family(registry, family)
     out.print(f"added family {family.name!r} with {len(family.variants)} variant(s): {path}")
 
@@ -324,8 +342,11 @@ def validate(ctx: typer.Context) -> None:
 
 
 @app.command("schema")
-def schema(kind: str = typer.Argument("model-family", help="model-family, chat-template, "
-                                      "hardware-profile or reference-results")) -> None:
+def schema(
+    kind: str = typer.Argument(
+        "model-family", help="model-family, chat-template, hardware-profile or reference-results"
+    ),
+) -> None:
     """Print the JSON Schema of a YAML kind (for editors and docs)."""
     from medarena.schemas import json_schemas
 
@@ -423,21 +444,36 @@ def tiny_build(
 
 
 def _build_embedded(registry: Registry, name: str, *, force: bool = False) -> Any:
+    from transformers.utils import logging as hf_logging
+
     from medarena.tiny import build_tiny
+
+    hf_logging.disable_progress_bar()  # a 1 MB save needs no progress bar in the demo output
 
     entry = registry.variant(name)
     source = entry.variant.source
     if source.kind != "embedded":
         raise ProblemsError(
-            [Problem(registry.files[f"families:{entry.family.name}"], None, "source",
-                     f"variant {name!r} is not embedded (source kind {source.kind!r})")]
+            [
+                Problem(
+                    registry.files[f"families:{entry.family.name}"],
+                    None,
+                    "source",
+                    f"variant {name!r} is not embedded (source kind {source.kind!r})",
+                )
+            ]
         )
     template = (
         registry.chat_template(entry.variant.chat_template).template
-        if entry.variant.chat_template else registry.chat_template("chatml").template
+        if entry.variant.chat_template
+        else registry.chat_template("chatml").template
     )
-    return build_tiny(registry.weights_location(entry.variant), seed=source.seed,
-                      chat_template=template, force=force)
+    return build_tiny(
+        registry.weights_location(entry.variant),
+        seed=source.seed,
+        chat_template=template,
+        force=force,
+    )
 
 
 # ----------------------------------------------------------------------------------- demo
@@ -450,18 +486,23 @@ def demo(ctx: typer.Context) -> None:
     registry. Run twice, it reuses what is already built."""
     registry: Registry = ctx.obj.registry()
     embedded = [
-        name for name, entry in registry.variants.items()
-        if entry.variant.source.kind == "embedded"
+        name for name, entry in registry.variants.items() if entry.variant.source.kind == "embedded"
     ]
     for name in embedded:
         build = _build_embedded(registry, name)
-        out.print(f"[1/3] tiny model {name}: {build.num_parameters:,} parameters, vocab "
-                  f"{build.vocab_size}, weights sha256 {build.weights_sha256[:12]} at {build.path}")
+        out.print(
+            f"[1/3] tiny model {name}: {build.num_parameters:,} parameters, vocab "
+            f"{build.vocab_size}, weights sha256 {build.weights_sha256[:12]} at {build.path}"
+        )
     with ctx.obj.store() as store:
         report = store.sync_registry(registry)
-    out.print(f"[2/3] database {ctx.obj.db_url()}: {report.families} families, "
-              f"{report.variants} variants, {report.reference_results} published results")
+    out.print(
+        f"[2/3] database {ctx.obj.db_url()}: {report.families} families, "
+        f"{report.variants} variants, {report.reference_results} published results"
+    )
     out.print("[3/3] the registry:")
     models_ls(ctx, family=None, as_json=False)
-    out.print('next: medarena query "SELECT name, params_b, context_length FROM model_variants '
-              'ORDER BY params_b DESC LIMIT 5"')
+    out.print(
+        'next: medarena query "SELECT name, params_b, context_length FROM model_variants '
+        'ORDER BY params_b DESC LIMIT 5"'
+    )

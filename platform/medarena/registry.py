@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -163,12 +164,37 @@ _KINDS: list[tuple[str, str, type[BaseModel]]] = [
 ]
 
 
+@dataclass(frozen=True)
+class _Declared:
+    """A family's variants as written: validated ones, or the raw mappings of a file that failed
+    validation (so its names still count and its references are still checked)."""
+
+    key: str
+    family: str
+    variants: list[dict[str, Any]]
+
+
+def _declared(registry: Registry) -> list[_Declared]:
+    return [
+        _Declared(f"families:{name}", name, [v.model_dump() for v in family.variants])
+        for name, family in registry.families.items()
+    ]
+
+
+def _raw_variants(document: YamlDocument) -> list[dict[str, Any]]:
+    variants = document.data.get("variants")
+    if not isinstance(variants, list):
+        return []
+    return [v if isinstance(v, dict) else {} for v in variants]
+
+
 def load_registry(workspace: str | Path | None = None) -> Registry:
     """Load and validate every YAML under models/; raise ProblemsError listing ALL problems."""
     root = find_workspace(workspace)
     registry = Registry(root=root)
     problems: list[Problem] = []
     documents: dict[str, YamlDocument] = {}
+    invalid_families: list[_Declared] = []
     for folder, attribute, schema in _KINDS:
         for path in sorted((registry.models_dir / folder).glob("*.yaml")):
             shown = str(path.relative_to(root))
@@ -179,23 +205,33 @@ def load_registry(workspace: str | Path | None = None) -> Registry:
             spec, found = document.validate(schema)
             problems += found
             if spec is None:
+                if attribute == "families":
+                    key = f"families:{path.stem}"
+                    documents[key], registry.files[key] = document, shown
+                    invalid_families.append(_Declared(key, path.stem, _raw_variants(document)))
                 continue
             key = path.stem if attribute == "references" else spec.name
             if attribute != "references" and spec.name != path.stem:
                 problems.append(
-                    Problem(shown, document.line_of(["name"]), "name",
-                            f"{spec.name!r} must match the file name {path.stem!r}")
+                    Problem(
+                        shown,
+                        document.line_of(["name"]),
+                        "name",
+                        f"{spec.name!r} must match the file name {path.stem!r}",
+                    )
                 )
             documents[f"{attribute}:{key}"] = document
             registry.files[f"{attribute}:{key}"] = shown
             getattr(registry, attribute)[key] = spec
-    problems += cross_check(registry, documents)
+    problems += cross_check(registry, documents, _declared(registry) + invalid_families)
     if problems:
         raise ProblemsError(problems, headline=f"registry at {root / 'models'} is invalid")
     return registry
 
 
-def cross_check(registry: Registry, documents: dict[str, YamlDocument]) -> list[Problem]:
+def cross_check(
+    registry: Registry, documents: dict[str, YamlDocument], declared: list[_Declared]
+) -> list[Problem]:
     """Checks that span files: unique variant names, known templates, parents and variants."""
     problems: list[Problem] = []
 
@@ -205,37 +241,48 @@ def cross_check(registry: Registry, documents: dict[str, YamlDocument]) -> list[
         problems.append(Problem(registry.files.get(key, key), line, field_path(loc), message))
 
     owner: dict[str, str] = {}
-    for family in registry.families.values():
-        key = f"families:{family.name}"
+    for family in declared:
+        for index, variant in enumerate(family.variants):
+            name = variant.get("name")
+            if isinstance(name, str) and name in owner:
+                report(
+                    family.key,
+                    ["variants", index, "name"],
+                    f"variant {name!r} is already defined by family {owner[name]!r}",
+                )
+            if isinstance(name, str):
+                owner.setdefault(name, family.family)
+    templates = ", ".join(sorted(registry.chat_templates))
+    for family in declared:
         for index, variant in enumerate(family.variants):
             loc: list[int | str] = ["variants", index]
-            if variant.name in owner:
-                report(key, [*loc, "name"],
-                       f"variant {variant.name!r} is already defined by family {owner[variant.name]!r}")
-            owner.setdefault(variant.name, family.name)
-            template = variant.chat_template
-            if template is not None and template not in registry.chat_templates:
-                report(key, [*loc, "chat_template"],
-                       f"unknown chat template {template!r}; known: "
-                       f"{', '.join(sorted(registry.chat_templates))}")
-            if variant.instruction_tuned and template is None:
-                report(key, [*loc, "chat_template"], "an instruction-tuned variant needs one")
-    for family in registry.families.values():
-        for index, variant in enumerate(family.variants):
-            if variant.parent is not None and variant.parent not in owner:
-                report(f"families:{family.name}", ["variants", index, "parent"],
-                       f"unknown parent variant {variant.parent!r}")
+            template, parent = variant.get("chat_template"), variant.get("parent")
+            if isinstance(template, str) and template not in registry.chat_templates:
+                report(
+                    family.key,
+                    [*loc, "chat_template"],
+                    f"unknown chat template {template!r}; known: {templates}",
+                )
+            if variant.get("instruction_tuned") is True and template is None:
+                report(
+                    family.key, [*loc, "chat_template"], "an instruction-tuned variant needs one"
+                )
+            if isinstance(parent, str) and parent not in owner:
+                report(family.key, [*loc, "parent"], f"unknown parent variant {parent!r}")
     for source_key, reference in registry.references.items():
         for index, result in enumerate(reference.results):
             if result.variant not in owner:
-                report(f"references:{source_key}", ["results", index, "variant"],
-                       f"unknown variant {result.variant!r}")
+                report(
+                    f"references:{source_key}",
+                    ["results", index, "variant"],
+                    f"unknown variant {result.variant!r}",
+                )
     return problems
 
 
 # ------------------------------------------------------------------------------------- adding
 
-CARD_HEADER = "# Model family card: validate with `medarena models validate`; list with `medarena models ls`.\n"
+CARD_HEADER = "# Model family card. Check: medarena models validate; list: medarena models ls\n"
 
 
 def add_family(registry: Registry, family: ModelFamily) -> Path:
@@ -264,7 +311,9 @@ def add_family(registry: Registry, family: ModelFamily) -> Path:
         files={**registry.files, f"families:{family.name}": shown},
     )
     if document is not None:
-        problems += cross_check(candidate, {f"families:{family.name}": document})
+        problems += cross_check(
+            candidate, {f"families:{family.name}": document}, _declared(candidate)
+        )
     problems = [problem for problem in problems if problem.file == shown]
     if problems:
         raise ProblemsError(problems, headline=f"family {family.name!r} not added")

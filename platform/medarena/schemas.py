@@ -159,7 +159,9 @@ class ChatTemplate(Spec):
         try:
             _JINJA.from_string(template)
         except jinja2.TemplateSyntaxError as exc:
-            raise ValueError(f"Jinja syntax error on template line {exc.lineno}: {exc.message}")
+            raise ValueError(
+                f"Jinja syntax error on template line {exc.lineno}: {exc.message}"
+            ) from None
         return template
 
     @model_validator(mode="after")

@@ -75,7 +75,9 @@ def train_tokenizer(corpus: Path, vocab_size: int, chat_template: str | None):
     )
     tokenizer.train([str(corpus)], trainer)
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tokenizer.token_to_id("<s>"))]
+        single="<s> $A",
+        pair="<s> $A <s> $B",
+        special_tokens=[("<s>", tokenizer.token_to_id("<s>"))],
     )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,

@@ -24,7 +24,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
 
 
 class ProblemsError(Exception):
@@ -102,12 +104,12 @@ def _duplicate_keys(node: yaml.Node | None, path: list[int | str], found: list) 
         seen: set[str] = set()
         for key, value in node.value:
             if key.value in seen:
-                found.append((path + [key.value], key.start_mark.line + 1))
+                found.append(([*path, key.value], key.start_mark.line + 1))
             seen.add(key.value)
-            _duplicate_keys(value, path + [key.value], found)
+            _duplicate_keys(value, [*path, key.value], found)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _duplicate_keys(item, path + [index], found)
+            _duplicate_keys(item, [*path, index], found)
 
 
 def parse_yaml(text: str, path: str) -> tuple[YamlDocument | None, list[Problem]]:

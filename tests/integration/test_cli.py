@@ -28,8 +28,9 @@ def test_help_and_models_ls_do_not_import_torch(workspace: Path):
         "heavy = [m for m in ('torch', 'transformers', 'deepspeed', 'vllm') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert "HEAVY []" in result.stdout
     assert "tiny-medical-base" in result.stdout
 
@@ -38,7 +39,9 @@ def test_models_ls_and_show(workspace: Path):
     listing = medarena(workspace, "models", "ls", "--json")
     assert listing.exit_code == 0, listing.output
     families = json.loads(listing.stdout)
+    assert len(families) >= 10
     assert "tiny-medical" in {family["name"] for family in families}
+    assert sum(len(family["variants"]) for family in families) >= 20
     shown = medarena(workspace, "models", "show", "tiny-medical-base")
     data = json.loads(shown.stdout)
     assert data["family"] == "tiny-medical"
@@ -63,9 +66,27 @@ def test_missing_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert "no medarena workspace" in result.stderr
 
 
-ADD = ["models", "add", "--name", "new-med", "--developer", "a lab", "--license", "mit",
-       "--variant", "new-med-7b", "--params-b", "7", "--context-length", "4096",
-       "--hub-id", "lab/new-med-7b", "--chat-template", "chatml", "--instruction-tuned"]
+ADD = [
+    "models",
+    "add",
+    "--name",
+    "new-med",
+    "--developer",
+    "a lab",
+    "--license",
+    "mit",
+    "--variant",
+    "new-med-7b",
+    "--params-b",
+    "7",
+    "--context-length",
+    "4096",
+    "--hub-id",
+    "lab/new-med-7b",
+    "--chat-template",
+    "chatml",
+    "--instruction-tuned",
+]
 
 
 def test_add_from_flags_then_duplicate_is_refused(workspace: Path):
@@ -100,8 +121,10 @@ def test_add_with_bad_flags_writes_nothing(workspace: Path, flag: str, value: st
 
 def test_add_from_a_malformed_file_names_the_line(workspace: Path, tmp_path: Path):
     card = tmp_path / "card.yaml"
-    card.write_text("name: x\ndisplay_name: X\ndeveloper: d\nlicense: mit\nvariants:\n"
-                    "  - name: x-1\n    params_b: [1\n")
+    card.write_text(
+        "name: x\ndisplay_name: X\ndeveloper: d\nlicense: mit\nvariants:\n"
+        "  - name: x-1\n    params_b: [1\n"
+    )
     result = medarena(workspace, "models", "add", "--file", str(card))
     assert result.exit_code == 2
     assert f"{card}:" in result.stderr and "malformed YAML" in result.stderr
@@ -146,6 +169,7 @@ def test_demo_builds_registers_and_reuses(workspace: Path):
     assert second.exit_code == 0
     assert built.stat().st_mtime_ns == stamp  # reused, not rebuilt
     assert "tiny-medical-base" in second.stdout
-    count = medarena(workspace, "query", "SELECT count(*) AS n FROM model_variants",
-                     "--format", "json")
+    count = medarena(
+        workspace, "query", "SELECT count(*) AS n FROM model_variants", "--format", "json"
+    )
     assert json.loads(count.stdout)[0]["n"] >= 1

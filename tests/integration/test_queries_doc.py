@@ -1,7 +1,6 @@
 """Every SQL block in docs/queries.md runs read-only on a seeded store and returns what it says."""
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -19,15 +18,28 @@ PRETRAINED_ANSWERS = ["A", "B", "C", "D", "B", "D"]  # correct on items 0-3
 
 
 def run_on(store: Store, variant: str, answers: list[str]) -> None:
-    run = store.create_eval_run(EvalRunSpec(
-        variant=variant, task="medqa_4options", task_kind="multiple_choice",
-        dataset_hash="d" * 64, prompt_template_hash="p" * 64, scoring_mode="loglik", shots=0,
-        seed=1234, engine="hf", engine_version="transformers", code_version="test",
-    ))
-    store.add_predictions(run.id, [
-        Prediction(f"item-{i}", f"h{i}", gold, parsed_answer=answer, correct=answer == gold)
-        for i, (gold, answer) in enumerate(zip(GOLD, answers, strict=True))
-    ])
+    run = store.create_eval_run(
+        EvalRunSpec(
+            variant=variant,
+            task="medqa_4options",
+            task_kind="multiple_choice",
+            dataset_hash="d" * 64,
+            prompt_template_hash="p" * 64,
+            scoring_mode="loglik",
+            shots=0,
+            seed=1234,
+            engine="hf",
+            engine_version="transformers",
+            code_version="test",
+        )
+    )
+    store.add_predictions(
+        run.id,
+        [
+            Prediction(f"item-{i}", f"h{i}", gold, parsed_answer=answer, correct=answer == gold)
+            for i, (gold, answer) in enumerate(zip(GOLD, answers, strict=True))
+        ],
+    )
     correct = sum(a == g for a, g in zip(answers, GOLD, strict=True))
     store.finish_eval_run(run.id, [MetricValue("acc", correct / len(GOLD), len(GOLD))])
 
@@ -38,23 +50,41 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     root = tmp_path_factory.mktemp("ws")
     shutil.copytree(REPO / "models", root / "models")
-    add_family(load_registry(root), ModelFamily.model_validate({
-        "name": "tiny-medical-ckpt", "display_name": "ckpt", "developer": "test",
-        "license": "apache-2.0",
-        "variants": [{"name": "tiny-medical-pretrained", "params_b": 0.000213,
-                      "source": {"kind": "embedded", "builder": "tiny", "seed": 1},
-                      "context_length": 2048, "parent": "tiny-medical-base"}],
-    }))
+    add_family(
+        load_registry(root),
+        ModelFamily.model_validate(
+            {
+                "name": "tiny-medical-ckpt",
+                "display_name": "ckpt",
+                "developer": "test",
+                "license": "apache-2.0",
+                "variants": [
+                    {
+                        "name": "tiny-medical-pretrained",
+                        "params_b": 0.000213,
+                        "source": {"kind": "embedded", "builder": "tiny", "seed": 1},
+                        "context_length": 2048,
+                        "parent": "tiny-medical-base",
+                    }
+                ],
+            }
+        ),
+    )
     url = f"sqlite:///{root / 'seeded.db'}"
     with Store(url) as store:
         store.sync_registry(load_registry(root))
         training = store.create_training_run(
-            kind="pretrain", recipe_name="tiny-demo", recipe_hash="r" * 64,
-            base_variant="tiny-medical-base", config={}, world_size=1,
+            kind="pretrain",
+            recipe_name="tiny-demo",
+            recipe_hash="r" * 64,
+            base_variant="tiny-medical-base",
+            config={},
+            world_size=1,
         )
         store.add_training_steps(training.id, [TrainingStep(s, 4.0 / s) for s in range(1, 4)])
-        store.finish_training_run(training.id, status="completed",
-                                  output_variant="tiny-medical-pretrained")
+        store.finish_training_run(
+            training.id, status="completed", output_variant="tiny-medical-pretrained"
+        )
         run_on(store, "tiny-medical-base", BASE_ANSWERS)
         run_on(store, "tiny-medical-pretrained", PRETRAINED_ANSWERS)
     return url
@@ -74,7 +104,8 @@ def test_leaderboard_query_ranks_the_seeded_runs(seeded: str):
     result = query(seeded, QUERIES[0])
     rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
     assert [(r["variant"], r["acc"]) for r in rows] == [
-        ("tiny-medical-pretrained", round(4 / 6, 4)), ("tiny-medical-base", 0.5)
+        ("tiny-medical-pretrained", round(4 / 6, 4)),
+        ("tiny-medical-base", 0.5),
     ]
 
 

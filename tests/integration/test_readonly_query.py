@@ -23,17 +23,21 @@ def digest(path: Path) -> str:
 
 
 def test_select_returns_rows(populated: Path):
-    result = run_readonly_query(f"sqlite:///{populated}",
-                                "SELECT name, params_b FROM model_variants ORDER BY name")
+    result = run_readonly_query(
+        f"sqlite:///{populated}", "SELECT name, params_b FROM model_variants ORDER BY name"
+    )
     assert result.columns == ["name", "params_b"]
     assert ("tiny-medical-base", 0.000213) in result.rows
     assert not result.truncated
 
 
 def test_max_rows_truncates(populated: Path):
-    result = run_readonly_query(f"sqlite:///{populated}",
-                                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
-                                "WHERE i < 50) SELECT i FROM n", max_rows=10)
+    result = run_readonly_query(
+        f"sqlite:///{populated}",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+        "WHERE i < 50) SELECT i FROM n",
+        max_rows=10,
+    )
     assert len(result.rows) == 10 and result.truncated
 
 
@@ -75,12 +79,15 @@ def test_writes_are_refused_and_the_file_is_untouched(populated: Path, sql: str)
     assert digest(populated) == before
 
 
-@pytest.mark.parametrize("sql", [
-    "DELETE FROM model_variants",
-    "WITH doomed AS (SELECT id FROM tasks) DELETE FROM tasks WHERE id IN doomed",
-    "PRAGMA user_version = 7",
-    "ATTACH DATABASE ':memory:' AS other",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM model_variants",
+        "WITH doomed AS (SELECT id FROM tasks) DELETE FROM tasks WHERE id IN doomed",
+        "PRAGMA user_version = 7",
+        "ATTACH DATABASE ':memory:' AS other",
+    ],
+)
 def test_connection_guard_holds_even_without_the_statement_check(populated: Path, sql: str):
     before = digest(populated)
     with pytest.raises(WriteRefused, match="refused"):

@@ -33,9 +33,17 @@ from medarena.store.models import Base
 
 def spec(variant="tiny-medical-base", task="medqa_4options", **overrides) -> EvalRunSpec:
     fields = dict(
-        variant=variant, task=task, task_kind="multiple_choice", dataset_hash="d" * 64,
-        prompt_template_hash="p" * 64, scoring_mode="loglik", shots=0, seed=1234, engine="hf",
-        engine_version="transformers 5.19.0", code_version="0.1.0",
+        variant=variant,
+        task=task,
+        task_kind="multiple_choice",
+        dataset_hash="d" * 64,
+        prompt_template_hash="p" * 64,
+        scoring_mode="loglik",
+        shots=0,
+        seed=1234,
+        engine="hf",
+        engine_version="transformers 5.19.0",
+        code_version="0.1.0",
     )
     return EvalRunSpec(**{**fields, **overrides})
 
@@ -75,9 +83,9 @@ def test_older_schema_is_refused_until_upgraded(db_url: str, workspace: Path):
     engine = make_engine(db_url)
     upgrade(engine, "0001")
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO tasks (name, kind, spec) VALUES ('kept', 'multiple_choice', '{}')"
-        ))
+        connection.execute(
+            text("INSERT INTO tasks (name, kind, spec) VALUES ('kept', 'multiple_choice', '{}')")
+        )
     with pytest.raises(SchemaBehind, match=r"older schema \(revision 0001.*medarena db upgrade"):
         Store(db_url)
     upgrade(engine)
@@ -135,8 +143,9 @@ def test_registry_sync_is_idempotent_and_keeps_retired_variants(store: Store, wo
 def test_eval_run_lifecycle_and_resume(store: Store):
     run = store.create_eval_run(spec())
     assert run.status == "running" and run.variant == "tiny-medical-base"
-    first = [Prediction(f"q{i}", f"h{i}", "A", parsed_answer="A", correct=i % 2 == 0)
-             for i in range(5)]
+    first = [
+        Prediction(f"q{i}", f"h{i}", "A", parsed_answer="A", correct=i % 2 == 0) for i in range(5)
+    ]
     assert store.add_predictions(run.id, first) == 5
     # a resumed run re-sends items it already stored: nothing is duplicated
     again = [*first[3:], Prediction("q5", "h5", "B", parsed_answer="C", correct=False)]
@@ -168,20 +177,33 @@ def test_leaderboard_uses_the_latest_run_and_marks_published_results(store: Stor
         ("tiny-medical-base", "medqa_4options", 0.40)
     ]
     assert measured[0].ci_low == 0.3
+    published = [row for row in rows if row.source != "measured"]
+    assert len(published) == 51  # every published accuracy in models/reference/
+    meditron = [r for r in published if (r.variant, r.task) == ("meditron-7b", "pubmedqa")]
+    assert [(r.value, r.source.startswith("Chen et al. 2023")) for r in meditron] == [(0.744, True)]
+    assert not [
+        r for r in store.leaderboard("acc", include_reference=False) if r.source != "measured"
+    ]
 
 
 def test_training_run_records_steps_once_and_links_its_output(store: Store, workspace: Path):
     run = store.create_training_run(
-        kind="pretrain", recipe_name="tiny-demo", recipe_hash="r" * 64,
-        base_variant="tiny-medical-base", config={"zero_stage": 2}, world_size=2,
+        kind="pretrain",
+        recipe_name="tiny-demo",
+        recipe_hash="r" * 64,
+        base_variant="tiny-medical-base",
+        config={"zero_stage": 2},
+        world_size=2,
     )
-    steps = [TrainingStep(step, 5.0 - step * 0.1, 1e-3, tokens_seen=step * 4096)
-             for step in range(1, 6)]
+    steps = [
+        TrainingStep(step, 5.0 - step * 0.1, 1e-3, tokens_seen=step * 4096) for step in range(1, 6)
+    ]
     assert store.add_training_steps(run.id, steps) == 5
     assert store.add_training_steps(run.id, steps[3:]) == 0  # replayed after a resume
     assert [s.step for s in store.training_steps(run.id)] == [1, 2, 3, 4, 5]
-    finished = store.finish_training_run(run.id, status="completed",
-                                         output_variant="tiny-medical-base")
+    finished = store.finish_training_run(
+        run.id, status="completed", output_variant="tiny-medical-base"
+    )
     assert finished.tokens_seen == 5 * 4096
     assert finished.output_variant == "tiny-medical-base" and finished.status == "completed"
     with pytest.raises(ValueError, match="status must be one of"):

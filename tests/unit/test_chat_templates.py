@@ -58,11 +58,12 @@ def test_renders_documented_format(name: str):
 def test_prompt_is_a_prefix_of_prompt_plus_answer(name: str):
     template = REGISTRY.chat_template(name)
     messages = conversation(name)[:-1]  # ends with the assistant's answer
-    prompt = template.render(messages[:-1], add_generation_prompt=True, bos_token="<s>",
-                             eos_token="</s>")
+    prompt = template.render(
+        messages[:-1], add_generation_prompt=True, bos_token="<s>", eos_token="</s>"
+    )
     full = template.render(messages, bos_token="<s>", eos_token="</s>")
     assert full.startswith(prompt)
-    assert A1 in full[len(prompt):]
+    assert A1 in full[len(prompt) :]
 
 
 def test_meditron_template_adds_chatml_tokens():

@@ -48,8 +48,12 @@ def test_quantization_gguf_needs_scheme():
 
 def test_chat_template_rejects_bad_jinja_and_unknown_generation_role():
     base = {
-        "name": "t", "description": "d", "source": "s", "roles": ["user", "assistant"],
-        "generation_role": "assistant", "template": "{% for m in messages %}{{ m.content }}",
+        "name": "t",
+        "description": "d",
+        "source": "s",
+        "roles": ["user", "assistant"],
+        "generation_role": "assistant",
+        "template": "{% for m in messages %}{{ m.content }}",
     }
     with pytest.raises(ValidationError, match="Jinja syntax error"):
         ChatTemplate.model_validate(base)
@@ -59,8 +63,12 @@ def test_chat_template_rejects_bad_jinja_and_unknown_generation_role():
 
 def test_chat_template_render_refuses_unknown_role():
     template = ChatTemplate(
-        name="t", description="d", source="s", roles=["user", "assistant"],
-        generation_role="assistant", template="{% for m in messages %}{{ m.content }}{% endfor %}",
+        name="t",
+        description="d",
+        source="s",
+        roles=["user", "assistant"],
+        generation_role="assistant",
+        template="{% for m in messages %}{{ m.content }}{% endfor %}",
     )
     assert template.render([{"role": "user", "content": "hi"}]) == "hi"
     with pytest.raises(ValueError, match="role 'system'"):
@@ -69,5 +77,10 @@ def test_chat_template_render_refuses_unknown_role():
 
 def test_json_schemas_cover_every_kind():
     schemas = json_schemas()
-    assert set(schemas) == {"model-family", "chat-template", "hardware-profile", "reference-results"}
+    assert set(schemas) == {
+        "model-family",
+        "chat-template",
+        "hardware-profile",
+        "reference-results",
+    }
     assert schemas["model-family"]["additionalProperties"] is False

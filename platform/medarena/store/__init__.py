@@ -1,5 +1,6 @@
 """The results store: SQL tables, migrations, the Store API and read-only queries."""
 
+from medarena.errors import SchemaBehind, StoreError, WriteRefused
 from medarena.store.api import (
     EvalRun,
     EvalRunSpec,
@@ -11,8 +12,8 @@ from medarena.store.api import (
     TrainingRun,
     TrainingStep,
 )
-from medarena.store.database import SchemaBehind, StoreError, resolve_url
-from medarena.store.readonly import QueryResult, WriteRefused, run_readonly_query
+from medarena.store.database import resolve_url
+from medarena.store.readonly import QueryResult, run_readonly_query
 
 __all__ = [
     "EvalRun",

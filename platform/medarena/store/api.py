@@ -1,4 +1,4 @@
-"""The Store: the one way code writes and reads results. Returns plain dataclasses, never ORM rows."""
+"""The Store: the one way code writes and reads results; it returns dataclasses, not ORM rows."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from medarena.registry import Registry
@@ -272,7 +272,9 @@ class Store:
 
     def variant_names(self) -> list[str]:
         with self._session() as session:
-            return list(session.scalars(select(ModelVariantRow.name).order_by(ModelVariantRow.name)))
+            return list(
+                session.scalars(select(ModelVariantRow.name).order_by(ModelVariantRow.name))
+            )
 
     # ---------------------------------------------------------------------------- evaluation
 
@@ -348,9 +350,11 @@ class Store:
                 )
             )
             fresh = {p.item_id: p for p in batch if p.item_id not in stored}
-            session.add_all(
-                PredictionRow(eval_run_id=run_id, **vars(prediction)) for prediction in fresh.values()
-            )
+            if fresh:  # one multi-row INSERT: the ORM unit of work is ~20x slower here
+                session.execute(
+                    insert(PredictionRow),
+                    [{"eval_run_id": run_id, **vars(p)} for p in fresh.values()],
+                )
         return len(fresh)
 
     def stored_item_ids(self, run_id: int) -> set[str]:
@@ -393,9 +397,9 @@ class Store:
             session.add_all(MetricRow(eval_run_id=run_id, **vars(metric)) for metric in metrics)
             row.status = status
             row.n_items = session.scalar(
-                select(func.count()).select_from(PredictionRow).where(
-                    PredictionRow.eval_run_id == run_id
-                )
+                select(func.count())
+                .select_from(PredictionRow)
+                .where(PredictionRow.eval_run_id == run_id)
             )
             row.items_per_s, row.tokens_per_s = items_per_s, tokens_per_s
             row.finished_at = utcnow()
@@ -414,8 +418,18 @@ class Store:
         variant = session.get_one(ModelVariantRow, row.variant_id).name
         task = session.get_one(TaskRow, row.task_id).name
         return EvalRun(
-            row.id, row.run_uuid, variant, task, row.scoring_mode, row.shots, row.seed,
-            row.engine, row.status, row.n_items, row.created_at, row.finished_at,
+            row.id,
+            row.run_uuid,
+            variant,
+            task,
+            row.scoring_mode,
+            row.shots,
+            row.seed,
+            row.engine,
+            row.status,
+            row.n_items,
+            row.created_at,
+            row.finished_at,
         )
 
     def leaderboard(self, metric: str, *, include_reference: bool = True) -> list[LeaderboardRow]:
@@ -440,8 +454,19 @@ class Store:
         )
         with self._session() as session:
             rows = [
-                LeaderboardRow(variant, family, task, m.name, m.value, m.ci_low, m.ci_high, m.n,
-                               run.scoring_mode, run.shots, "measured")
+                LeaderboardRow(
+                    variant,
+                    family,
+                    task,
+                    m.name,
+                    m.value,
+                    m.ci_low,
+                    m.ci_high,
+                    m.n,
+                    run.scoring_mode,
+                    run.shots,
+                    "measured",
+                )
                 for m, run, variant, family, task in session.execute(query)
             ]
             if include_reference:
@@ -452,8 +477,19 @@ class Store:
                     .where(ReferenceResultRow.metric == metric)
                 )
                 rows += [
-                    LeaderboardRow(variant, family, ref.task, ref.metric, ref.value, None, None,
-                                   0, ref.setting, ref.shots or 0, ref.source)
+                    LeaderboardRow(
+                        variant,
+                        family,
+                        ref.task,
+                        ref.metric,
+                        ref.value,
+                        None,
+                        None,
+                        0,
+                        ref.setting,
+                        ref.shots or 0,
+                        ref.source,
+                    )
                     for ref, variant, family in published
                 ]
         return sorted(rows, key=lambda r: (r.task, r.source != "measured", -r.value))
@@ -474,10 +510,17 @@ class Store:
     ) -> TrainingRun:
         with self._session() as session:
             row = TrainingRunRow(
-                run_uuid=str(uuid4()), kind=kind, recipe_name=recipe_name,
-                recipe_hash=recipe_hash, base_variant_id=self._variant_id(session, base_variant),
-                status="running", config=config, hardware=hardware, world_size=world_size,
-                tokens_seen=0, data_mix=data_mix,
+                run_uuid=str(uuid4()),
+                kind=kind,
+                recipe_name=recipe_name,
+                recipe_hash=recipe_hash,
+                base_variant_id=self._variant_id(session, base_variant),
+                status="running",
+                config=config,
+                hardware=hardware,
+                world_size=world_size,
+                tokens_seen=0,
+                data_mix=data_mix,
             )
             session.add(row)
             session.flush()
@@ -510,7 +553,9 @@ class Store:
                 .order_by(TrainingStepRow.step)
             )
             return [
-                TrainingStep(r.step, r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.mfu, r.tokens_seen)
+                TrainingStep(
+                    r.step, r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.mfu, r.tokens_seen
+                )
                 for r in rows
             ]
 
@@ -546,6 +591,14 @@ class Store:
             else None
         )
         return TrainingRun(
-            row.id, row.run_uuid, row.kind, row.recipe_name, base, output, row.status,
-            row.tokens_seen, row.started_at, row.ended_at,
+            row.id,
+            row.run_uuid,
+            row.kind,
+            row.recipe_name,
+            base,
+            output,
+            row.status,
+            row.tokens_seen,
+            row.started_at,
+            row.ended_at,
         )

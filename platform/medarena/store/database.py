@@ -15,16 +15,10 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
+from medarena.errors import SchemaBehind, StoreError
+
 DB_URL_ENV = "MEDARENA_DB_URL"
 DEFAULT_DB_NAME = "medarena.db"
-
-
-class StoreError(Exception):
-    """The database cannot be used as it is; the message says what to do."""
-
-
-class SchemaBehind(StoreError):
-    pass
 
 
 def resolve_url(db: str | None, state_dir: Path | None) -> str:
@@ -79,9 +73,7 @@ def make_engine(url: str) -> Engine:
 
 def alembic_config() -> Config:
     config = Config()
-    config.set_main_option(
-        "script_location", str(resources.files("medarena.store") / "migrations")
-    )
+    config.set_main_option("script_location", str(resources.files("medarena.store") / "migrations"))
     return config
 
 

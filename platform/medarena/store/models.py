@@ -208,9 +208,7 @@ class TrainingStepRow(Base):
     __table_args__ = (UniqueConstraint("training_run_id", "step"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    training_run_id: Mapped[int] = mapped_column(
-        ForeignKey("training_runs.id", ondelete="CASCADE")
-    )
+    training_run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id", ondelete="CASCADE"))
     step: Mapped[int] = mapped_column(Integer)
     loss: Mapped[float] = mapped_column(Float)
     lr: Mapped[float | None] = mapped_column(Float)

@@ -16,20 +16,27 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from medarena.store.database import StoreError, make_engine, sqlite_path
+from medarena.errors import StoreError, WriteRefused
+from medarena.store.database import make_engine, sqlite_path
 
 ALLOWED_FIRST_WORDS = {"select", "with", "values", "explain", "pragma"}
 # PRAGMAs that only report; everything else (journal_mode=, wal_checkpoint, optimize...) may write
 READ_ONLY_PRAGMAS = {
-    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
-    "foreign_key_list", "database_list", "collation_list", "function_list", "pragma_list",
-    "compile_options", "module_list",
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "database_list",
+    "collation_list",
+    "function_list",
+    "pragma_list",
+    "compile_options",
+    "module_list",
 }
 DENIED_FUNCTIONS = {"load_extension", "writefile", "edit"}
-
-
-class WriteRefused(Exception):
-    """The statement could change the database; it was not run."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,8 @@ class _Authorizer:
 _ACTION_NAMES = {
     getattr(sqlite3, name): name.removeprefix("SQLITE_")
     for name in dir(sqlite3)
-    if name.startswith("SQLITE_") and isinstance(getattr(sqlite3, name), int)
+    if name.startswith("SQLITE_")
+    and isinstance(getattr(sqlite3, name), int)
     and name not in {"SQLITE_OK", "SQLITE_DENY", "SQLITE_IGNORE"}
     and not name.startswith(("SQLITE_LIMIT", "SQLITE_DBCONFIG"))
 }

@@ -1,0 +1,95 @@
+"""The shipped catalogue: every YAML loads, and the facts the platform relies on are there."""
+
+import pytest
+
+from medarena.registry import load_registry
+from tests.conftest import REPO
+
+REGISTRY = load_registry(REPO)
+
+
+def test_catalogue_size():
+    assert len(REGISTRY.families) >= 10
+    for name in (
+        "llama-2",
+        "meditron",
+        "me-llama",
+        "pmc-llama",
+        "med42",
+        "mistral",
+        "zephyr",
+        "tiny-medical",
+    ):
+        assert name in REGISTRY.families
+
+
+@pytest.mark.parametrize(
+    ("variant", "context", "parent"),
+    [
+        ("meditron-7b", 2048, "llama-2-7b"),
+        ("meditron-70b", 4096, "llama-2-70b"),
+        ("me-llama-13b", 4096, "llama-2-13b"),
+        ("me-llama-70b-chat", 4096, "me-llama-70b"),
+        ("med42-70b", 4096, "llama-2-70b"),
+        ("zephyr-7b-beta", 8192, "mistral-7b-v0.1"),
+    ],
+)
+def test_lineage_and_context(variant: str, context: int, parent: str):
+    entry = REGISTRY.variant(variant).variant
+    assert entry.context_length == context
+    assert entry.parent == parent
+
+
+def test_meditron_quantized_variants():
+    methods = {
+        REGISTRY.variant(name).variant.quantization.method
+        for name in ("meditron-7b-gptq", "meditron-7b-awq", "meditron-7b-gguf-q4km")
+    }
+    assert methods == {"gptq", "awq", "gguf"}
+    gguf = REGISTRY.variant("meditron-7b-gguf-q4km").variant
+    assert gguf.source.filename == "meditron-7b.Q4_K_M.gguf"
+    assert all(
+        REGISTRY.lineage(n)[1] == "meditron-7b" for n in ("meditron-7b-gptq", "meditron-7b-awq")
+    )
+
+
+def test_me_llama_is_credentialed_and_not_on_the_hub():
+    for name in ("me-llama-13b", "me-llama-70b", "me-llama-13b-chat", "me-llama-70b-chat"):
+        variant = REGISTRY.variant(name).variant
+        assert variant.gated and variant.source.kind == "external"
+        with pytest.raises(ValueError, match="physionet"):
+            REGISTRY.weights_location(variant)
+
+
+def test_instruction_tuned_variants_have_known_templates():
+    for entry in REGISTRY.variants.values():
+        if entry.variant.instruction_tuned:
+            assert entry.variant.chat_template in REGISTRY.chat_templates
+
+
+def test_seventy_b_models_declare_tensor_parallelism():
+    for entry in REGISTRY.variants.values():
+        if entry.variant.params_b > 60:
+            assert entry.variant.tensor_parallel >= 4, entry.variant.name
+
+
+def test_hardware_profiles():
+    h100, a100 = (
+        REGISTRY.hardware_profile("h100-80gb-sxm"),
+        REGISTRY.hardware_profile("a100-80gb-sxm"),
+    )
+    assert (h100.gpus_per_node, h100.gpu_memory_gb, h100.bf16_tflops) == (8, 80, 989.4)
+    assert (a100.gpus_per_node, a100.gpu_memory_gb, a100.bf16_tflops) == (8, 80, 312)
+
+
+def test_published_results_cite_their_source():
+    assert len(REGISTRY.references) >= 3
+    for key, reference in REGISTRY.references.items():
+        assert reference.url.startswith("https://"), key
+        assert reference.source
+        for result in reference.results:
+            assert 0 <= result.value <= 1, (key, result)  # fractions, not percentages
+    meditron = REGISTRY.references["meditron-7b-card"]
+    by_cell = {(r.variant, r.task): r.value for r in meditron.results}
+    assert by_cell[("meditron-7b", "pubmedqa")] == 0.744
+    assert by_cell[("llama-2-7b", "medqa_4options")] == 0.496
