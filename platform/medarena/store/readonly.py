@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from medarena.errors import StoreError, WriteRefused
 from medarena.store.database import make_engine, sqlite_path
@@ -148,6 +149,10 @@ def _generic_query(url: str, sql: str, max_rows: int | None) -> QueryResult:
                 result = connection.exec_driver_sql(sql)
                 columns = list(result.keys())
                 rows = result.fetchmany(max_rows + 1) if max_rows is not None else result.fetchall()
+            except DBAPIError as exc:
+                if "read-only" in str(exc.orig) or "READ ONLY" in str(exc.orig):
+                    raise WriteRefused(f"refused by the server: {exc.orig}") from exc
+                raise StoreError(f"query failed: {exc.orig}") from exc
             finally:
                 connection.rollback()
     finally:
