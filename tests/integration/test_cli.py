@@ -173,3 +173,12 @@ def test_demo_builds_registers_and_reuses(workspace: Path):
         workspace, "query", "SELECT count(*) AS n FROM model_variants", "--format", "json"
     )
     assert json.loads(count.stdout)[0]["n"] >= 1
+
+
+def test_schema_command():
+    result = runner.invoke(app, ["schema", "model-family"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert "variants" in schema["properties"] and schema["additionalProperties"] is False
+    unknown = runner.invoke(app, ["schema", "recipe"])
+    assert unknown.exit_code == 2 and "known: model-family" in unknown.stderr

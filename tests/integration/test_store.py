@@ -213,3 +213,17 @@ def test_training_run_records_steps_once_and_links_its_output(store: Store, work
 def test_unknown_variant_in_a_run_is_a_clear_error(store: Store):
     with pytest.raises(KeyError, match="variant 'nope' is not in the store"):
         store.create_eval_run(spec(variant="nope"))
+
+
+def test_a_failed_write_leaves_no_partial_results(store: Store):
+    run = store.create_eval_run(spec())
+    store.add_predictions(run.id, [Prediction("q1", "h1", "A", correct=True)])
+    duplicate_metric = [MetricValue("acc", 1.0, 1), MetricValue("acc", 0.0, 1)]
+    with pytest.raises(IntegrityError):
+        store.finish_eval_run(run.id, duplicate_metric)
+    assert store.metrics(run.id) == []
+    assert store.find_eval_run(spec()).status == "running"  # not half-finished
+    bad_batch = [Prediction("q2", "h2", "B"), Prediction("q3", "h3", None)]  # gold is required
+    with pytest.raises(IntegrityError):
+        store.add_predictions(run.id, bad_batch)
+    assert store.stored_item_ids(run.id) == {"q1"}  # the whole batch was rolled back

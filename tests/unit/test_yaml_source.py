@@ -85,3 +85,17 @@ def test_write_atomic_exclusive_refuses_existing(tmp_path: Path):
         write_atomic(target, "two\n", exclusive=True)
     assert target.read_text() == "one\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["card.yaml"]  # no temp files left
+
+
+def test_write_atomic_failure_leaves_the_old_file_and_no_temp(tmp_path: Path, monkeypatch):
+    target = tmp_path / "card.yaml"
+    target.write_text("old\n")
+
+    def disk_full(_fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("medarena.yaml_source.os.fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(target, "new\n")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.yaml"]
