@@ -7,7 +7,8 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -360,37 +361,43 @@ def schema(
 # ------------------------------------------------------------------------------------- db
 
 
+@contextmanager
+def _engine(ctx: typer.Context) -> Iterator[Any]:
+    from medarena.store.database import make_engine
+
+    engine = make_engine(ctx.obj.db_url())
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 @db_app.command("upgrade")
 @reports_errors
 def db_upgrade(ctx: typer.Context) -> None:
     """Create the database or migrate it to the current schema."""
-    from medarena.store.database import make_engine, upgrade
+    from medarena.store.database import upgrade
 
-    url = ctx.obj.db_url()
-    engine = make_engine(url)
-    try:
+    with _engine(ctx) as engine:
         before, after = upgrade(engine)
-    finally:
-        engine.dispose()
     if before == after:
-        out.print(f"{url}: already at schema revision {after}")
+        out.print(f"{ctx.obj.db_url()}: already at schema revision {after}")
     else:
-        out.print(f"{url}: schema revision {before or '(empty)'} -> {after}")
+        out.print(f"{ctx.obj.db_url()}: schema revision {before or '(empty)'} -> {after}")
 
 
 @db_app.command("current")
 @reports_errors
 def db_current(ctx: typer.Context) -> None:
     """Print the database's schema revision and the one this code expects."""
-    from medarena.store.database import current_revision, head_revision, make_engine
+    from medarena.store.database import current_revision, head_revision
 
-    url = ctx.obj.db_url()
-    engine = make_engine(url)
-    try:
+    with _engine(ctx) as engine:
         current = current_revision(engine)
-    finally:
-        engine.dispose()
-    out.print(f"{url}: revision {current or '(empty)'}; this medarena expects {head_revision()}")
+    out.print(
+        f"{ctx.obj.db_url()}: revision {current or '(empty)'}; "
+        f"this medarena expects {head_revision()}"
+    )
 
 
 # ---------------------------------------------------------------------------------- query

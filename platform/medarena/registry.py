@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -74,6 +74,15 @@ def find_workspace(explicit: str | Path | None = None, start: Path | None = None
     )
 
 
+T = TypeVar("T")
+
+
+def _lookup(kind: str, entries: dict[str, T], name: str) -> T:
+    if name not in entries:
+        raise UnknownName(kind, name, list(entries))
+    return entries[name]
+
+
 @dataclass(frozen=True)
 class VariantEntry:
     """A variant together with the family it belongs to."""
@@ -110,25 +119,16 @@ class Registry:
         }
 
     def family(self, name: str) -> ModelFamily:
-        if name not in self.families:
-            raise UnknownName("model family", name, list(self.families))
-        return self.families[name]
+        return _lookup("model family", self.families, name)
 
     def variant(self, name: str) -> VariantEntry:
-        variants = self.variants
-        if name not in variants:
-            raise UnknownName("model variant", name, list(variants))
-        return variants[name]
+        return _lookup("model variant", self.variants, name)
 
     def chat_template(self, name: str) -> ChatTemplate:
-        if name not in self.chat_templates:
-            raise UnknownName("chat template", name, list(self.chat_templates))
-        return self.chat_templates[name]
+        return _lookup("chat template", self.chat_templates, name)
 
     def hardware_profile(self, name: str) -> HardwareProfile:
-        if name not in self.hardware:
-            raise UnknownName("hardware profile", name, list(self.hardware))
-        return self.hardware[name]
+        return _lookup("hardware profile", self.hardware, name)
 
     def weights_location(self, variant: ModelVariant) -> str:
         """Where from_pretrained should load this variant: a local folder or a hub repo id."""

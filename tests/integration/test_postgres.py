@@ -9,11 +9,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 from medarena.registry import load_registry
-from medarena.store import EvalRunSpec, MetricValue, Prediction, Store, WriteRefused
+from medarena.store import MetricValue, Prediction, Store, WriteRefused
 from medarena.store import run_readonly_query as query
 from medarena.store.database import current_revision, downgrade, make_engine
 from medarena.store.models import Base
 from medarena.store.readonly import _generic_query
+from tests.factories import eval_spec
 from tests.postgres import postgres_server
 
 
@@ -41,18 +42,12 @@ def test_store_round_trip_on_postgres(pg_url: str, workspace: Path):
         report = store.sync_registry(load_registry(workspace))
         assert report.variants == len(load_registry(workspace).variants)
         run = store.create_eval_run(
-            EvalRunSpec(
-                variant="meditron-7b",
-                task="pubmedqa",
-                task_kind="multiple_choice",
-                dataset_hash="d" * 64,
-                prompt_template_hash="p" * 64,
+            eval_spec(
+                "meditron-7b",
+                "pubmedqa",
                 scoring_mode="generate",
                 shots=3,
-                seed=1,
                 engine="vllm",
-                engine_version="0.x",
-                code_version="test",
                 config={"temperature": 0.0},
             )
         )

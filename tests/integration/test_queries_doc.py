@@ -6,9 +6,10 @@ import pytest
 
 from medarena.registry import add_family, load_registry
 from medarena.schemas import ModelFamily
-from medarena.store import EvalRunSpec, MetricValue, Prediction, Store, TrainingStep
+from medarena.store import MetricValue, Prediction, Store, TrainingStep
 from medarena.store import run_readonly_query as query
 from tests.conftest import REPO
+from tests.factories import eval_spec
 
 DOC = (REPO / "docs" / "queries.md").read_text()
 QUERIES = re.findall(r"```sql\n(.*?)```", DOC, flags=re.S)
@@ -18,21 +19,7 @@ PRETRAINED_ANSWERS = ["A", "B", "C", "D", "B", "D"]  # correct on items 0-3
 
 
 def run_on(store: Store, variant: str, answers: list[str]) -> None:
-    run = store.create_eval_run(
-        EvalRunSpec(
-            variant=variant,
-            task="medqa_4options",
-            task_kind="multiple_choice",
-            dataset_hash="d" * 64,
-            prompt_template_hash="p" * 64,
-            scoring_mode="loglik",
-            shots=0,
-            seed=1234,
-            engine="hf",
-            engine_version="transformers",
-            code_version="test",
-        )
-    )
+    run = store.create_eval_run(eval_spec(variant))
     store.add_predictions(
         run.id,
         [

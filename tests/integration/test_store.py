@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 
 from medarena.registry import load_registry
 from medarena.store import (
-    EvalRunSpec,
     MetricValue,
     Prediction,
     SchemaBehind,
@@ -29,23 +28,7 @@ from medarena.store.database import (
     upgrade,
 )
 from medarena.store.models import Base
-
-
-def spec(variant="tiny-medical-base", task="medqa_4options", **overrides) -> EvalRunSpec:
-    fields = dict(
-        variant=variant,
-        task=task,
-        task_kind="multiple_choice",
-        dataset_hash="d" * 64,
-        prompt_template_hash="p" * 64,
-        scoring_mode="loglik",
-        shots=0,
-        seed=1234,
-        engine="hf",
-        engine_version="transformers 5.19.0",
-        code_version="0.1.0",
-    )
-    return EvalRunSpec(**{**fields, **overrides})
+from tests.factories import eval_spec
 
 
 @pytest.fixture
@@ -128,7 +111,7 @@ def test_registry_sync_is_idempotent_and_keeps_retired_variants(store: Store, wo
         count = connection.execute(text("SELECT count(*) FROM model_variants")).scalar()
     assert count == len(registry.variants)
 
-    run = store.create_eval_run(spec())
+    run = store.create_eval_run(eval_spec())
     (workspace / "models" / "tiny-medical.yaml").unlink()
     report = store.sync_registry(load_registry(workspace))
     assert report.retired_variants == ["tiny-medical-base"]
@@ -141,7 +124,7 @@ def test_registry_sync_is_idempotent_and_keeps_retired_variants(store: Store, wo
 
 
 def test_eval_run_lifecycle_and_resume(store: Store):
-    run = store.create_eval_run(spec())
+    run = store.create_eval_run(eval_spec())
     assert run.status == "running" and run.variant == "tiny-medical-base"
     first = [
         Prediction(f"q{i}", f"h{i}", "A", parsed_answer="A", correct=i % 2 == 0) for i in range(5)
@@ -151,8 +134,8 @@ def test_eval_run_lifecycle_and_resume(store: Store):
     again = [*first[3:], Prediction("q5", "h5", "B", parsed_answer="C", correct=False)]
     assert store.add_predictions(run.id, again) == 1
     assert store.stored_item_ids(run.id) == {f"q{i}" for i in range(6)}
-    assert store.find_eval_run(spec()).id == run.id
-    assert store.find_eval_run(spec(seed=7)) is None
+    assert store.find_eval_run(eval_spec()).id == run.id
+    assert store.find_eval_run(eval_spec(seed=7)) is None
 
     done = store.finish_eval_run(
         run.id, [MetricValue("acc", 0.5, 6, 0.1, 0.9)], items_per_s=12.0, tokens_per_s=900.0
@@ -165,11 +148,11 @@ def test_eval_run_lifecycle_and_resume(store: Store):
 
 
 def test_leaderboard_uses_the_latest_run_and_marks_published_results(store: Store):
-    old = store.create_eval_run(spec())
+    old = store.create_eval_run(eval_spec())
     store.finish_eval_run(old.id, [MetricValue("acc", 0.25, 40)])
-    new = store.create_eval_run(spec())
+    new = store.create_eval_run(eval_spec())
     store.finish_eval_run(new.id, [MetricValue("acc", 0.40, 40, 0.3, 0.5)])
-    unfinished = store.create_eval_run(spec())
+    unfinished = store.create_eval_run(eval_spec())
     assert unfinished.status == "running"
     rows = store.leaderboard("acc")
     measured = [row for row in rows if row.source == "measured"]
@@ -212,17 +195,17 @@ def test_training_run_records_steps_once_and_links_its_output(store: Store, work
 
 def test_unknown_variant_in_a_run_is_a_clear_error(store: Store):
     with pytest.raises(KeyError, match="variant 'nope' is not in the store"):
-        store.create_eval_run(spec(variant="nope"))
+        store.create_eval_run(eval_spec(variant="nope"))
 
 
 def test_a_failed_write_leaves_no_partial_results(store: Store):
-    run = store.create_eval_run(spec())
+    run = store.create_eval_run(eval_spec())
     store.add_predictions(run.id, [Prediction("q1", "h1", "A", correct=True)])
     duplicate_metric = [MetricValue("acc", 1.0, 1), MetricValue("acc", 0.0, 1)]
     with pytest.raises(IntegrityError):
         store.finish_eval_run(run.id, duplicate_metric)
     assert store.metrics(run.id) == []
-    assert store.find_eval_run(spec()).status == "running"  # not half-finished
+    assert store.find_eval_run(eval_spec()).status == "running"  # not half-finished
     bad_batch = [Prediction("q2", "h2", "B"), Prediction("q3", "h3", None)]  # gold is required
     with pytest.raises(IntegrityError):
         store.add_predictions(run.id, bad_batch)

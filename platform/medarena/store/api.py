@@ -141,6 +141,24 @@ class TrainingStep:
 RUN_STATUSES = ("running", "completed", "failed", "interrupted")
 
 
+def _insert_new(
+    session: Session,
+    table: type,
+    key_column: Any,
+    run_column: Any,
+    run_id: int,
+    rows: dict[Any, dict[str, Any]],
+) -> int:
+    """Insert the rows whose key the run has not stored yet, in one multi-row INSERT (the ORM
+    unit of work is several times slower). Re-sent rows are skipped, so a resumed run never
+    duplicates. Returns how many were inserted."""
+    stored = set(session.scalars(select(key_column).where(run_column == run_id)))
+    fresh = [{run_column.key: run_id, **row} for key, row in rows.items() if key not in stored]
+    if fresh:
+        session.execute(insert(table), fresh)
+    return len(fresh)
+
+
 class Store:
     """Results store on any SQLAlchemy URL. Every write method is one transaction."""
 
@@ -342,20 +360,15 @@ class Store:
     def add_predictions(self, run_id: int, predictions: Iterable[Prediction]) -> int:
         """Store per-item results; items already stored for this run are skipped (idempotent,
         so a resumed run never duplicates). Returns how many were inserted."""
-        batch = list(predictions)
         with self._session() as session:
-            stored = set(
-                session.scalars(
-                    select(PredictionRow.item_id).where(PredictionRow.eval_run_id == run_id)
-                )
+            return _insert_new(
+                session,
+                PredictionRow,
+                PredictionRow.item_id,
+                PredictionRow.eval_run_id,
+                run_id,
+                {prediction.item_id: vars(prediction) for prediction in predictions},
             )
-            fresh = {p.item_id: p for p in batch if p.item_id not in stored}
-            if fresh:  # one multi-row INSERT: the ORM unit of work is ~20x slower here
-                session.execute(
-                    insert(PredictionRow),
-                    [{"eval_run_id": run_id, **vars(p)} for p in fresh.values()],
-                )
-        return len(fresh)
 
     def stored_item_ids(self, run_id: int) -> set[str]:
         with self._session() as session:
@@ -528,22 +541,21 @@ class Store:
 
     def add_training_steps(self, run_id: int, steps: Iterable[TrainingStep]) -> int:
         """Record step metrics; a step already recorded (replayed after a resume) is skipped."""
-        batch = list(steps)
+        steps = list(steps)
         with self._session() as session:
-            stored = set(
-                session.scalars(
-                    select(TrainingStepRow.step).where(TrainingStepRow.training_run_id == run_id)
-                )
+            inserted = _insert_new(
+                session,
+                TrainingStepRow,
+                TrainingStepRow.step,
+                TrainingStepRow.training_run_id,
+                run_id,
+                {step.step: vars(step) for step in steps},
             )
-            fresh = {s.step: s for s in batch if s.step not in stored}
-            session.add_all(
-                TrainingStepRow(training_run_id=run_id, **vars(step)) for step in fresh.values()
-            )
-            if fresh:
+            seen = [step.tokens_seen for step in steps if step.tokens_seen is not None]
+            if seen:
                 row = session.get_one(TrainingRunRow, run_id)
-                seen = [s.tokens_seen for s in fresh.values() if s.tokens_seen is not None]
-                row.tokens_seen = max([row.tokens_seen, *seen])
-        return len(fresh)
+                row.tokens_seen = max(row.tokens_seen, *seen)
+        return inserted
 
     def training_steps(self, run_id: int) -> list[TrainingStep]:
         with self._session() as session:
