@@ -274,9 +274,28 @@ def models_add(
     parent) and written to models/<family>.yaml atomically; on any error nothing is written.
     """
     registry: Registry = ctx.obj.registry()
-    family = load_family_file(file) if file is not None else _family_from_flags(locals())
-    path = add_family(registry, family)
+    if file is not None:
+        family, source = load_family_file(file)
+        path = add_family(registry, family, source=source)
+    else:
+        family = _family_from_flags(locals())
+        try:
+            path = add_family(registry, family, origin=COMMAND_LINE)
+        except ProblemsError as exc:
+            raise ProblemsError(
+                [_as_flag(problem) for problem in exc.problems], headline=exc.headline
+            ) from None
     out.print(f"added family {family.name!r} with {len(family.variants)} variant(s): {path}")
+
+
+COMMAND_LINE = "command line"
+
+
+def _as_flag(problem: Problem) -> Problem:
+    """Name the flag rather than the card field, for cards built from flags."""
+    return Problem(
+        COMMAND_LINE, None, _ADD_FLAGS.get(problem.field, problem.field), problem.message
+    )
 
 
 def _family_from_flags(flags: dict[str, Any]) -> Any:
@@ -317,8 +336,7 @@ def _family_from_flags(flags: dict[str, Any]) -> Any:
         problems = []
         for error in exc.errors():
             path = field_path([p for p in error["loc"] if p not in {"hub", "local"}])
-            flag = _ADD_FLAGS.get(path, path)
-            problems.append(Problem("command line", None, flag, error["msg"]))
+            problems.append(_as_flag(Problem(COMMAND_LINE, None, path, error["msg"])))
         raise ProblemsError(problems, headline="family not added") from None
 
 

@@ -285,14 +285,25 @@ def cross_check(
 CARD_HEADER = "# Model family card. Check: medarena models validate; list: medarena models ls\n"
 
 
-def add_family(registry: Registry, family: ModelFamily) -> Path:
+def add_family(
+    registry: Registry,
+    family: ModelFamily,
+    *,
+    source: YamlDocument | None = None,
+    origin: str | None = None,
+) -> Path:
     """Write models/<family>.yaml for a new family, atomically, after checking the registry
-    with the family included. Raises ProblemsError and writes nothing when anything is wrong."""
+    with the family included. Raises ProblemsError and writes nothing when anything is wrong.
+
+    Problems are reported against where the card came from: `source` (a YAML file the user
+    wrote, with its lines) or `origin` (e.g. "command line").
+    """
     path = registry.models_dir / f"{family.name}.yaml"
     shown = str(path.relative_to(registry.root))
+    label = source.path if source is not None else (origin or shown)
     if family.name in registry.families or path.exists():
         raise ProblemsError(
-            [Problem(shown, None, "name", f"family {family.name!r} already exists")],
+            [Problem(label, None, "name", f"family {family.name!r} already exists ({shown})")],
             headline="refusing to add a duplicate family",
         )
     text = dump_yaml(family.model_dump(mode="json", exclude_none=True), header=CARD_HEADER)
@@ -302,30 +313,32 @@ def add_family(registry: Registry, family: ModelFamily) -> Path:
         reloaded, problems = document.validate(ModelFamily)
         if reloaded is not None and reloaded != family:
             problems = [Problem(shown, None, "", "card does not survive a YAML round trip")]
+    key = f"families:{family.name}"
     candidate = Registry(
         root=registry.root,
         families={**registry.families, family.name: family},
         chat_templates=registry.chat_templates,
         hardware=registry.hardware,
         references=registry.references,
-        files={**registry.files, f"families:{family.name}": shown},
+        files={**registry.files, key: label},
     )
-    if document is not None:
-        problems += cross_check(
-            candidate, {f"families:{family.name}": document}, _declared(candidate)
-        )
-    problems = [problem for problem in problems if problem.file == shown]
+    documents = {key: source} if source is not None else {}
+    problems += [
+        problem
+        for problem in cross_check(candidate, documents, _declared(candidate))
+        if problem.file == label
+    ]
     if problems:
         raise ProblemsError(problems, headline=f"family {family.name!r} not added")
     write_atomic(path, text, exclusive=True)
     return path
 
 
-def load_family_file(path: Path) -> ModelFamily:
+def load_family_file(path: Path) -> tuple[ModelFamily, YamlDocument]:
     """Read one family card from anywhere (for `models add --file`), with located errors."""
     document, problems = read_yaml(path)
     if document is not None:
         family, problems = document.validate(ModelFamily)
         if family is not None:
-            return family  # type: ignore[return-value]
+            return family, document  # type: ignore[return-value]
     raise ProblemsError(problems, headline=f"{path} is not a valid family card")

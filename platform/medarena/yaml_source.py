@@ -34,6 +34,7 @@ class ProblemsError(Exception):
 
     def __init__(self, problems: Sequence[Problem], headline: str = "invalid input"):
         self.problems = list(problems)
+        self.headline = headline
         lines = "\n".join(f"  {problem}" for problem in self.problems)
         super().__init__(f"{headline} ({len(self.problems)} problem(s)):\n{lines}")
 

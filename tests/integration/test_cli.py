@@ -105,7 +105,7 @@ def test_add_from_flags_then_duplicate_is_refused(workspace: Path):
     ("flag", "value", "message"),
     [
         ("--params-b", "-7", "--params-b: Input should be greater than 0"),
-        ("--chat-template", "nope", "unknown chat template 'nope'"),
+        ("--chat-template", "nope", "--chat-template: unknown chat template 'nope'"),
         ("--name", "Bad Name", "--name: String should match pattern"),
     ],
 )
@@ -182,3 +182,20 @@ def test_schema_command():
     assert "variants" in schema["properties"] and schema["additionalProperties"] is False
     unknown = runner.invoke(app, ["schema", "recipe"])
     assert unknown.exit_code == 2 and "known: model-family" in unknown.stderr
+
+
+def test_add_from_file_reports_registry_problems_at_the_files_own_lines(workspace, tmp_path):
+    card = tmp_path / "card.yaml"
+    card.write_text(
+        "name: x\ndisplay_name: X\ndeveloper: d\nlicense: mit\nvariants:\n"
+        "  - name: x-1\n    params_b: 1\n    context_length: 2048\n"
+        "    source: {kind: hub, repo_id: org/x-1}\n    chat_template: nope\n"
+        "    parent: ghost\n"
+    )
+    result = medarena(workspace, "models", "add", "--file", str(card))
+    assert result.exit_code == 2
+    assert f"{card}:10: variants[0].chat_template: unknown chat template 'nope'" in result.stderr
+    assert f"{card}:11: variants[0].parent: unknown parent variant 'ghost'" in result.stderr
+    assert not (workspace / "models" / "x.yaml").exists()
+    added = medarena(workspace, "models", "add", "--file", str(card.with_name("ok.yaml")))
+    assert added.exit_code == 2 and "cannot read" in added.stderr
