@@ -19,6 +19,7 @@ from rich.table import Table
 
 from medarena.errors import StoreError, WriteRefused
 from medarena.registry import (
+    STATE_DIR,
     Registry,
     UnknownName,
     WorkspaceNotFound,
@@ -65,7 +66,7 @@ class Context:
 
         state_dir = None
         if self.db is None:
-            state_dir = find_workspace(self.workspace) / ".medarena"
+            state_dir = find_workspace(self.workspace) / STATE_DIR
         return resolve_url(self.db, state_dir)
 
     def store(self, *, create_if_empty: bool = True):
