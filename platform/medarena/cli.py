@@ -357,8 +357,12 @@ def models_sync(ctx: typer.Context) -> None:
 @app.command("validate")
 @reports_errors
 def validate(ctx: typer.Context) -> None:
-    """Validate the whole workspace (today: models/, chat templates, hardware, references)."""
+    """Validate the whole workspace: models/ (cards, chat templates, hardware, references) and
+    benchmarks/ (task specs and their bundled items)."""
     models_validate(ctx)
+    from medarena.cli_evaluate import benchmarks_validate
+
+    benchmarks_validate(ctx)
 
 
 @app.command("schema")
@@ -532,3 +536,7 @@ def demo(ctx: typer.Context) -> None:
         'next: medarena query "SELECT name, params_b, context_length FROM model_variants '
         'ORDER BY params_b DESC LIMIT 5"'
     )
+
+
+# The evaluation commands live in their own module; importing it registers them on `app`.
+from medarena import cli_evaluate  # noqa: E402, F401

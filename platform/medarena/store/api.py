@@ -87,6 +87,7 @@ class Prediction:
     score: float | None = None
     parse_failed: bool = False
     logprobs: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -418,6 +419,13 @@ class Store:
             row.finished_at = utcnow()
             session.flush()
             return self._eval_run(session, row)
+
+    def set_eval_run_status(self, run_id: int, status: str) -> None:
+        """Mark a run that stopped before finishing (interrupted, failed); resumable later."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}")
+        with self._session() as session:
+            session.get_one(EvalRunRow, run_id).status = status
 
     def metrics(self, run_id: int) -> list[MetricValue]:
         with self._session() as session:

@@ -175,6 +175,7 @@ class PredictionRow(Base):
     score: Mapped[float | None] = mapped_column(Float)
     parse_failed: Mapped[bool] = mapped_column(Boolean, default=False)
     logprobs: Mapped[dict | None] = mapped_column(JSON)
+    details: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

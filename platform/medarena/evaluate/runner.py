@@ -1,0 +1,230 @@
+"""The resumable evaluation runner: one variant on one task, every item stored as it is scored.
+
+Resuming: a run is identified by its reproducibility key (variant, weights, task, dataset hash,
+prompt template hash, mode, shots, seed, engine). Run again after a kill, the runner finds the
+unfinished run with the same key, skips the items it already stored, scores the rest and ends
+with exactly one prediction per item. Predictions are written a chunk at a time, each chunk in
+one transaction, so a kill loses at most the chunk being scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from medarena.evaluate.engines import Engine, engine_version
+from medarena.evaluate.formats import Item, to_items
+from medarena.evaluate.metrics import BertScorer, qa_metrics, summary_metrics
+from medarena.evaluate.prompts import BuiltPrompt, PromptSettings, build_prompt
+from medarena.evaluate.records import read_records
+from medarena.evaluate.scoring import ScoringOptions, score_chunk
+from medarena.evaluate.spec import BenchmarkTask, DataSplits
+from medarena.provenance import code_version
+from medarena.registry import Registry, VariantEntry
+from medarena.store import EvalRun, EvalRunSpec, MetricValue, Store
+
+DATA_CHOICES = ("bundled", "hub")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    engine: str = "hf"
+    mode: str = "loglik"
+    shots: int = 0
+    seed: int = 0
+    cot: bool = False
+    samples: int = 1
+    temperature: float = 0.0
+    limit: int | None = None
+    data: str = "bundled"
+    truncation: str = "left"
+    chunk_size: int = 64
+    bertscore_encoder: str = "minilm"
+    use_chat_template: bool = True
+
+    def check(self, task: BenchmarkTask) -> None:
+        """Refuse combinations that cannot be scored, before anything is loaded."""
+        if self.mode not in task.scoring_modes:
+            raise ValueError(f"task {task.name} allows scoring modes {task.scoring_modes}")
+        if self.mode == "loglik" and (self.cot or self.samples > 1):
+            raise ValueError("chain-of-thought and self-consistency need --mode generate")
+        if self.samples > 1 and self.temperature <= 0:
+            raise ValueError("self-consistency samples need --temperature above 0")
+        if self.data not in DATA_CHOICES:
+            raise ValueError(f"--data must be one of {DATA_CHOICES}")
+        if self.data == "hub" and task.hub is None:
+            raise ValueError(f"task {task.name} declares no hub dataset")
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    run: EvalRun
+    metrics: list[MetricValue]
+    scored: int  # items scored in this call
+    reused: int  # items found already stored (resume)
+    already_complete: bool
+    items_per_s: float | None = None  # of this call's scoring, model load excluded
+
+
+@dataclass(frozen=True)
+class TaskData:
+    items: list[Item]
+    pool: list[Item]
+    hash: str
+
+
+def load_task_data(
+    task: BenchmarkTask, root: Path, *, data: str = "bundled", limit: int | None = None,
+    need_pool: bool = False,
+) -> TaskData:
+    """The task's items (first `limit`) and few-shot pool, plus a hash over both."""
+    splits: DataSplits = task.data if data == "bundled" else task.hub  # type: ignore[assignment]
+    benchmarks_dir = root / "benchmarks"
+    items = _filtered(task, to_items(task.source_format, read_records(splits.eval, benchmarks_dir)))
+    if limit is not None:
+        items = items[:limit]
+    pool: list[Item] = []
+    if need_pool:
+        if splits.fewshot is None:
+            raise ValueError(f"task {task.name} has no few-shot split; use --shots 0")
+        pool = _filtered(
+            task, to_items(task.source_format, read_records(splits.fewshot, benchmarks_dir))
+        )
+    digest = hashlib.sha256()
+    for item in [*items, *pool]:
+        digest.update(json.dumps(item.canonical(), sort_keys=True, default=list).encode())
+    return TaskData(items, pool, digest.hexdigest())
+
+
+def _filtered(task: BenchmarkTask, items: list[Item]) -> list[Item]:
+    if task.subjects is None:
+        return items
+    return [item for item in items if item.subject in task.subjects]
+
+
+def _weights_hash(registry: Registry, entry: VariantEntry) -> str | None:
+    if entry.variant.source.kind != "embedded":
+        return None  # hub variants are pinned by revision; local folders by their path
+    from medarena.tiny import read_manifest
+
+    build = read_manifest(Path(registry.weights_location(entry.variant)))
+    return build.weights_sha256 if build else None
+
+
+def evaluate(
+    store: Store,
+    registry: Registry,
+    variant_name: str,
+    task: BenchmarkTask,
+    options: EvalOptions,
+    engine_loader: Callable[[], Engine],
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalOutcome:
+    """Evaluate one variant on one task. `engine_loader` is called only if items remain (the
+    caller caches the engine across tasks and closes it)."""
+    options.check(task)
+    entry = registry.variant(variant_name)
+    data = load_task_data(
+        task, registry.root, data=options.data, limit=options.limit, need_pool=options.shots > 0
+    )
+    template = None
+    if options.use_chat_template and entry.variant.instruction_tuned and entry.variant.chat_template:
+        template = registry.chat_template(entry.variant.chat_template)
+    settings = PromptSettings(options.mode, options.shots, options.seed, options.cot, template)
+    prompts = [build_prompt(task, item, data.pool, settings) for item in data.items]
+    spec = EvalRunSpec(
+        variant=variant_name,
+        task=task.name,
+        task_kind=task.kind,
+        dataset_hash=data.hash,
+        prompt_template_hash=settings.fingerprint(task),
+        scoring_mode=_mode_key(options),
+        shots=options.shots,
+        seed=options.seed,
+        engine=options.engine,
+        engine_version=engine_version(options.engine),
+        code_version=code_version(),
+        variant_revision=getattr(entry.variant.source, "revision", None),
+        weights_hash=_weights_hash(registry, entry),
+        config={**asdict(options), "chat_template": template.name if template else None},
+        task_spec=task.model_dump(mode="json"),
+    )
+    run = store.find_eval_run(spec)
+    if run is not None and run.status == "completed":
+        return EvalOutcome(run, store.metrics(run.id), 0, run.n_items or 0, True)
+    if run is None:
+        run = store.create_eval_run(spec)
+    stored = store.stored_item_ids(run.id)
+    todo = [prompt for prompt in prompts if prompt.item.id not in stored]
+    if progress:
+        progress(len(prompts) - len(todo), len(prompts))
+    items_per_s = tokens_per_s = None
+    if todo:
+        items_per_s, tokens_per_s = _score_remaining(
+            store, run, task, todo, options, engine_loader, progress
+        )
+    metrics = compute_metrics(store, run.id, task, options.mode)
+    finished = store.finish_eval_run(
+        run.id, metrics, items_per_s=items_per_s, tokens_per_s=tokens_per_s
+    )
+    return EvalOutcome(
+        finished, metrics, len(todo), len(prompts) - len(todo), False, items_per_s
+    )
+
+
+def _mode_key(options: EvalOptions) -> str:
+    """Scoring mode as stored: generate variants are different measurements."""
+    key = options.mode
+    if options.cot:
+        key += "+cot"
+    if options.samples > 1:
+        key += f"+sc{options.samples}@{options.temperature:g}"
+    return key
+
+
+def _score_remaining(
+    store: Store,
+    run: EvalRun,
+    task: BenchmarkTask,
+    todo: list[BuiltPrompt],
+    options: EvalOptions,
+    engine_loader: Callable[[], Engine],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[float, float]:
+    engine = engine_loader()
+    scoring = ScoringOptions(
+        options.mode, options.cot, options.samples, options.temperature, options.seed,
+        options.truncation,
+    )
+    bert = (
+        BertScorer(options.bertscore_encoder)
+        if task.kind == "summarization" and "bertscore_f1" in task.metrics
+        else None
+    )
+    started, tokens = time.perf_counter(), 0
+    try:
+        for start in range(0, len(todo), options.chunk_size):
+            chunk = todo[start : start + options.chunk_size]
+            result = score_chunk(engine, task, chunk, scoring, bert)
+            store.add_predictions(run.id, result.predictions)
+            tokens += result.tokens
+            if progress:
+                progress(len(chunk), 0)
+    except BaseException:
+        store.set_eval_run_status(run.id, "interrupted")
+        raise
+    seconds = max(time.perf_counter() - started, 1e-9)
+    return len(todo) / seconds, tokens / seconds
+
+
+def compute_metrics(store: Store, run_id: int, task: BenchmarkTask, mode: str) -> list[MetricValue]:
+    """Every metric of the run, from its stored predictions alone."""
+    predictions = store.predictions(run_id)
+    if task.kind == "summarization":
+        return summary_metrics(predictions, task.metrics)
+    labels = list(dict.fromkeys(c for p in predictions for c in (p.details or {})["choices"]))
+    return qa_metrics(predictions, mode, task.metrics, labels)

@@ -1,0 +1,170 @@
+"""Benchmark task specs: one YAML per task under benchmarks/, validated like the model registry.
+
+A spec says where the items come from (bundled sample files or the hub, same fields either way),
+which source format reads them, how a prompt is written, and how answers are scored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import jinja2
+import jinja2.sandbox
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+
+from medarena.registry import UnknownName, find_workspace
+from medarena.schemas import Name, Spec
+from medarena.yaml_source import Problem, ProblemsError, read_yaml
+
+SOURCE_FORMATS = (
+    "medqa_4options",  # GBaker/MedQA-USMLE-4-options: question, options{A..D}, answer_idx
+    "medqa_bigbio",  # bigbio/med_qa source: options as [{key, value}], answer_idx
+    "medmcqa",  # openlifescienceai/medmcqa: question, opa..opd, cop 0-3
+    "pubmedqa",  # PubMedQA pqa-labeled: QUESTION, CONTEXTS, final_decision
+    "mmlu",  # cais/mmlu: question, subject, choices[4], answer 0-3
+    "me_llama_summarization",  # Me-LLaMA instruction files: id, query, answer
+)
+SCORING_MODES = ("loglik", "generate")
+QA_METRICS = ("acc", "acc_norm", "macro_f1", "parse_failure_rate")
+SUMMARY_METRICS = ("rouge_1", "rouge_2", "rouge_l", "rouge_lsum", "bertscore_f1")
+
+# Prompts are user-written Jinja: rendered in a sandbox, undefined fields are errors.
+PROMPT_JINJA = jinja2.sandbox.ImmutableSandboxedEnvironment(
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+)
+
+
+class FileData(Spec):
+    """Items in a local file (jsonl, json, csv or parquet); relative to benchmarks/."""
+
+    kind: Literal["file"] = "file"
+    path: str
+    file_format: Literal["jsonl", "json", "csv", "parquet"] | None = Field(
+        None, description="defaults to the file's suffix"
+    )
+
+
+class HubData(Spec):
+    """Items from the Hugging Face hub through `datasets.load_dataset`."""
+
+    kind: Literal["hub"]
+    dataset: str
+    config: str | None = None
+    split: str
+    revision: str | None = Field(None, description="pin a commit sha for reproducible results")
+
+
+def _source_kind(value: object) -> str:
+    """`kind` may be left out for a file, the common case."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "file"))
+    return str(getattr(value, "kind", "file"))
+
+
+DataSource = Annotated[
+    Annotated[FileData, Tag("file")] | Annotated[HubData, Tag("hub")],
+    Discriminator(_source_kind),
+]
+
+
+class DataSplits(Spec):
+    """Where the scored items and the few-shot demonstrations come from."""
+
+    eval: DataSource
+    fewshot: DataSource | None = Field(None, description="split that k-shot demos are drawn from")
+
+
+class Generation(Spec):
+    """Decoding settings for the generate scoring mode."""
+
+    max_new_tokens: int = Field(32, gt=0)
+    cot_max_new_tokens: int = Field(256, gt=0, description="budget with chain-of-thought")
+    stop: list[str] = Field(default_factory=lambda: ["\n\n"])
+
+
+class BenchmarkTask(Spec):
+    """One benchmark task: data, prompt, scoring."""
+
+    name: Name
+    display_name: str
+    kind: Literal["multiple_choice", "summarization"]
+    description: str | None = None
+    citation: str = Field(description="the paper or page that defines the benchmark")
+    source_format: Literal[SOURCE_FORMATS]  # type: ignore[valid-type]
+    data: DataSplits = Field(description="the bundled offline sample (default)")
+    hub: DataSplits | None = Field(None, description="the full dataset on the hub (--data hub)")
+    subjects: list[str] | None = Field(None, description="keep only these subjects (MMLU)")
+    preamble: str = Field(
+        "", description="Jinja text put once before the demos and the question (MMLU header)"
+    )
+    prompt: str = Field(description="Jinja template of one item; its fields come from the format")
+    target_delimiter: str = Field(" ", description="between the prompt and the answer choice")
+    fewshot_delimiter: str = Field("\n\n", description="between demonstrations")
+    instruction: str | None = Field(
+        None, description="asks for an answer format in generate mode; put before the question"
+    )
+    cot_trigger: str = "Let's think step by step."
+    scoring_modes: list[Literal[SCORING_MODES]] = Field(min_length=1)  # type: ignore[valid-type]
+    metrics: list[str] = Field(min_length=1)
+    generation: Generation = Generation()
+
+    @field_validator("prompt", "preamble")
+    @classmethod
+    def _template_compiles(cls, template: str) -> str:
+        try:
+            PROMPT_JINJA.from_string(template)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ValueError(
+                f"Jinja syntax error on template line {exc.lineno}: {exc.message}"
+            ) from None
+        return template
+
+    @model_validator(mode="after")
+    def _metrics_fit_the_kind(self) -> BenchmarkTask:
+        allowed = QA_METRICS if self.kind == "multiple_choice" else SUMMARY_METRICS
+        unknown = [metric for metric in self.metrics if metric not in allowed]
+        if unknown:
+            raise ValueError(f"metrics {unknown} do not apply to {self.kind}; use {allowed}")
+        if self.kind == "summarization" and self.scoring_modes != ["generate"]:
+            raise ValueError("summarization is scored in generate mode only")
+        return self
+
+
+def load_benchmarks(workspace: str | Path | None = None) -> dict[str, BenchmarkTask]:
+    """Every spec under benchmarks/, validated; raises ProblemsError listing ALL problems."""
+    root = find_workspace(workspace)
+    folder = root / "benchmarks"
+    tasks: dict[str, BenchmarkTask] = {}
+    problems: list[Problem] = []
+    for path in sorted(folder.glob("*.yaml")):
+        shown = str(path.relative_to(root))
+        document, found = read_yaml(path, shown)
+        problems += found
+        if document is None:
+            continue
+        spec, found = document.validate(BenchmarkTask)
+        problems += found
+        if spec is None:
+            continue
+        if spec.name != path.stem:
+            problems.append(
+                Problem(
+                    shown,
+                    document.line_of(["name"]),
+                    "name",
+                    f"{spec.name!r} must match the file name {path.stem!r}",
+                )
+            )
+        tasks[spec.name] = spec
+    if problems:
+        raise ProblemsError(problems, headline=f"benchmark specs in {folder} are invalid")
+    return tasks
+
+
+def select_tasks(tasks: dict[str, BenchmarkTask], names: list[str]) -> list[BenchmarkTask]:
+    """The named tasks, in order; an unknown name lists the known ones."""
+    for name in names:
+        if name not in tasks:
+            raise UnknownName("benchmark task", name, list(tasks))
+    return [tasks[name] for name in names]
