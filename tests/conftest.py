@@ -45,3 +45,13 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "tiny-medical-base"
     build_tiny(out, seed=0)
     return out
+
+
+@pytest.fixture
+def eval_workspace(workspace: Path, tiny_model_dir: Path) -> Path:
+    """A workspace with the shipped benchmarks and the tiny model where the registry looks."""
+    (workspace / "benchmarks").symlink_to(REPO / "benchmarks")
+    models = workspace / ".medarena" / "models"
+    models.mkdir(parents=True)
+    (models / "tiny-medical-base").symlink_to(tiny_model_dir)
+    return workspace

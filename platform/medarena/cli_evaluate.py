@@ -95,7 +95,9 @@ def eval_command(
     ),
     limit: int | None = typer.Option(None, min=1, help="Only the first n items."),
     cot: bool = typer.Option(False, help="Chain-of-thought (generate mode)."),
-    samples: int = typer.Option(1, min=1, help="Self-consistency: samples per item, majority vote."),
+    samples: int = typer.Option(
+        1, min=1, help="Self-consistency: samples per item, majority vote."
+    ),
     temperature: float = typer.Option(0.0, min=0.0, help="Sampling temperature (0: greedy)."),
     data: str = typer.Option("bundled", help="bundled (offline samples) or hub (full datasets)."),
     truncation: str = typer.Option("left", help="Prompt over the context: left (cut) or error."),
@@ -120,14 +122,28 @@ def eval_command(
     registry = ctx.obj.registry()
     entries = [registry.variant(name) for name in models]
     benchmarks = load_benchmarks(registry.root)
-    tasks = list(benchmarks.values()) if task_names == ["all"] else select_tasks(benchmarks, task_names)
+    tasks = (
+        list(benchmarks.values()) if task_names == ["all"] else select_tasks(benchmarks, task_names)
+    )
     plans = [
-        (task, EvalOptions(
-            engine=engine, mode=mode or task.scoring_modes[0], shots=shots, seed=seed, cot=cot,
-            samples=samples, temperature=temperature, limit=limit, data=data,
-            truncation=truncation, chunk_size=chunk_size, bertscore_encoder=bertscore_model,
-            use_chat_template=chat_template,
-        ))
+        (
+            task,
+            EvalOptions(
+                engine=engine,
+                mode=mode or task.scoring_modes[0],
+                shots=shots,
+                seed=seed,
+                cot=cot,
+                samples=samples,
+                temperature=temperature,
+                limit=limit,
+                data=data,
+                truncation=truncation,
+                chunk_size=chunk_size,
+                bertscore_encoder=bertscore_model,
+                use_chat_template=chat_template,
+            ),
+        )
         for task in tasks
         for seed in seeds
     ]
@@ -158,7 +174,12 @@ def eval_command(
                                 bar.advance(bar_id, done)
 
                         outcome = evaluate(
-                            store, registry, entry.variant.name, task, options, engine_loader,
+                            store,
+                            registry,
+                            entry.variant.name,
+                            task,
+                            options,
+                            engine_loader,
                             advance,
                         )
                     outcomes.append((task, options, outcome))
@@ -170,8 +191,12 @@ def eval_command(
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
     )
 
 
@@ -186,7 +211,7 @@ def _print_outcomes(outcomes: list[tuple[BenchmarkTask, Any, Any]]) -> None:
     for column in ("run", "model", "task", "mode", "shots", "seed", "metrics", "items", "items/s"):
         table.add_column(column)
     spread: dict[tuple[str, str, str, int, str], list[float]] = defaultdict(list)
-    for task, options, outcome in outcomes:
+    for task, _options, outcome in outcomes:
         run = outcome.run
         shown = [m for m in outcome.metrics if m.name != "truncated_items" or m.value]
         table.add_row(
@@ -197,7 +222,8 @@ def _print_outcomes(outcomes: list[tuple[BenchmarkTask, Any, Any]]) -> None:
             str(run.shots),
             str(run.seed),
             "\n".join(f"{m.name} {_fmt(m)}" for m in shown),
-            f"{run.n_items}" + (" (resumed)" if outcome.reused and outcome.scored else "")
+            f"{run.n_items}"
+            + (" (resumed)" if outcome.reused and outcome.scored else "")
             + (" (stored)" if outcome.already_complete else ""),
             f"{outcome.items_per_s:.1f}" if outcome.items_per_s else "-",
         )
@@ -211,7 +237,12 @@ def _print_outcomes(outcomes: list[tuple[BenchmarkTask, Any, Any]]) -> None:
             summary.add_column(column)
         for (variant, task_name, mode, shots, metric), values in multi.items():
             summary.add_row(
-                variant, task_name, mode, str(shots), metric, str(len(values)),
+                variant,
+                task_name,
+                mode,
+                str(shots),
+                metric,
+                str(len(values)),
                 f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}",
             )
         out.print(summary)
@@ -221,7 +252,9 @@ def _print_outcomes(outcomes: list[tuple[BenchmarkTask, Any, Any]]) -> None:
 @reports_errors
 def results(
     ctx: typer.Context,
-    metric: str = typer.Option("acc", help="Metric to rank by (acc, acc_norm, macro_f1, rouge_l...)."),
+    metric: str = typer.Option(
+        "acc", help="Metric to rank by (acc, acc_norm, macro_f1, rouge_l...)."
+    ),
     task: str | None = typer.Option(None, help="Only this task."),
     reference: bool = typer.Option(True, help="Also show published reference results."),
 ) -> None:
@@ -238,7 +271,12 @@ def results(
         table.add_column(column)
     for row in measured:
         table.add_row(
-            row.task, row.variant, row.family, row.scoring_mode, str(row.shots), _fmt(row),
+            row.task,
+            row.variant,
+            row.family,
+            row.scoring_mode,
+            str(row.shots),
+            _fmt(row),
             str(row.n),
         )
     out.print(table if measured else f"no measured {metric} yet: run `medarena eval`")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from medarena.evaluate.records import Record
@@ -79,11 +79,17 @@ def _structured(data: dict[str, Any], name: str) -> Any:
 
 
 def _multiple_choice(
-    item_id: str, question: str, options: list[tuple[str, str]], gold_label: str, **extra: Any
+    item_id: str,
+    question: str,
+    options: list[tuple[str, str]],
+    gold: tuple[str, str],
+    **extra: Any,
 ) -> Item:
+    """`gold` is (field that holds the answer, the answer's label)."""
+    gold_field, gold_label = gold
     labels = [label for label, _ in options]
     if gold_label not in labels:
-        raise FieldProblem("answer", f"gold answer {gold_label!r} is not one of {labels}")
+        raise FieldProblem(gold_field, f"gold answer {gold_label!r} is not one of {labels}")
     return Item(
         id=item_id,
         fields={"question": question, "options": options, **extra},
@@ -101,7 +107,9 @@ def medqa_4options(record: Record) -> Item:
         raise FieldProblem("options", "expected a mapping of letter to option text")
     pairs = [(str(label), str(text)) for label, text in sorted(options.items())]
     item_id = str(data.get("id") or f"{record.index:05d}")
-    return _multiple_choice(item_id, _text(data, "question"), pairs, _text(data, "answer_idx"))
+    return _multiple_choice(
+        item_id, _text(data, "question"), pairs, ("answer_idx", _text(data, "answer_idx"))
+    )
 
 
 def medqa_bigbio(record: Record) -> Item:
@@ -113,7 +121,9 @@ def medqa_bigbio(record: Record) -> Item:
         raise FieldProblem("options", "expected a list of {key, value} objects")
     pairs = [(str(o["key"]), str(o["value"])) for o in options]
     item_id = str(data.get("id") or f"{record.index:05d}")
-    return _multiple_choice(item_id, _text(data, "question"), pairs, _text(data, "answer_idx"))
+    return _multiple_choice(
+        item_id, _text(data, "question"), pairs, ("answer_idx", _text(data, "answer_idx"))
+    )
 
 
 def medmcqa(record: Record) -> Item:
@@ -127,7 +137,11 @@ def medmcqa(record: Record) -> Item:
         raise FieldProblem("cop", f"expected an integer 0-3, got {cop}")
     item_id = str(data.get("id") or f"{record.index:05d}")
     return _multiple_choice(
-        item_id, _text(data, "question"), pairs, LETTERS[cop], subject=data.get("subject_name")
+        item_id,
+        _text(data, "question"),
+        pairs,
+        ("cop", LETTERS[cop]),
+        subject=data.get("subject_name"),
     )
 
 
@@ -138,6 +152,7 @@ def pubmedqa(record: Record) -> Item:
     if "QUESTION" in data:
         question, contexts = _text(data, "QUESTION"), _structured(data, "CONTEXTS")
         item_id = str(data.get("_key") or f"{record.index:05d}")
+        contexts_field = "CONTEXTS"
     else:
         question = _text(data, "question")
         context = _structured(data, "context")
@@ -145,8 +160,9 @@ def pubmedqa(record: Record) -> Item:
             raise FieldProblem("context", "expected a mapping with 'contexts'")
         contexts = context["contexts"]
         item_id = str(data.get("pubid") or f"{record.index:05d}")
+        contexts_field = "context.contexts"
     if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
-        raise FieldProblem("CONTEXTS", "expected a list of text passages")
+        raise FieldProblem(contexts_field, "expected a list of text passages")
     decision = _text(data, "final_decision").strip().lower()
     if decision not in PUBMEDQA_LABELS:
         raise FieldProblem("final_decision", f"expected one of {PUBMEDQA_LABELS}, got {decision!r}")
@@ -174,7 +190,7 @@ def mmlu(record: Record) -> Item:
     pairs = [(LETTERS[i], str(text)) for i, text in enumerate(choices)]
     item_id = str(data.get("id") or f"{subject}/{record.index:05d}")
     return _multiple_choice(
-        item_id, _text(data, "question"), pairs, LETTERS[answer], subject=subject
+        item_id, _text(data, "question"), pairs, ("answer", LETTERS[answer]), subject=subject
     )
 
 

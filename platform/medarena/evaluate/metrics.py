@@ -46,7 +46,7 @@ def loglik_choices(prediction: Prediction, normalized: bool) -> int:
     assert prediction.logprobs is not None
     scores = prediction.logprobs["loglik"]
     if normalized:
-        scores = [s / n for s, n in zip(scores, prediction.logprobs["char_len"])]
+        scores = [s / n for s, n in zip(scores, prediction.logprobs["char_len"], strict=True)]
     return int(np.argmax(scores))
 
 
@@ -54,9 +54,9 @@ def macro_f1(gold: Sequence[str], predicted: Sequence[str | None], labels: Seque
     """Mean F1 over `labels` (every class of the task); an unparsed answer matches no class."""
     scores = []
     for label in labels:
-        tp = sum(g == label and p == label for g, p in zip(gold, predicted))
-        fp = sum(g != label and p == label for g, p in zip(gold, predicted))
-        fn = sum(g == label and p != label for g, p in zip(gold, predicted))
+        tp = sum(g == label and p == label for g, p in zip(gold, predicted, strict=True))
+        fp = sum(g != label and p == label for g, p in zip(gold, predicted, strict=True))
+        fn = sum(g == label and p != label for g, p in zip(gold, predicted, strict=True))
         scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
     return float(np.mean(scores))
 
@@ -82,7 +82,9 @@ def qa_metrics(
         pairs = np.arange(n)
         low, high = bootstrap_ci(
             pairs,
-            lambda rows: macro_f1([gold[int(i)] for i in rows], [parsed[int(i)] for i in rows], labels),
+            lambda rows: macro_f1(
+                [gold[int(i)] for i in rows], [parsed[int(i)] for i in rows], labels
+            ),
         )
         metrics.append(MetricValue("macro_f1", value, n, low, high))
     if mode == "generate":
@@ -120,7 +122,7 @@ def rouge_scores(candidates: Sequence[str], references: Sequence[str]) -> list[d
 
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
     results = []
-    for candidate, reference in zip(candidates, references):
+    for candidate, reference in zip(candidates, references, strict=True):
         score = scorer.score(_sentences_on_lines(reference), _sentences_on_lines(candidate))
         results.append(
             {

@@ -30,6 +30,7 @@ class PromptSettings:
     cot: bool = False
     chat_template: ChatTemplate | None = None
     system: str | None = None
+    truncation: str = "left"  # what happens to a prompt longer than the context
 
     def fingerprint(self, task: BenchmarkTask) -> str:
         """Hash of everything that shapes the prompt text (the eval run's template hash)."""
@@ -42,6 +43,7 @@ class PromptSettings:
             "cot": task.cot_trigger if self.cot else None,
             "chat_template": self.chat_template.template if self.chat_template else None,
             "system": self.system,
+            "truncation": self.truncation,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -82,9 +84,7 @@ def build_prompt(
     task: BenchmarkTask, item: Item, pool: list[Item], settings: PromptSettings
 ) -> BuiltPrompt:
     demos = draw_demos(item, pool, settings.shots, settings.seed)
-    parts = [
-        render_item(task, demo) + task.target_delimiter + demo.gold_text for demo in demos
-    ]
+    parts = [render_item(task, demo) + task.target_delimiter + demo.gold_text for demo in demos]
     question = render_item(task, item)
     if settings.mode == "generate" and task.instruction:
         question = f"{task.instruction}\n\n{question}"

@@ -93,7 +93,9 @@ def _read_json(path: Path) -> list[Record]:
             [Problem(str(path), exc.lineno, "", f"malformed JSON: {exc.msg}")], "malformed JSON"
         ) from None
     if isinstance(value, dict):
-        rows = [{"_key": key, **row} if isinstance(row, dict) else row for key, row in value.items()]
+        rows = [
+            {"_key": key, **row} if isinstance(row, dict) else row for key, row in value.items()
+        ]
     elif isinstance(value, list):
         rows = value
     else:

@@ -78,7 +78,11 @@ class TaskData:
 
 
 def load_task_data(
-    task: BenchmarkTask, root: Path, *, data: str = "bundled", limit: int | None = None,
+    task: BenchmarkTask,
+    root: Path,
+    *,
+    data: str = "bundled",
+    limit: int | None = None,
     need_pool: bool = False,
 ) -> TaskData:
     """The task's items (first `limit`) and few-shot pool, plus a hash over both."""
@@ -132,9 +136,20 @@ def evaluate(
         task, registry.root, data=options.data, limit=options.limit, need_pool=options.shots > 0
     )
     template = None
-    if options.use_chat_template and entry.variant.instruction_tuned and entry.variant.chat_template:
+    if (
+        options.use_chat_template
+        and entry.variant.instruction_tuned
+        and entry.variant.chat_template
+    ):
         template = registry.chat_template(entry.variant.chat_template)
-    settings = PromptSettings(options.mode, options.shots, options.seed, options.cot, template)
+    settings = PromptSettings(
+        options.mode,
+        options.shots,
+        options.seed,
+        options.cot,
+        template,
+        truncation=options.truncation,
+    )
     prompts = [build_prompt(task, item, data.pool, settings) for item in data.items]
     spec = EvalRunSpec(
         variant=variant_name,
@@ -171,9 +186,7 @@ def evaluate(
     finished = store.finish_eval_run(
         run.id, metrics, items_per_s=items_per_s, tokens_per_s=tokens_per_s
     )
-    return EvalOutcome(
-        finished, metrics, len(todo), len(prompts) - len(todo), False, items_per_s
-    )
+    return EvalOutcome(finished, metrics, len(todo), len(prompts) - len(todo), False, items_per_s)
 
 
 def _mode_key(options: EvalOptions) -> str:
@@ -197,7 +210,11 @@ def _score_remaining(
 ) -> tuple[float, float]:
     engine = engine_loader()
     scoring = ScoringOptions(
-        options.mode, options.cot, options.samples, options.temperature, options.seed,
+        options.mode,
+        options.cot,
+        options.samples,
+        options.temperature,
+        options.seed,
         options.truncation,
     )
     bert = (

@@ -69,7 +69,7 @@ def _score_loglik(
         dropped.append(most)
     results = engine.loglikelihood(requests)
     predictions, start = [], 0
-    for prompt, cut in zip(prompts, dropped):
+    for prompt, cut in zip(prompts, dropped, strict=True):
         item = prompt.item
         scored = results[start : start + len(item.choices)]
         start += len(item.choices)
@@ -119,14 +119,14 @@ def _generate(
         ids.append((tuple(context), cut))
     outputs = engine.generate([context for context, _ in ids], sampling)
     tokens = sum(len(c) for c, _ in ids) + sum(o.new_tokens for o in outputs)
-    return [(o.texts, cut) for o, (_, cut) in zip(outputs, ids)], tokens
+    return [(o.texts, cut) for o, (_, cut) in zip(outputs, ids, strict=True)], tokens
 
 
 def _extracted(
     prompts: Sequence[BuiltPrompt], generations: list[tuple[tuple[str, ...], int]]
 ) -> list[Prediction]:
     predictions = []
-    for prompt, (texts, cut) in zip(prompts, generations):
+    for prompt, (texts, cut) in zip(prompts, generations, strict=True):
         item = prompt.item
         votes = [extract_choice(text, item.choices, item.option_texts) for text in texts]
         answer = majority_vote(votes)
@@ -161,7 +161,7 @@ def _summaries(
     berts = bert.f1(candidates, references) if bert else [None] * len(candidates)
     predictions = []
     for prompt, (_, cut), candidate, scores, bert_f1 in zip(
-        prompts, generations, candidates, rouge, berts
+        prompts, generations, candidates, rouge, berts, strict=True
     ):
         details = {**_details(prompt, cut), **scores}
         if bert_f1 is not None:

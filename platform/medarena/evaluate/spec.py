@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import jinja2
 import jinja2.sandbox
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 
 from medarena.registry import UnknownName, find_workspace
 from medarena.schemas import Name, Spec
@@ -120,15 +120,22 @@ class BenchmarkTask(Spec):
             ) from None
         return template
 
-    @model_validator(mode="after")
-    def _metrics_fit_the_kind(self) -> BenchmarkTask:
-        allowed = QA_METRICS if self.kind == "multiple_choice" else SUMMARY_METRICS
-        unknown = [metric for metric in self.metrics if metric not in allowed]
-        if unknown:
-            raise ValueError(f"metrics {unknown} do not apply to {self.kind}; use {allowed}")
-        if self.kind == "summarization" and self.scoring_modes != ["generate"]:
-            raise ValueError("summarization is scored in generate mode only")
-        return self
+    @field_validator("scoring_modes")
+    @classmethod
+    def _modes_fit_the_kind(cls, modes: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("kind") == "summarization" and modes != ["generate"]:
+            raise ValueError("summarization is scored in generate mode only: [generate]")
+        return modes
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_fit_the_kind(cls, metrics: list[str], info: ValidationInfo) -> list[str]:
+        kind = info.data.get("kind")
+        allowed = QA_METRICS if kind == "multiple_choice" else SUMMARY_METRICS
+        unknown = [metric for metric in metrics if metric not in allowed]
+        if kind is not None and unknown:
+            raise ValueError(f"metrics {unknown} do not apply to {kind}; use {list(allowed)}")
+        return metrics
 
 
 def load_benchmarks(workspace: str | Path | None = None) -> dict[str, BenchmarkTask]:

@@ -23,9 +23,7 @@ def engine_version(name: str) -> str:
     raise RuntimeError(f"engine {name!r} needs {_PACKAGES[name][0]}, which is not installed")
 
 
-def load_engine(
-    name: str, registry: Registry, entry: VariantEntry, **options: Any
-) -> Engine:
+def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: Any) -> Engine:
     """Load `entry`'s weights into engine `name` with the registry's dtype, context length,
     revision and (vLLM) tensor parallel size."""
     variant = entry.variant

@@ -135,7 +135,7 @@ class HFEngine(Engine):
         token_logprob = logprobs.gather(1, target[:, None])[:, 0].tolist()
         greedy = (logprobs.argmax(dim=-1) == target).tolist()
         totals: dict[int, list[Any]] = {}
-        for owner, value, is_top in zip(owners, token_logprob, greedy):
+        for owner, value, is_top in zip(owners, token_logprob, greedy, strict=True):
             total = totals.setdefault(owner, [0.0, True])
             total[0] += value
             total[1] = total[1] and is_top

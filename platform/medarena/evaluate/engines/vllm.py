@@ -75,7 +75,7 @@ class VLLMEngine(Engine):
         ]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         results = []
-        for request, output in zip(requests, outputs):
+        for request, output in zip(requests, outputs, strict=True):
             whole = request.context + request.continuation
             first = len(request.context)
             total, greedy = 0.0, True

@@ -1,0 +1,228 @@
+"""The runner as a user meets it: resumable after a hard kill, one result per item, bad input
+refused with a message that says where, and an explicit truncation policy."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from medarena.cli import app
+from medarena.evaluate.engines import load_engine
+from medarena.evaluate.engines.hf import HFEngine
+from medarena.evaluate.runner import EvalOptions, evaluate
+from medarena.evaluate.spec import load_benchmarks
+from medarena.registry import load_registry
+from medarena.store import Store
+
+runner = CliRunner()
+
+DIE_ON_THIRD_CHUNK = """
+import os, signal, sys
+from medarena.evaluate.engines.hf import HFEngine
+
+original, calls = HFEngine.loglikelihood, []
+
+def dying(self, requests, progress=None):
+    calls.append(len(requests))
+    if len(calls) == 3:  # a hard kill in the middle of the third chunk
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, requests, progress)
+
+HFEngine.loglikelihood = dying
+from medarena.cli import app
+app(sys.argv[1:])
+"""
+
+
+def medarena(workspace: Path, db_url: str, *args: str):
+    return runner.invoke(app, ["--workspace", str(workspace), "--db", db_url, *args])
+
+
+def rows(db_url: str, sql: str) -> list[tuple]:
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        result = [tuple(row) for row in connection.execute(text(sql))]
+    engine.dispose()
+    return result
+
+
+def test_killed_run_resumes_to_exactly_one_result_per_item(eval_workspace, tmp_path):
+    killed_db = f"sqlite:///{tmp_path / 'killed.db'}"
+    args = [
+        "--workspace",
+        str(eval_workspace),
+        "--db",
+        killed_db,
+        "eval",
+        "-m",
+        "tiny-medical-base",
+        "-t",
+        "medqa_4options",
+        "--chunk-size",
+        "8",
+    ]
+    script = tmp_path / "die.py"
+    script.write_text(DIE_ON_THIRD_CHUNK)
+    killed = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert rows(killed_db, "SELECT status FROM eval_runs") == [("running",)]
+    assert rows(killed_db, "SELECT COUNT(*) FROM predictions") == [(16,)]  # two whole chunks
+
+    resumed = runner.invoke(app, args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "(resumed)" in resumed.stdout
+    assert rows(killed_db, "SELECT status, n_items FROM eval_runs") == [("completed", 40)]
+    assert rows(killed_db, "SELECT COUNT(DISTINCT item_id), COUNT(*) FROM predictions") == [
+        (40, 40)
+    ]
+
+    fresh_db = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert (
+        medarena(
+            eval_workspace, fresh_db, "eval", "-m", "tiny-medical-base", "-t", "medqa_4options"
+        ).exit_code
+        == 0
+    )
+    per_item = "SELECT item_id, parsed_answer, correct, prompt_hash FROM predictions ORDER BY 1"
+    assert rows(killed_db, per_item) == rows(fresh_db, per_item)
+    metrics = "SELECT name, value, ci_low, ci_high, n FROM metrics ORDER BY name"
+    assert rows(killed_db, metrics) == rows(fresh_db, metrics)
+
+    again = medarena(
+        eval_workspace, killed_db, "eval", "-m", "tiny-medical-base", "-t", "medqa_4options"
+    )
+    assert again.exit_code == 0 and "(stored)" in again.stdout
+    assert rows(killed_db, "SELECT COUNT(*) FROM eval_runs") == [(1,)]
+
+
+def test_interrupt_marks_the_run_and_keeps_whole_chunks(eval_workspace, db_url, monkeypatch):
+    registry, tasks = load_registry(eval_workspace), load_benchmarks(eval_workspace)
+    entry = registry.variant("tiny-medical-base")
+    calls = []
+    original = HFEngine.loglikelihood
+
+    def interrupted(self, requests, progress=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, requests, progress)
+
+    monkeypatch.setattr(HFEngine, "loglikelihood", interrupted)
+    with Store(db_url) as store:
+        store.sync_registry(registry)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate(
+                store,
+                registry,
+                entry.variant.name,
+                tasks["pubmedqa"],
+                EvalOptions(chunk_size=10),
+                lambda: load_engine("hf", registry, entry),
+            )
+    assert rows(db_url, "SELECT status FROM eval_runs") == [("interrupted",)]
+    assert rows(db_url, "SELECT COUNT(*) FROM predictions") == [(10,)]
+
+
+def test_unknown_names_and_impossible_settings_are_refused(eval_workspace, db_url):
+    unknown_task = medarena(
+        eval_workspace, db_url, "eval", "-m", "tiny-medical-base", "-t", "medqa"
+    )
+    assert unknown_task.exit_code == 2
+    assert "unknown benchmark task 'medqa'" in unknown_task.stderr
+    assert "medqa_4options" in unknown_task.stderr and "pubmedqa" in unknown_task.stderr
+
+    unknown_model = medarena(eval_workspace, db_url, "eval", "-m", "meditron-7", "-t", "pubmedqa")
+    assert unknown_model.exit_code == 2 and "meditron-7b" in unknown_model.stderr
+
+    loglik_summary = medarena(
+        eval_workspace,
+        db_url,
+        "eval",
+        "-m",
+        "tiny-medical-base",
+        "-t",
+        "pubmed_summarization",
+        "--mode",
+        "loglik",
+    )
+    assert loglik_summary.exit_code == 2 and "scoring modes ['generate']" in loglik_summary.stderr
+
+    too_many_shots = medarena(
+        eval_workspace,
+        db_url,
+        "eval",
+        "-m",
+        "tiny-medical-base",
+        "-t",
+        "pubmed_summarization",
+        "--shots",
+        "5",
+    )
+    assert (
+        too_many_shots.exit_code == 2 and "5-shot needs 5 demonstrations" in too_many_shots.stderr
+    )
+
+    sc_greedy = medarena(
+        eval_workspace,
+        db_url,
+        "eval",
+        "-m",
+        "tiny-medical-base",
+        "-t",
+        "pubmedqa",
+        "--mode",
+        "generate",
+        "--samples",
+        "3",
+    )
+    assert sc_greedy.exit_code == 2 and "temperature" in sc_greedy.stderr
+    assert rows(db_url, "SELECT COUNT(*) FROM eval_runs") == [(0,)]
+
+
+def test_malformed_sample_line_is_named(eval_workspace, db_url):
+    benchmarks = eval_workspace / "benchmarks"
+    benchmarks.unlink()
+    shutil.copytree(Path(__file__).resolve().parents[2] / "benchmarks", benchmarks)
+    sample = benchmarks / "samples/medmcqa/validation.jsonl"
+    lines = sample.read_text().splitlines()
+    lines[6] = lines[6][:-5]  # cut the end of line 7
+    sample.write_text("\n".join(lines) + "\n")
+    result = medarena(eval_workspace, db_url, "eval", "-m", "tiny-medical-base", "-t", "medmcqa")
+    assert result.exit_code == 2
+    assert f"{sample}:7: malformed JSON line" in result.stderr
+    assert rows(db_url, "SELECT COUNT(*) FROM eval_runs") == [(0,)]
+
+
+def test_prompt_over_the_context_is_cut_by_policy_and_recorded(eval_workspace, db_url):
+    card = eval_workspace / "models/tiny-medical.yaml"
+    card.write_text(card.read_text().replace("context_length: 2048", "context_length: 96"))
+    refused = medarena(
+        eval_workspace,
+        db_url,
+        "eval",
+        "-m",
+        "tiny-medical-base",
+        "-t",
+        "pubmedqa",
+        "--truncation",
+        "error",
+    )
+    assert refused.exit_code == 2 and "the model's context is 96" in refused.stderr
+
+    cut = medarena(eval_workspace, db_url, "eval", "-m", "tiny-medical-base", "-t", "pubmedqa")
+    assert cut.exit_code == 0, cut.output
+    truncated = rows(
+        db_url,
+        "SELECT COUNT(*) FROM predictions WHERE json_extract(details, '$.truncated_tokens') > 0",
+    )
+    assert truncated == [(40,)]  # every PubMedQA abstract is longer than 96 tokens
+    assert rows(db_url, "SELECT value FROM metrics WHERE name = 'truncated_items'") == [(40.0,)]
+    config = rows(
+        db_url,
+        "SELECT json_extract(config, '$.truncation') FROM eval_runs WHERE status = 'completed'",
+    )
+    assert config == [("left",)]

