@@ -512,8 +512,11 @@ def _build_embedded(registry: Registry, name: str, *, force: bool = False) -> An
 @app.command("demo")
 @reports_errors
 def demo(ctx: typer.Context) -> None:
-    """The offline demo: build the tiny family, create the database, register, print the
-    registry. Run twice, it reuses what is already built."""
+    """The offline demo: build the tiny family, create the database, register the catalogue,
+    evaluate the tiny model on every bundled benchmark, print the leaderboard. Run twice, it
+    reuses what is already built and evaluated."""
+    from medarena.cli_evaluate import demo_evaluation
+
     registry: Registry = ctx.obj.registry()
     embedded = [
         name for name, entry in registry.variants.items() if entry.variant.source.kind == "embedded"
@@ -521,20 +524,22 @@ def demo(ctx: typer.Context) -> None:
     for name in embedded:
         build = _build_embedded(registry, name)
         out.print(
-            f"[1/3] tiny model {name}: {build.num_parameters:,} parameters, vocab "
+            f"[1/4] tiny model {name}: {build.num_parameters:,} parameters, vocab "
             f"{build.vocab_size}, weights sha256 {build.weights_sha256[:12]} at {build.path}"
         )
     with ctx.obj.store() as store:
         report = store.sync_registry(registry)
     out.print(
-        f"[2/3] database {ctx.obj.db_url()}: {report.families} families, "
+        f"[2/4] database {ctx.obj.db_url()}: {report.families} families, "
         f"{report.variants} variants, {report.reference_results} published results"
     )
-    out.print("[3/3] the registry:")
+    out.print("[3/4] the registry:")
     models_ls(ctx, family=None, as_json=False)
+    out.print(f"[4/4] evaluating {', '.join(embedded)} on every bundled benchmark (hf engine):")
+    demo_evaluation(ctx, embedded)
     out.print(
-        'next: medarena query "SELECT name, params_b, context_length FROM model_variants '
-        'ORDER BY params_b DESC LIMIT 5"'
+        "next: medarena results --metric acc | medarena eval --help | "
+        'medarena query "SELECT item_id, parsed_answer, gold FROM predictions LIMIT 5"'
     )
 
 

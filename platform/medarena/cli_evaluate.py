@@ -111,8 +111,8 @@ def eval_command(
     ),
 ) -> None:
     """Evaluate variants on benchmark tasks; every item is stored, runs resume after a kill."""
-    from medarena.evaluate.engines import ENGINES, load_engine
-    from medarena.evaluate.runner import EvalOptions, evaluate
+    from medarena.evaluate.engines import ENGINES
+    from medarena.evaluate.runner import EvalOptions
     from medarena.evaluate.tokens import TRUNCATION_POLICIES
 
     if engine not in ENGINES:
@@ -149,44 +149,57 @@ def eval_command(
     ]
     for task, options in plans:
         options.check(task)  # refuse bad combinations before any model loads
-    outcomes = []
     with ctx.obj.store() as store:
-        store.sync_registry(registry)
-        for entry in entries:
-            loaded: list[Any] = []
+        outcomes = run_plans(store, registry, entries, plans, engine, batch_size)
+    print_outcomes(outcomes)
 
-            def engine_loader(entry=entry, loaded=loaded) -> Any:
-                if not loaded:
-                    extra = {"batch_size": batch_size} if engine == "hf" else {}
-                    loaded.append(load_engine(engine, registry, entry, **extra))
-                return loaded[0]
 
-            try:
-                for task, options in plans:
-                    label = f"{entry.variant.name} {task.name} seed={options.seed}"
-                    with _progress() as bar:
-                        bar_id = bar.add_task(label, total=None)
+def run_plans(
+    store: Any,
+    registry: Any,
+    entries: list[Any],
+    plans: list[tuple[BenchmarkTask, Any]],
+    engine: str,
+    batch_size: int = 32,
+) -> list[tuple[BenchmarkTask, Any, Any]]:
+    """Every plan (task, options) for every variant; one engine per variant, loaded only if
+    some item still needs scoring, closed when the variant is done."""
+    from medarena.evaluate.engines import load_engine
+    from medarena.evaluate.runner import evaluate
 
-                        def advance(done: int, total: int, bar=bar, bar_id=bar_id) -> None:
-                            if total:
-                                bar.update(bar_id, total=total, completed=done)
-                            else:
-                                bar.advance(bar_id, done)
+    store.sync_registry(registry)
+    outcomes = []
+    for entry in entries:
+        loaded: list[Any] = []
 
-                        outcome = evaluate(
-                            store,
-                            registry,
-                            entry.variant.name,
-                            task,
-                            options,
-                            engine_loader,
-                            advance,
-                        )
-                    outcomes.append((task, options, outcome))
-            finally:
-                if loaded:
-                    loaded[0].close()
-    _print_outcomes(outcomes)
+        def engine_loader(entry: Any = entry, loaded: list[Any] = loaded) -> Any:
+            if not loaded:
+                extra = {"batch_size": batch_size} if engine == "hf" else {}
+                loaded.append(load_engine(engine, registry, entry, **extra))
+            return loaded[0]
+
+        try:
+            for task, options in plans:
+                label = f"{entry.variant.name} {task.name} seed={options.seed}"
+                with _progress() as bar:
+                    bar_id = bar.add_task(label, total=None)
+
+                    def advance(
+                        done: int, total: int, bar: Any = bar, bar_id: Any = bar_id
+                    ) -> None:
+                        if total:
+                            bar.update(bar_id, total=total, completed=done)
+                        else:
+                            bar.advance(bar_id, done)
+
+                    outcome = evaluate(
+                        store, registry, entry.variant.name, task, options, engine_loader, advance
+                    )
+                outcomes.append((task, options, outcome))
+        finally:
+            if loaded:
+                loaded[0].close()
+    return outcomes
 
 
 def _progress() -> Progress:
@@ -197,6 +210,7 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,  # no bar redraws in logs and pipes
     )
 
 
@@ -206,7 +220,7 @@ def _fmt(metric: Any) -> str:
     return f"{metric.value:.3f} [{metric.ci_low:.3f}, {metric.ci_high:.3f}]"
 
 
-def _print_outcomes(outcomes: list[tuple[BenchmarkTask, Any, Any]]) -> None:
+def print_outcomes(outcomes: list[tuple[BenchmarkTask, Any, Any]]) -> None:
     table = Table(title="evaluation runs (95% bootstrap CI)")
     for column in ("run", "model", "task", "mode", "shots", "seed", "metrics", "items", "items/s"):
         table.add_column(column)
@@ -287,3 +301,15 @@ def results(
         for row in published:
             ref.add_row(row.task, row.variant, row.scoring_mode, f"{row.value:.3f}", row.source)
         out.print(ref)
+
+
+def demo_evaluation(ctx: typer.Context, variants: list[str]) -> None:
+    """`medarena demo`'s last step: every bundled task, its default scoring mode, zero-shot."""
+    from medarena.evaluate.runner import EvalOptions
+
+    registry = ctx.obj.registry()
+    tasks = load_benchmarks(registry.root)
+    plans = [(task, EvalOptions(mode=task.scoring_modes[0])) for task in tasks.values()]
+    with ctx.obj.store() as store:
+        outcomes = run_plans(store, registry, [registry.variant(v) for v in variants], plans, "hf")
+    print_outcomes(outcomes)
