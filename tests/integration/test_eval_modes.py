@@ -1,0 +1,170 @@
+"""Generation modes on the tiny model: chat templates of instruction-tuned variants,
+chain-of-thought with self-consistency, summarization scores, hub data, recomputable metrics."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medarena.cli import app
+from medarena.evaluate.runner import compute_metrics
+from medarena.evaluate.spec import load_benchmarks
+from medarena.store import Store
+from tests.conftest import REPO
+
+runner = CliRunner()
+
+
+def medarena(workspace: Path, db_url: str, *args: str):
+    result = runner.invoke(app, ["--workspace", str(workspace), "--db", db_url, *args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def only_run(db_url: str):
+    with Store(db_url) as store:
+        from sqlalchemy import text
+
+        with store.engine.connect() as connection:
+            (run_id,) = connection.execute(text("SELECT MAX(id) FROM eval_runs")).one()
+            config = connection.execute(
+                text("SELECT config, scoring_mode FROM eval_runs WHERE id = :id"), {"id": run_id}
+            ).one()
+        return run_id, json.loads(config[0]) if isinstance(config[0], str) else config[0], config[1]
+
+
+def test_instruction_tuned_variant_is_prompted_through_its_chat_template(eval_workspace, db_url):
+    card = eval_workspace / "models/tiny-medical.yaml"
+    card.write_text(card.read_text() + "    instruction_tuned: true\n    chat_template: chatml\n")
+    medarena(
+        eval_workspace, db_url, "eval", "-m", "tiny-medical-base", "-t", "medmcqa", "--limit", "5"
+    )
+    run_id, config, _ = only_run(db_url)
+    assert config["chat_template"] == "chatml"
+    with Store(db_url) as store:
+        predictions = store.predictions(run_id)
+    assert len(predictions) == 5
+    for prediction in predictions:
+        assert prediction.prompt.startswith("<|im_start|>user\nQuestion: ")
+        assert prediction.prompt.endswith("Answer:<|im_end|>\n<|im_start|>assistant\n")
+
+    medarena(
+        eval_workspace,
+        db_url,
+        "eval",
+        "-m",
+        "tiny-medical-base",
+        "-t",
+        "medmcqa",
+        "--limit",
+        "5",
+        "--no-chat-template",
+    )
+    plain_id, config, _ = only_run(db_url)
+    assert plain_id != run_id and config["chat_template"] is None
+
+
+def test_chain_of_thought_with_self_consistency_votes(eval_workspace, db_url):
+    result = medarena(
+        eval_workspace,
+        db_url,
+        "eval",
+        "-m",
+        "tiny-medical-base",
+        "-t",
+        "pubmedqa",
+        "--mode",
+        "generate",
+        "--cot",
+        "--samples",
+        "3",
+        "--temperature",
+        "0.8",
+        "--limit",
+        "6",
+    )
+    run_id, config, mode = only_run(db_url)
+    assert mode == "generate+cot+sc3@0.8" and config["samples"] == 3
+    with Store(db_url) as store:
+        predictions = store.predictions(run_id)
+        metrics = {m.name: m.value for m in store.metrics(run_id)}
+    assert len(predictions) == 6
+    for prediction in predictions:
+        assert prediction.prompt.endswith("Answer: Let's think step by step.")
+        assert len(prediction.details["samples"]) == 3
+        votes = [v for v in prediction.details["votes"] if v is not None]
+        if votes:  # the majority of parsed votes, ties to the earliest
+            best = max(votes.count(v) for v in votes)
+            assert prediction.parsed_answer == next(v for v in votes if votes.count(v) == best)
+        else:
+            assert prediction.parse_failed and prediction.parsed_answer is None
+        assert prediction.correct == (prediction.parsed_answer == prediction.gold)
+    failures = sum(p.parse_failed for p in predictions) / 6
+    assert metrics["parse_failure_rate"] == pytest.approx(failures)
+    assert metrics["acc"] == pytest.approx(sum(bool(p.correct) for p in predictions) / 6)
+    assert "pubmedqa" in result.stdout
+
+
+def test_summaries_are_scored_per_item_and_metrics_recompute_from_storage(eval_workspace, db_url):
+    medarena(
+        eval_workspace,
+        db_url,
+        "eval",
+        "-m",
+        "tiny-medical-base",
+        "-t",
+        "mimic_cxr_summarization",
+        "--limit",
+        "6",
+    )
+    run_id, _, mode = only_run(db_url)
+    assert mode == "generate"
+    task = load_benchmarks(eval_workspace)["mimic_cxr_summarization"]
+    with Store(db_url) as store:
+        stored = {m.name: m for m in store.metrics(run_id)}
+        recomputed = {m.name: m for m in compute_metrics(store, run_id, task, "generate")}
+        predictions = store.predictions(run_id)
+    assert set(stored) == {"rouge_1", "rouge_2", "rouge_l", "rouge_lsum", "bertscore_f1"}
+    assert stored == recomputed
+    for prediction in predictions:
+        assert 0.0 <= prediction.details["rouge_l"] <= 1.0
+        assert 0.0 < prediction.details["bertscore_f1"] < 1.0
+        assert prediction.score == prediction.details["rouge_l"]
+    mean_rouge = sum(p.details["rouge_l"] for p in predictions) / len(predictions)
+    assert stored["rouge_l"].value == pytest.approx(mean_rouge)
+
+
+def test_hub_source_reads_the_same_fields(eval_workspace, db_url, monkeypatch):
+    """The hub is outside the code under test: `datasets.load_dataset` is replaced by the
+    bundled sample, served as a real `datasets.Dataset` with the hub's field layout."""
+    import datasets
+
+    rows = [
+        json.loads(line)
+        for line in (REPO / "benchmarks/samples/medqa_4options/test.jsonl").read_text().splitlines()
+    ]
+    asked = []
+
+    def from_hub(path, name=None, split=None, revision=None):
+        asked.append((path, name, split))
+        return datasets.Dataset.from_list(rows[:7])
+
+    monkeypatch.setattr(datasets, "load_dataset", from_hub)
+    result = medarena(
+        eval_workspace,
+        db_url,
+        "eval",
+        "-m",
+        "tiny-medical-base",
+        "-t",
+        "medqa_4options",
+        "--data",
+        "hub",
+    )
+    assert asked == [("GBaker/MedQA-USMLE-4-options", None, "test")]
+    run_id, config, _ = only_run(db_url)
+    assert config["data"] == "hub"
+    with Store(db_url) as store:
+        assert len(store.predictions(run_id)) == 7
+    assert "medqa_4options" in result.stdout
