@@ -74,7 +74,44 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> str:
         )
         run_on(store, "tiny-medical-base", BASE_ANSWERS)
         run_on(store, "tiny-medical-pretrained", PRETRAINED_ANSWERS)
+        seed_subjects_failures_and_seeds(store)
     return url
+
+
+def seed_subjects_failures_and_seeds(store: Store) -> None:
+    """An MMLU run with subjects, a generate run with parse failures, two 3-shot seeds."""
+    mmlu = store.create_eval_run(eval_spec(task="mmlu_medical"))
+    subjects = ["anatomy", "anatomy", "virology", "virology"]
+    store.add_predictions(
+        mmlu.id,
+        [
+            Prediction(f"{s}/{i}", f"m{i}", "A", correct=i != 1, details={"subject": s})
+            for i, s in enumerate(subjects)
+        ],
+    )
+    store.finish_eval_run(mmlu.id, [MetricValue("acc", 0.75, 4)])
+    generated = store.create_eval_run(eval_spec(scoring_mode="generate"))
+    outputs = [("The answer is (A).", "A"), ("I cannot tell.", None), ("B", "B"), ("?", None)]
+    store.add_predictions(
+        generated.id,
+        [
+            Prediction(
+                f"item-{i}",
+                f"g{i}",
+                "A",
+                raw_output=output,
+                parsed_answer=parsed,
+                correct=parsed == "A",
+                parse_failed=parsed is None,
+            )
+            for i, (output, parsed) in enumerate(outputs)
+        ],
+    )
+    store.finish_eval_run(generated.id, [MetricValue("acc", 0.25, 4)])
+    for seed, acc in ((1, 0.5), (2, 0.75)):
+        run = store.create_eval_run(eval_spec(task="pubmedqa", shots=3, seed=seed))
+        store.add_predictions(run.id, [Prediction("item-0", "s", "yes", correct=True)])
+        store.finish_eval_run(run.id, [MetricValue("acc", acc, 4)])
 
 
 def test_the_doc_has_its_queries():
@@ -90,7 +127,8 @@ def test_every_documented_query_runs_and_returns_rows(seeded: str, index: int):
 def test_leaderboard_query_ranks_the_seeded_runs(seeded: str):
     result = query(seeded, QUERIES[0])
     rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
-    assert [(r["variant"], r["acc"]) for r in rows] == [
+    medqa = [r for r in rows if (r["task"], r["scoring_mode"]) == ("medqa_4options", "loglik")]
+    assert [(r["variant"], r["acc"]) for r in medqa] == [
         ("tiny-medical-pretrained", round(4 / 6, 4)),
         ("tiny-medical-base", 0.5),
     ]
@@ -100,6 +138,18 @@ def test_disagreement_query_finds_exactly_the_differing_items(seeded: str):
     (sql,) = [q for q in QUERIES if "disagree" in q or "base_answer" in q]
     result = query(seeded, sql)
     assert [row[0] for row in result.rows] == ["item-1", "item-3", "item-5"]
+
+
+def test_subject_failure_and_seed_queries_return_the_seeded_figures(seeded: str):
+    (by_subject,) = [q for q in QUERIES if "'$.subject'" in q]
+    assert query(seeded, by_subject).rows == [
+        ("tiny-medical-base", "virology", 2, 1.0),
+        ("tiny-medical-base", "anatomy", 2, 0.5),
+    ]
+    (failures,) = [q for q in QUERIES if "parse_failed = 1" in q]
+    assert [row[3] for row in query(seeded, failures).rows] == ["item-1", "item-3"]
+    (seeds,) = [q for q in QUERIES if "count(DISTINCT r.seed)" in q]
+    assert query(seeded, seeds).rows == [("tiny-medical-base", "pubmedqa", 3, 2, 0.625, 0.5, 0.75)]
 
 
 def test_lineage_query_walks_to_the_pretrained_checkpoint(seeded: str):

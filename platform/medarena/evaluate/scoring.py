@@ -182,6 +182,8 @@ def _summaries(
 
 def _details(prompt: BuiltPrompt, truncated_tokens: int) -> dict[str, Any]:
     details: dict[str, Any] = {}
+    if prompt.item.subject:
+        details["subject"] = prompt.item.subject
     if prompt.demo_ids:
         details["demo_ids"] = list(prompt.demo_ids)
     if truncated_tokens:
