@@ -85,7 +85,7 @@ def row(name: str, rates: list[float], unit: str, mfu_per_unit: float | None = N
     )
 
 
-def bench_loglik(engine, args, vocab: int, n_params: int) -> list[str]:
+def bench_loglik(engines, args, vocab: int, n_params: int) -> list[str]:
     from medarena.evaluate.engines import LoglikRequest
 
     rng = random.Random(0)
@@ -95,7 +95,7 @@ def bench_loglik(engine, args, vocab: int, n_params: int) -> list[str]:
     ]
     answers = [rng.randrange(10, vocab) for _ in range(4)]
     requests = [LoglikRequest(q, (a,)) for q in questions for a in answers]
-    model, device = engine.model, engine.device
+    model, device = engines["hf"].model, engines["hf"].device
     flops_per_question = 2 * n_params * args.prompt_tokens
     peak = H100_BF16_FLOPS if device.type == "cuda" else None
 
@@ -107,15 +107,18 @@ def bench_loglik(engine, args, vocab: int, n_params: int) -> list[str]:
             logprobs[:, -1, answers].cpu()
         return len(questions)
 
-    def ours() -> int:
-        engine.loglikelihood(requests)
-        return len(questions)
-
     per = flops_per_question / peak if peak else None
-    return [
-        row("plain HF forward, full logits", timed(plain, args.repeat), "questions/s", per),
-        row("hf engine loglikelihood", timed(ours, args.repeat), "questions/s", per),
-    ]
+    rows = [row("plain HF forward, full logits", timed(plain, args.repeat), "questions/s", per)]
+    for name, engine in engines.items():
+
+        def ours(engine=engine) -> int:
+            engine.loglikelihood(requests)
+            return len(questions)
+
+        rows.append(
+            row(f"{name} engine loglikelihood", timed(ours, args.repeat), "questions/s", per)
+        )
+    return rows
 
 
 def bench_generation(engines, args, vocab: int) -> list[str]:
@@ -189,12 +192,12 @@ def main() -> None:
         )
         n_params = sum(p.numel() for p in hf.model.parameters())
         vocab = hf.model.config.vocab_size
-        lines = bench_loglik(hf, args, vocab, n_params)
         engines = {"hf": hf}
         if args.vllm:
             from medarena.evaluate.engines.vllm import VLLMEngine
 
-            engines["vllm"] = VLLMEngine(str(folder), dtype=dtype)
+            engines["vllm"] = VLLMEngine(str(folder), dtype=dtype, max_length=2048)
+        lines = bench_loglik(engines, args, vocab, n_params)
         lines += bench_generation(engines, args, vocab)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name()
     print(

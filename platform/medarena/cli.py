@@ -368,13 +368,15 @@ def validate(ctx: typer.Context) -> None:
 @app.command("schema")
 def schema(
     kind: str = typer.Argument(
-        "model-family", help="model-family, chat-template, hardware-profile or reference-results"
+        "model-family",
+        help="model-family, chat-template, hardware-profile, reference-results or benchmark-task",
     ),
 ) -> None:
     """Print the JSON Schema of a YAML kind (for editors and docs)."""
+    from medarena.evaluate.spec import BenchmarkTask
     from medarena.schemas import json_schemas
 
-    schemas = json_schemas()
+    schemas = {**json_schemas(), "benchmark-task": BenchmarkTask.model_json_schema()}
     if kind not in schemas:
         err.print(f"error: unknown kind {kind!r}; known: {', '.join(schemas)}", style="red")
         raise typer.Exit(EXIT_REFUSED)
