@@ -12,7 +12,26 @@ from typer.testing import CliRunner
 
 from medarena.cli import app
 
-TASKS = ["-t", "medqa_4options", "-t", "pubmedqa", "--limit", "12"]
+# two log-likelihood tasks and one generated (summarization's default mode)
+TASKS = ["-t", "medqa_4options", "-t", "pubmedqa", "-t", "mimic_cxr_summarization", "--limit", "12"]
+
+
+def outputs(db_url: str, engine_name: str) -> dict[str, str]:
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        found = connection.execute(
+            text(
+                "SELECT p.item_id, p.raw_output FROM predictions p "
+                "JOIN eval_runs r ON r.id = p.eval_run_id "
+                "WHERE r.engine = :engine AND r.scoring_mode = 'generate'"
+            ),
+            {"engine": engine_name},
+        )
+        # vLLM holds back an incomplete UTF-8 sequence at the very end; transformers shows it as
+        # U+FFFD (the tiny model writes byte-level noise)
+        result = {item: output.rstrip("\ufffd") for item, output in found}
+    engine.dispose()
+    return result
 
 
 def choice_logliks(db_url: str, engine_name: str) -> dict[tuple[str, str], list[float]]:
@@ -28,13 +47,16 @@ def choice_logliks(db_url: str, engine_name: str) -> dict[tuple[str, str], list[
         )
         import json
 
-        result = {(task, item): json.loads(lp)["loglik"] for task, item, lp in found}
+        decoded = [(task, item, json.loads(lp) if lp else None) for task, item, lp in found]
+        result = {(task, item): lp["loglik"] for task, item, lp in decoded if lp}
     engine.dispose()
     return result
 
 
 @pytest.mark.slow
-def test_vllm_loglikelihoods_match_hf(eval_workspace: Path, db_url: str, tmp_path: Path):
+def test_vllm_matches_hf_loglikelihoods_and_greedy_outputs(
+    eval_workspace: Path, db_url: str, tmp_path: Path
+):
     pytest.importorskip("vllm")
     env = {
         **os.environ,
@@ -82,3 +104,5 @@ def test_vllm_loglikelihoods_match_hf(eval_workspace: Path, db_url: str, tmp_pat
     assert len(hf_scores) == 24 and vllm_scores.keys() == hf_scores.keys()
     for key, expected in hf_scores.items():
         assert vllm_scores[key] == pytest.approx(expected, abs=1e-4), key
+    generated = outputs(db_url, "hf")
+    assert len(generated) == 12 and outputs(db_url, "vllm") == generated  # greedy, float32
