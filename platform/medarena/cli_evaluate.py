@@ -109,6 +109,9 @@ def eval_command(
     chat_template: bool = typer.Option(
         True, help="Wrap prompts in the chat template of instruction-tuned variants."
     ),
+    rerun: bool = typer.Option(
+        False, help="Score again even if an identical completed run is stored (a new run)."
+    ),
 ) -> None:
     """Evaluate variants on benchmark tasks; every item is stored, runs resume after a kill."""
     from medarena.evaluate.engines import ENGINES
@@ -150,7 +153,7 @@ def eval_command(
     for task, options in plans:
         options.check(task)  # refuse bad combinations before any model loads
     with ctx.obj.store() as store:
-        outcomes = run_plans(store, registry, entries, plans, engine, batch_size)
+        outcomes = run_plans(store, registry, entries, plans, engine, batch_size, rerun=rerun)
     print_outcomes(outcomes)
 
 
@@ -161,6 +164,8 @@ def run_plans(
     plans: list[tuple[BenchmarkTask, Any]],
     engine: str,
     batch_size: int = 32,
+    *,
+    rerun: bool = False,
 ) -> list[tuple[BenchmarkTask, Any, Any]]:
     """Every plan (task, options) for every variant; one engine per variant, loaded only if
     some item still needs scoring, closed when the variant is done."""
@@ -193,7 +198,14 @@ def run_plans(
                             bar.advance(bar_id, done)
 
                     outcome = evaluate(
-                        store, registry, entry.variant.name, task, options, engine_loader, advance
+                        store,
+                        registry,
+                        entry.variant.name,
+                        task,
+                        options,
+                        engine_loader,
+                        advance,
+                        rerun=rerun,
                     )
                 outcomes.append((task, options, outcome))
         finally:
@@ -309,6 +321,9 @@ def demo_evaluation(ctx: typer.Context, variants: list[str]) -> None:
 
     registry = ctx.obj.registry()
     tasks = load_benchmarks(registry.root)
+    if not tasks:
+        out.print(f"no benchmark specs in {registry.root / 'benchmarks'}: nothing to evaluate")
+        return
     plans = [(task, EvalOptions(mode=task.scoring_modes[0])) for task in tasks.values()]
     with ctx.obj.store() as store:
         outcomes = run_plans(store, registry, [registry.variant(v) for v in variants], plans, "hf")

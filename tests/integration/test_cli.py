@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from medarena.cli import app
 from medarena.store.database import make_engine, upgrade
+from tests.conftest import REPO
 
 runner = CliRunner()
 
@@ -160,9 +161,24 @@ def test_db_with_older_schema_says_how_to_upgrade(workspace: Path, tmp_path: Pat
     assert medarena(workspace, "--db", str(db), "models", "sync").exit_code == 0
 
 
-def test_demo_builds_registers_and_reuses(workspace: Path):
+TASKS = [
+    "medmcqa",
+    "medqa_4options",
+    "medqa_5options",
+    "mimic_cxr_summarization",
+    "mmlu_medical",
+    "pubmed_summarization",
+    "pubmedqa",
+]
+
+
+def test_demo_builds_registers_evaluates_and_reuses(workspace: Path):
+    (workspace / "benchmarks").symlink_to(REPO / "benchmarks")
     first = medarena(workspace, "demo")
     assert first.exit_code == 0, first.output
+    for task in TASKS:
+        assert task in first.stdout
+    assert first.stdout.count("(stored)") == 0
     built = workspace / ".medarena" / "models" / "tiny-medical-base" / "model.safetensors"
     stamp = built.stat().st_mtime_ns
     second = medarena(workspace, "demo")
@@ -173,6 +189,19 @@ def test_demo_builds_registers_and_reuses(workspace: Path):
         workspace, "query", "SELECT count(*) AS n FROM model_variants", "--format", "json"
     )
     assert json.loads(count.stdout)[0]["n"] >= 1
+    assert second.stdout.count("(stored)") == len(TASKS)  # evaluated once, reported twice
+    runs = medarena(
+        workspace,
+        "query",
+        "SELECT t.name, r.status, r.n_items FROM eval_runs r JOIN tasks t ON t.id = r.task_id "
+        "ORDER BY t.name",
+        "--format",
+        "json",
+    )
+    items = {"mimic_cxr_summarization": 20, "pubmed_summarization": 20, "mmlu_medical": 54}
+    assert json.loads(runs.stdout) == [
+        {"name": task, "status": "completed", "n_items": items.get(task, 40)} for task in TASKS
+    ]
 
 
 def test_schema_command():

@@ -97,6 +97,18 @@ def test_killed_run_resumes_to_exactly_one_result_per_item(eval_workspace, tmp_p
     )
     assert again.exit_code == 0 and "(stored)" in again.stdout
     assert rows(killed_db, "SELECT COUNT(*) FROM eval_runs") == [(1,)]
+    rerun = medarena(
+        eval_workspace,
+        killed_db,
+        "eval",
+        "-m",
+        "tiny-medical-base",
+        "-t",
+        "medqa_4options",
+        "--rerun",
+    )
+    assert rerun.exit_code == 0 and "(stored)" not in rerun.stdout
+    assert rows(killed_db, "SELECT COUNT(*), SUM(n_items) FROM eval_runs") == [(2, 80)]
 
 
 def test_interrupt_marks_the_run_and_keeps_whole_chunks(eval_workspace, db_url, monkeypatch):

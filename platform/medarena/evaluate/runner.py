@@ -127,9 +127,12 @@ def evaluate(
     options: EvalOptions,
     engine_loader: Callable[[], Engine],
     progress: Callable[[int, int], None] | None = None,
+    *,
+    rerun: bool = False,
 ) -> EvalOutcome:
     """Evaluate one variant on one task. `engine_loader` is called only if items remain (the
-    caller caches the engine across tasks and closes it)."""
+    caller caches the engine across tasks and closes it). `rerun` starts a new run even when
+    one with the same key is stored (a resumed run is always the latest with that key)."""
     options.check(task)
     entry = registry.variant(variant_name)
     data = load_task_data(
@@ -168,7 +171,7 @@ def evaluate(
         config={**asdict(options), "chat_template": template.name if template else None},
         task_spec=task.model_dump(mode="json"),
     )
-    run = store.find_eval_run(spec)
+    run = None if rerun else store.find_eval_run(spec)
     if run is not None and run.status == "completed":
         return EvalOutcome(run, store.metrics(run.id), 0, run.n_items or 0, True)
     if run is None:

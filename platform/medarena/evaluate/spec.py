@@ -143,6 +143,8 @@ def load_benchmarks(workspace: str | Path | None = None) -> dict[str, BenchmarkT
     root = find_workspace(workspace)
     folder = root / "benchmarks"
     tasks: dict[str, BenchmarkTask] = {}
+    if not folder.is_dir():
+        return tasks  # a workspace of model cards only
     problems: list[Problem] = []
     for path in sorted(folder.glob("*.yaml")):
         shown = str(path.relative_to(root))
