@@ -32,6 +32,7 @@ from medarena.yaml_source import (
     dump_yaml,
     field_path,
     parse_yaml,
+    read_spec,
     read_yaml,
     write_atomic,
 )
@@ -198,28 +199,18 @@ def load_registry(workspace: str | Path | None = None) -> Registry:
     for folder, attribute, schema in _KINDS:
         for path in sorted((registry.models_dir / folder).glob("*.yaml")):
             shown = str(path.relative_to(root))
-            document, found = read_yaml(path, shown)
+            named = attribute != "references"  # one file per source, no name inside
+            document, spec, found = read_spec(path, shown, schema, named=named)
             problems += found
             if document is None:
                 continue
-            spec, found = document.validate(schema)
-            problems += found
             if spec is None:
                 if attribute == "families":
                     key = f"families:{path.stem}"
                     documents[key], registry.files[key] = document, shown
                     invalid_families.append(_Declared(key, path.stem, _raw_variants(document)))
                 continue
-            key = path.stem if attribute == "references" else spec.name
-            if attribute != "references" and spec.name != path.stem:
-                problems.append(
-                    Problem(
-                        shown,
-                        document.line_of(["name"]),
-                        "name",
-                        f"{spec.name!r} must match the file name {path.stem!r}",
-                    )
-                )
+            key = spec.name if named else path.stem
             documents[f"{attribute}:{key}"] = document
             registry.files[f"{attribute}:{key}"] = shown
             getattr(registry, attribute)[key] = spec

@@ -20,6 +20,17 @@ Name = Annotated[
 ]
 
 
+def check_jinja_syntax(environment: jinja2.Environment, template: str) -> str:
+    """`template` unchanged, or a ValueError naming the template line of a syntax error."""
+    try:
+        environment.from_string(template)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(
+            f"Jinja syntax error on template line {exc.lineno}: {exc.message}"
+        ) from None
+    return template
+
+
 class Spec(BaseModel):
     """Base of every YAML-facing schema: unknown keys rejected, instances immutable."""
 
@@ -156,13 +167,7 @@ class ChatTemplate(Spec):
     @field_validator("template")
     @classmethod
     def _template_compiles(cls, template: str) -> str:
-        try:
-            _JINJA.from_string(template)
-        except jinja2.TemplateSyntaxError as exc:
-            raise ValueError(
-                f"Jinja syntax error on template line {exc.lineno}: {exc.message}"
-            ) from None
-        return template
+        return check_jinja_syntax(_JINJA, template)
 
     @model_validator(mode="after")
     def _generation_role_known(self) -> ChatTemplate:

@@ -150,6 +150,27 @@ def read_yaml(path: Path, shown_as: str | None = None) -> tuple[YamlDocument | N
     return parse_yaml(text, label)
 
 
+def read_spec(
+    path: Path, shown_as: str, schema: type[BaseModel], *, named: bool = True
+) -> tuple[YamlDocument | None, BaseModel | None, list[Problem]]:
+    """Read, parse and validate one spec file. With `named`, the spec's `name` must equal the
+    file name, so that a writer knows where a spec goes and a reader where to look."""
+    document, problems = read_yaml(path, shown_as)
+    if document is None:
+        return None, None, problems
+    spec, problems = document.validate(schema)
+    if spec is not None and named and spec.name != path.stem:  # type: ignore[attr-defined]
+        problems.append(
+            Problem(
+                shown_as,
+                document.line_of(["name"]),
+                "name",
+                f"{spec.name!r} must match the file name {path.stem!r}",  # type: ignore[attr-defined]
+            )
+        )
+    return document, spec, problems
+
+
 def dump_yaml(data: Any, header: str = "") -> str:
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     return header + body

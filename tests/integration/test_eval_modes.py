@@ -5,41 +5,34 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from medarena.cli import app
 from medarena.evaluate.runner import compute_metrics
 from medarena.evaluate.spec import load_benchmarks
 from medarena.store import Store
 from tests.conftest import REPO
+from tests.helpers import as_json, invoke, sql_rows
 
-runner = CliRunner()
+EVAL_TINY = ["eval", "-m", "tiny-medical-base"]
 
 
 def medarena(workspace: Path, db_url: str, *args: str):
-    result = runner.invoke(app, ["--workspace", str(workspace), "--db", db_url, *args])
+    result = invoke(workspace, db_url, *args)
     assert result.exit_code == 0, result.output
     return result
 
 
-def only_run(db_url: str):
-    with Store(db_url) as store:
-        from sqlalchemy import text
-
-        with store.engine.connect() as connection:
-            (run_id,) = connection.execute(text("SELECT MAX(id) FROM eval_runs")).one()
-            config = connection.execute(
-                text("SELECT config, scoring_mode FROM eval_runs WHERE id = :id"), {"id": run_id}
-            ).one()
-        return run_id, json.loads(config[0]) if isinstance(config[0], str) else config[0], config[1]
+def only_run(db_url: str) -> tuple[int, dict, str]:
+    """The latest run: id, config, scoring mode."""
+    ((run_id, config, mode),) = sql_rows(
+        db_url, "SELECT id, config, scoring_mode FROM eval_runs ORDER BY id DESC LIMIT 1"
+    )
+    return run_id, as_json(config), mode
 
 
 def test_instruction_tuned_variant_is_prompted_through_its_chat_template(eval_workspace, db_url):
     card = eval_workspace / "models/tiny-medical.yaml"
     card.write_text(card.read_text() + "    instruction_tuned: true\n    chat_template: chatml\n")
-    medarena(
-        eval_workspace, db_url, "eval", "-m", "tiny-medical-base", "-t", "medmcqa", "--limit", "5"
-    )
+    medarena(eval_workspace, db_url, *EVAL_TINY, "-t", "medmcqa", "--limit", "5")
     run_id, config, _ = only_run(db_url)
     assert config["chat_template"] == "chatml"
     with Store(db_url) as store:
@@ -50,16 +43,7 @@ def test_instruction_tuned_variant_is_prompted_through_its_chat_template(eval_wo
         assert prediction.prompt.endswith("Answer:<|im_end|>\n<|im_start|>assistant\n")
 
     medarena(
-        eval_workspace,
-        db_url,
-        "eval",
-        "-m",
-        "tiny-medical-base",
-        "-t",
-        "medmcqa",
-        "--limit",
-        "5",
-        "--no-chat-template",
+        eval_workspace, db_url, *EVAL_TINY, "-t", "medmcqa", "--limit", "5", "--no-chat-template"
     )
     plain_id, config, _ = only_run(db_url)
     assert plain_id != run_id and config["chat_template"] is None
@@ -69,9 +53,7 @@ def test_chain_of_thought_with_self_consistency_votes(eval_workspace, db_url):
     result = medarena(
         eval_workspace,
         db_url,
-        "eval",
-        "-m",
-        "tiny-medical-base",
+        *EVAL_TINY,
         "-t",
         "pubmedqa",
         "--mode",
@@ -107,17 +89,7 @@ def test_chain_of_thought_with_self_consistency_votes(eval_workspace, db_url):
 
 
 def test_summaries_are_scored_per_item_and_metrics_recompute_from_storage(eval_workspace, db_url):
-    medarena(
-        eval_workspace,
-        db_url,
-        "eval",
-        "-m",
-        "tiny-medical-base",
-        "-t",
-        "mimic_cxr_summarization",
-        "--limit",
-        "6",
-    )
+    medarena(eval_workspace, db_url, *EVAL_TINY, "-t", "mimic_cxr_summarization", "--limit", "6")
     run_id, _, mode = only_run(db_url)
     assert mode == "generate"
     task = load_benchmarks(eval_workspace)["mimic_cxr_summarization"]
@@ -151,17 +123,7 @@ def test_hub_source_reads_the_same_fields(eval_workspace, db_url, monkeypatch):
         return datasets.Dataset.from_list(rows[:7])
 
     monkeypatch.setattr(datasets, "load_dataset", from_hub)
-    result = medarena(
-        eval_workspace,
-        db_url,
-        "eval",
-        "-m",
-        "tiny-medical-base",
-        "-t",
-        "medqa_4options",
-        "--data",
-        "hub",
-    )
+    result = medarena(eval_workspace, db_url, *EVAL_TINY, "-t", "medqa_4options", "--data", "hub")
     assert asked == [("GBaker/MedQA-USMLE-4-options", None, "test")]
     run_id, config, _ = only_run(db_url)
     assert config["data"] == "hub"

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from typer.testing import CliRunner
 
 from medarena.cli import app
 from medarena.evaluate.engines import load_engine
@@ -17,8 +15,9 @@ from medarena.evaluate.runner import EvalOptions, evaluate
 from medarena.evaluate.spec import load_benchmarks
 from medarena.registry import load_registry
 from medarena.store import Store
-
-runner = CliRunner()
+from tests.helpers import invoke as medarena
+from tests.helpers import runner
+from tests.helpers import sql_rows as rows
 
 DIE_ON_THIRD_CHUNK = """
 import os, signal, sys
@@ -37,17 +36,7 @@ from medarena.cli import app
 app(sys.argv[1:])
 """
 
-
-def medarena(workspace: Path, db_url: str, *args: str):
-    return runner.invoke(app, ["--workspace", str(workspace), "--db", db_url, *args])
-
-
-def rows(db_url: str, sql: str) -> list[tuple]:
-    engine = create_engine(db_url)
-    with engine.connect() as connection:
-        result = [tuple(row) for row in connection.execute(text(sql))]
-    engine.dispose()
-    return result
+EVAL_TINY = ["eval", "-m", "tiny-medical-base"]
 
 
 def test_killed_run_resumes_to_exactly_one_result_per_item(eval_workspace, tmp_path):
@@ -81,32 +70,16 @@ def test_killed_run_resumes_to_exactly_one_result_per_item(eval_workspace, tmp_p
     ]
 
     fresh_db = f"sqlite:///{tmp_path / 'fresh.db'}"
-    assert (
-        medarena(
-            eval_workspace, fresh_db, "eval", "-m", "tiny-medical-base", "-t", "medqa_4options"
-        ).exit_code
-        == 0
-    )
+    assert medarena(eval_workspace, fresh_db, *EVAL_TINY, "-t", "medqa_4options").exit_code == 0
     per_item = "SELECT item_id, parsed_answer, correct, prompt_hash FROM predictions ORDER BY 1"
     assert rows(killed_db, per_item) == rows(fresh_db, per_item)
     metrics = "SELECT name, value, ci_low, ci_high, n FROM metrics ORDER BY name"
     assert rows(killed_db, metrics) == rows(fresh_db, metrics)
 
-    again = medarena(
-        eval_workspace, killed_db, "eval", "-m", "tiny-medical-base", "-t", "medqa_4options"
-    )
+    again = medarena(eval_workspace, killed_db, *EVAL_TINY, "-t", "medqa_4options")
     assert again.exit_code == 0 and "(stored)" in again.stdout
     assert rows(killed_db, "SELECT COUNT(*) FROM eval_runs") == [(1,)]
-    rerun = medarena(
-        eval_workspace,
-        killed_db,
-        "eval",
-        "-m",
-        "tiny-medical-base",
-        "-t",
-        "medqa_4options",
-        "--rerun",
-    )
+    rerun = medarena(eval_workspace, killed_db, *EVAL_TINY, "-t", "medqa_4options", "--rerun")
     assert rerun.exit_code == 0 and "(stored)" not in rerun.stdout
     assert rows(killed_db, "SELECT COUNT(*), SUM(n_items) FROM eval_runs") == [(2, 80)]
 
@@ -139,60 +112,26 @@ def test_interrupt_marks_the_run_and_keeps_whole_chunks(eval_workspace, db_url, 
     assert rows(db_url, "SELECT COUNT(*) FROM predictions") == [(10,)]
 
 
-def test_unknown_names_and_impossible_settings_are_refused(eval_workspace, db_url):
-    unknown_task = medarena(
-        eval_workspace, db_url, "eval", "-m", "tiny-medical-base", "-t", "medqa"
-    )
-    assert unknown_task.exit_code == 2
-    assert "unknown benchmark task 'medqa'" in unknown_task.stderr
-    assert "medqa_4options" in unknown_task.stderr and "pubmedqa" in unknown_task.stderr
+REFUSED = [
+    (["-t", "medqa"], ["unknown benchmark task 'medqa'", "medqa_4options", "pubmedqa"]),
+    (["-m", "meditron-7", "-t", "pubmedqa"], ["unknown model variant", "meditron-7b"]),
+    (["-t", "pubmed_summarization", "--mode", "loglik"], ["scoring modes ['generate']"]),
+    (["-t", "pubmed_summarization", "--shots", "5"], ["5-shot needs 5 demonstrations"]),
+    (["-t", "pubmedqa", "--mode", "generate", "--samples", "3"], ["temperature"]),
+    (["-t", "pubmedqa", "--engine", "tgi"], ["unknown engine 'tgi'"]),
+]
 
-    unknown_model = medarena(eval_workspace, db_url, "eval", "-m", "meditron-7", "-t", "pubmedqa")
-    assert unknown_model.exit_code == 2 and "meditron-7b" in unknown_model.stderr
 
-    loglik_summary = medarena(
-        eval_workspace,
-        db_url,
-        "eval",
-        "-m",
-        "tiny-medical-base",
-        "-t",
-        "pubmed_summarization",
-        "--mode",
-        "loglik",
-    )
-    assert loglik_summary.exit_code == 2 and "scoring modes ['generate']" in loglik_summary.stderr
-
-    too_many_shots = medarena(
-        eval_workspace,
-        db_url,
-        "eval",
-        "-m",
-        "tiny-medical-base",
-        "-t",
-        "pubmed_summarization",
-        "--shots",
-        "5",
-    )
-    assert (
-        too_many_shots.exit_code == 2 and "5-shot needs 5 demonstrations" in too_many_shots.stderr
-    )
-
-    sc_greedy = medarena(
-        eval_workspace,
-        db_url,
-        "eval",
-        "-m",
-        "tiny-medical-base",
-        "-t",
-        "pubmedqa",
-        "--mode",
-        "generate",
-        "--samples",
-        "3",
-    )
-    assert sc_greedy.exit_code == 2 and "temperature" in sc_greedy.stderr
-    assert rows(db_url, "SELECT COUNT(*) FROM eval_runs") == [(0,)]
+@pytest.mark.parametrize(("args", "messages"), REFUSED)
+def test_unknown_names_and_impossible_settings_are_refused(eval_workspace, db_url, args, messages):
+    model = [] if "-m" in args else ["-m", "tiny-medical-base"]
+    result = medarena(eval_workspace, db_url, "eval", *model, *args)
+    assert result.exit_code == 2
+    for message in messages:
+        assert message in result.stderr
+    # refused before anything is written: no database at all, or one without runs
+    database = Path(db_url.removeprefix("sqlite:///"))
+    assert not database.exists() or rows(db_url, "SELECT COUNT(*) FROM eval_runs") == [(0,)]
 
 
 def test_malformed_sample_line_is_named(eval_workspace, db_url):
@@ -203,7 +142,7 @@ def test_malformed_sample_line_is_named(eval_workspace, db_url):
     lines = sample.read_text().splitlines()
     lines[6] = lines[6][:-5]  # cut the end of line 7
     sample.write_text("\n".join(lines) + "\n")
-    result = medarena(eval_workspace, db_url, "eval", "-m", "tiny-medical-base", "-t", "medmcqa")
+    result = medarena(eval_workspace, db_url, *EVAL_TINY, "-t", "medmcqa")
     assert result.exit_code == 2
     assert f"{sample}:7: malformed JSON line" in result.stderr
     assert rows(db_url, "SELECT COUNT(*) FROM eval_runs") == [(0,)]
@@ -213,19 +152,11 @@ def test_prompt_over_the_context_is_cut_by_policy_and_recorded(eval_workspace, d
     card = eval_workspace / "models/tiny-medical.yaml"
     card.write_text(card.read_text().replace("context_length: 2048", "context_length: 96"))
     refused = medarena(
-        eval_workspace,
-        db_url,
-        "eval",
-        "-m",
-        "tiny-medical-base",
-        "-t",
-        "pubmedqa",
-        "--truncation",
-        "error",
+        eval_workspace, db_url, *EVAL_TINY, "-t", "pubmedqa", "--truncation", "error"
     )
     assert refused.exit_code == 2 and "the model's context is 96" in refused.stderr
 
-    cut = medarena(eval_workspace, db_url, "eval", "-m", "tiny-medical-base", "-t", "pubmedqa")
+    cut = medarena(eval_workspace, db_url, *EVAL_TINY, "-t", "pubmedqa")
     assert cut.exit_code == 0, cut.output
     truncated = rows(
         db_url,

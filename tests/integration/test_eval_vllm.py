@@ -7,50 +7,34 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from typer.testing import CliRunner
 
-from medarena.cli import app
+from tests.helpers import as_json, invoke, sql_rows
 
 # two log-likelihood tasks and one generated (summarization's default mode)
 TASKS = ["-t", "medqa_4options", "-t", "pubmedqa", "-t", "mimic_cxr_summarization", "--limit", "12"]
 
 
-def outputs(db_url: str, engine_name: str) -> dict[str, str]:
-    engine = create_engine(db_url)
-    with engine.connect() as connection:
-        found = connection.execute(
-            text(
-                "SELECT p.item_id, p.raw_output FROM predictions p "
-                "JOIN eval_runs r ON r.id = p.eval_run_id "
-                "WHERE r.engine = :engine AND r.scoring_mode = 'generate'"
-            ),
-            {"engine": engine_name},
-        )
-        # vLLM holds back an incomplete UTF-8 sequence at the very end; transformers shows it as
-        # U+FFFD (the tiny model writes byte-level noise)
-        result = {item: output.rstrip("\ufffd") for item, output in found}
-    engine.dispose()
-    return result
+def outputs(db_url: str, engine: str) -> dict[str, str]:
+    found = sql_rows(
+        db_url,
+        "SELECT p.item_id, p.raw_output FROM predictions p JOIN eval_runs r "
+        "ON r.id = p.eval_run_id WHERE r.engine = :engine AND r.scoring_mode = 'generate'",
+        engine=engine,
+    )
+    # vLLM holds back an incomplete UTF-8 sequence at the very end; transformers shows it as
+    # U+FFFD (the tiny model writes byte-level noise)
+    return {item: output.rstrip("\ufffd") for item, output in found}
 
 
-def choice_logliks(db_url: str, engine_name: str) -> dict[tuple[str, str], list[float]]:
-    engine = create_engine(db_url)
-    with engine.connect() as connection:
-        found = connection.execute(
-            text(
-                "SELECT t.name, p.item_id, p.logprobs FROM predictions p "
-                "JOIN eval_runs r ON r.id = p.eval_run_id JOIN tasks t ON t.id = r.task_id "
-                "WHERE r.engine = :engine AND r.status = 'completed'"
-            ),
-            {"engine": engine_name},
-        )
-        import json
-
-        decoded = [(task, item, json.loads(lp) if lp else None) for task, item, lp in found]
-        result = {(task, item): lp["loglik"] for task, item, lp in decoded if lp}
-    engine.dispose()
-    return result
+def choice_logliks(db_url: str, engine: str) -> dict[tuple[str, str], list[float]]:
+    found = sql_rows(
+        db_url,
+        "SELECT t.name, p.item_id, p.logprobs FROM predictions p "
+        "JOIN eval_runs r ON r.id = p.eval_run_id JOIN tasks t ON t.id = r.task_id "
+        "WHERE r.engine = :engine AND r.scoring_mode = 'loglik'",
+        engine=engine,
+    )
+    return {(task, item): as_json(logprobs)["loglik"] for task, item, logprobs in found}
 
 
 @pytest.mark.slow
@@ -86,19 +70,7 @@ def test_vllm_matches_hf_loglikelihoods_and_greedy_outputs(
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    hf = CliRunner().invoke(
-        app,
-        [
-            "--workspace",
-            str(eval_workspace),
-            "--db",
-            db_url,
-            "eval",
-            "-m",
-            "tiny-medical-base",
-            *TASKS,
-        ],
-    )
+    hf = invoke(eval_workspace, db_url, "eval", "-m", "tiny-medical-base", *TASKS)
     assert hf.exit_code == 0, hf.output
     vllm_scores, hf_scores = choice_logliks(db_url, "vllm"), choice_logliks(db_url, "hf")
     assert len(hf_scores) == 24 and vllm_scores.keys() == hf_scores.keys()

@@ -76,11 +76,8 @@ def _score_loglik(
         lls = [r.logprob for r in scored]
         best = max(range(len(lls)), key=lls.__getitem__)
         predictions.append(
-            Prediction(
-                item_id=item.id,
-                prompt_hash=prompt.hash,
-                prompt=prompt.context,
-                gold=item.gold_text,
+            _prediction(
+                prompt,
                 parsed_answer=item.choices[best],
                 correct=best == item.gold,
                 score=lls[item.gold] if item.gold is not None else None,
@@ -135,11 +132,8 @@ def _extracted(
             details["samples"] = list(texts)
             details["votes"] = [None if v is None else item.choices[v] for v in votes]
         predictions.append(
-            Prediction(
-                item_id=item.id,
-                prompt_hash=prompt.hash,
-                prompt=prompt.context,
-                gold=item.gold_text,
+            _prediction(
+                prompt,
                 raw_output=texts[0],
                 parsed_answer=None if answer is None else item.choices[answer],
                 correct=answer is not None and answer == item.gold,
@@ -167,17 +161,25 @@ def _summaries(
         if bert_f1 is not None:
             details["bertscore_f1"] = bert_f1
         predictions.append(
-            Prediction(
-                item_id=prompt.item.id,
-                prompt_hash=prompt.hash,
-                prompt=prompt.context,
-                gold=prompt.item.gold_text,
+            _prediction(
+                prompt,
                 raw_output=candidate,
                 score=scores["rouge_l"],
                 details=details,
             )
         )
     return predictions
+
+
+def _prediction(prompt: BuiltPrompt, **fields: Any) -> Prediction:
+    """A prediction with the item's id, the prompt and its hash, and the gold answer."""
+    return Prediction(
+        item_id=prompt.item.id,
+        prompt_hash=prompt.hash,
+        prompt=prompt.context,
+        gold=prompt.item.gold_text,
+        **fields,
+    )
 
 
 def _details(prompt: BuiltPrompt, truncated_tokens: int) -> dict[str, Any]:

@@ -14,8 +14,8 @@ import jinja2.sandbox
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 
 from medarena.registry import UnknownName, find_workspace
-from medarena.schemas import Name, Spec
-from medarena.yaml_source import Problem, ProblemsError, read_yaml
+from medarena.schemas import Name, Spec, check_jinja_syntax
+from medarena.yaml_source import Problem, ProblemsError, read_spec
 
 SOURCE_FORMATS = (
     "medqa_4options",  # GBaker/MedQA-USMLE-4-options: question, options{A..D}, answer_idx
@@ -112,13 +112,7 @@ class BenchmarkTask(Spec):
     @field_validator("prompt", "preamble")
     @classmethod
     def _template_compiles(cls, template: str) -> str:
-        try:
-            PROMPT_JINJA.from_string(template)
-        except jinja2.TemplateSyntaxError as exc:
-            raise ValueError(
-                f"Jinja syntax error on template line {exc.lineno}: {exc.message}"
-            ) from None
-        return template
+        return check_jinja_syntax(PROMPT_JINJA, template)
 
     @field_validator("scoring_modes")
     @classmethod
@@ -147,25 +141,10 @@ def load_benchmarks(workspace: str | Path | None = None) -> dict[str, BenchmarkT
         return tasks  # a workspace of model cards only
     problems: list[Problem] = []
     for path in sorted(folder.glob("*.yaml")):
-        shown = str(path.relative_to(root))
-        document, found = read_yaml(path, shown)
+        _, spec, found = read_spec(path, str(path.relative_to(root)), BenchmarkTask)
         problems += found
-        if document is None:
-            continue
-        spec, found = document.validate(BenchmarkTask)
-        problems += found
-        if spec is None:
-            continue
-        if spec.name != path.stem:
-            problems.append(
-                Problem(
-                    shown,
-                    document.line_of(["name"]),
-                    "name",
-                    f"{spec.name!r} must match the file name {path.stem!r}",
-                )
-            )
-        tasks[spec.name] = spec
+        if spec is not None:
+            tasks[spec.name] = spec
     if problems:
         raise ProblemsError(problems, headline=f"benchmark specs in {folder} are invalid")
     return tasks
