@@ -349,3 +349,9 @@ def test_mmlu_subject_filter_keeps_listed_subjects_only():
     data = load_task_data(task, REPO, need_pool=True)
     assert {item.subject for item in data.items} <= set(task.subjects)
     assert {item.subject for item in data.pool} <= set(task.subjects)
+
+
+def test_subject_filter_that_keeps_nothing_is_an_error():
+    task = load_benchmarks(REPO)["mmlu_medical"].model_copy(update={"subjects": ["astronomy"]})
+    with pytest.raises(ValueError, match=r"no item of subjects \['astronomy'\]"):
+        load_task_data(task, REPO)

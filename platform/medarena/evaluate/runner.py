@@ -89,6 +89,8 @@ def load_task_data(
     splits: DataSplits = task.data if data == "bundled" else task.hub  # type: ignore[assignment]
     benchmarks_dir = root / "benchmarks"
     items = _filtered(task, to_items(task.source_format, read_records(splits.eval, benchmarks_dir)))
+    if not items:
+        raise ValueError(f"task {task.name}: no item of subjects {task.subjects} in the data")
     if limit is not None:
         items = items[:limit]
     pool: list[Item] = []

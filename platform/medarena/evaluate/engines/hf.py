@@ -59,11 +59,17 @@ class HFEngine(Engine):
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
-        self.model = (
-            AutoModelForCausalLM.from_pretrained(location, revision=revision, dtype=self.dtype)
-            .to(self.device)
-            .eval()
-        )
+        if self.device.type == "cuda":
+            # spread over every visible GPU when one does not hold the weights (70B in bf16)
+            model = AutoModelForCausalLM.from_pretrained(
+                location, revision=revision, dtype=self.dtype, device_map="auto"
+            )
+        else:
+            model = AutoModelForCausalLM.from_pretrained(
+                location, revision=revision, dtype=self.dtype
+            ).to(self.device)
+        self.model = model.eval()
+        self.device = self.model.device  # where inputs go (the first shard)
         self.max_length = max_length
         self.batch_size = batch_size
         self.static_cache = static_cache
@@ -128,7 +134,8 @@ class HFEngine(Engine):
                     positions.append(first + offset)
                     targets.append(token)
                     owners.append(index)
-        selected = hidden[torch.tensor(rows), torch.tensor(positions)]
+        where = hidden.device
+        selected = hidden[torch.tensor(rows, device=where), torch.tensor(positions, device=where)]
         logits = self.model.get_output_embeddings()(selected).float()
         logprobs = torch.log_softmax(logits, dim=-1)
         target = torch.tensor(targets, device=logprobs.device)
