@@ -1,0 +1,2 @@
+"""Pretraining data: corpus readers, cleaning and deduplication, token-ratio mixing, tokenizing
+and packing into memory-mapped shards."""

@@ -1,0 +1,202 @@
+"""Tokenize in batches with the fast tokenizer and pack into fixed-length sequences.
+
+Documents are joined end to end, each followed by EOS, and cut into `sequence_length` tokens:
+no padding anywhere. Sequences go to memory-mapped shards (`shard-00000.bin`, uint16 when the
+vocabulary fits, else uint32) described by `index.json`; `PackedDataset` reads them back and
+serves a seeded order from any position, which is what a resumed run needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medarena.data.corpus import Document
+from medarena.data.mix import SourceShare, select_documents
+
+INDEX = "index.json"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TokenizedSource:
+    tokens: np.ndarray  # every document's tokens followed by EOS, end to end
+    offsets: np.ndarray  # document i is tokens[offsets[i]:offsets[i + 1]]
+
+    @property
+    def doc_tokens(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.uint32)
+
+
+def tokenize(
+    documents: Sequence[Document], tokenizer: Any, *, batch_size: int = 1024
+) -> TokenizedSource:
+    """Token ids of each document plus EOS, batched through the fast (Rust) tokenizer."""
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no EOS token to separate packed documents")
+    dtype = token_dtype(len(tokenizer))
+    pieces, lengths = [], []
+    for start in range(0, len(documents), batch_size):
+        texts = [d.text for d in documents[start : start + batch_size]]
+        encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        for ids in encoded:
+            ids.append(tokenizer.eos_token_id)
+            pieces.append(np.asarray(ids, dtype=dtype))
+            lengths.append(len(ids))
+    tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return TokenizedSource(tokens, offsets)
+
+
+@dataclass(frozen=True)
+class PackReport:
+    sequences: int
+    sequence_length: int
+    tokens: int  # packed, in whole sequences
+    dropped_tail_tokens: int  # the last partial sequence
+    mix: dict[str, SourceShare]
+
+
+def pack(
+    sources: dict[str, TokenizedSource],
+    ratios: dict[str, float],
+    out_dir: Path,
+    *,
+    sequence_length: int,
+    seed: int,
+    shard_sequences: int = 8192,
+    metadata: dict[str, Any] | None = None,
+) -> PackReport:
+    """Select documents to the ratios, shuffle them together (seeded) and write shards."""
+    selected, shares = select_documents(
+        {name: source.doc_tokens for name, source in sources.items()}, ratios, seed
+    )
+    order = [(name, int(i)) for name in sorted(selected) for i in selected[name]]
+    permutation = np.random.default_rng(seed + 1).permutation(len(order))
+    dtype = next(iter(sources.values())).tokens.dtype
+    out_dir.mkdir(parents=True, exist_ok=True)
+    writer = _ShardWriter(out_dir, sequence_length, dtype, shard_sequences)
+    for position in permutation:
+        name, doc = order[position]
+        source = sources[name]
+        writer.add(source.tokens[source.offsets[doc] : source.offsets[doc + 1]])
+    shards, dropped = writer.close()
+    report = PackReport(
+        sequences=sum(count for _, count in shards),
+        sequence_length=sequence_length,
+        tokens=sum(count for _, count in shards) * sequence_length,
+        dropped_tail_tokens=dropped,
+        mix=shares,
+    )
+    index = {
+        "format": FORMAT,
+        "sequence_length": sequence_length,
+        "dtype": dtype.name,
+        "shards": [{"file": file, "sequences": count} for file, count in shards],
+        "sequences": report.sequences,
+        "tokens": report.tokens,
+        "dropped_tail_tokens": dropped,
+        "seed": seed,
+        "mix": {name: asdict(share) for name, share in shares.items()},
+        **(metadata or {}),
+    }
+    _write_json_atomic(out_dir / INDEX, index)
+    return report
+
+
+class _ShardWriter:
+    """Appends tokens, writes whole sequences to fixed-size shards."""
+
+    def __init__(self, folder: Path, sequence_length: int, dtype: np.dtype, per_shard: int):
+        self.folder, self.length, self.dtype, self.per_shard = (
+            folder,
+            sequence_length,
+            dtype,
+            per_shard,
+        )
+        self.pending: list[np.ndarray] = []
+        self.pending_tokens = 0
+        self.shards: list[tuple[str, int]] = []
+        self.block = per_shard * sequence_length
+
+    def add(self, tokens: np.ndarray) -> None:
+        self.pending.append(tokens)
+        self.pending_tokens += len(tokens)
+        if self.pending_tokens >= self.block:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> int:
+        stream = np.concatenate(self.pending) if self.pending else np.zeros(0, self.dtype)
+        whole = (len(stream) // self.length) * self.length
+        if not final:
+            whole = (len(stream) // self.block) * self.block
+        for start in range(0, whole, self.block):
+            chunk = stream[start : min(start + self.block, whole)]
+            name = f"shard-{len(self.shards):05d}.bin"
+            chunk.tofile(self.folder / name)
+            self.shards.append((name, len(chunk) // self.length))
+        rest = stream[whole:]
+        self.pending, self.pending_tokens = [rest], len(rest)
+        return len(rest)
+
+    def close(self) -> tuple[list[tuple[str, int]], int]:
+        dropped = self._flush(final=True)
+        return self.shards, dropped
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class PackedDataset:
+    """Packed sequences on disk, served in a seeded order from any position."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.index = json.loads((self.folder / INDEX).read_text())
+        if self.index.get("format") != FORMAT:
+            raise ValueError(f"{self.folder / INDEX}: unknown packed-data format")
+        self.sequence_length = int(self.index["sequence_length"])
+        dtype = np.dtype(self.index["dtype"])
+        self.shards = [
+            np.memmap(self.folder / shard["file"], dtype=dtype, mode="r").reshape(
+                shard["sequences"], self.sequence_length
+            )
+            for shard in self.index["shards"]
+        ]
+        self.starts = np.cumsum([0] + [len(shard) for shard in self.shards])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        shard = int(np.searchsorted(self.starts, i, side="right") - 1)
+        return np.asarray(self.shards[shard][i - self.starts[shard]])
+
+    def order(self, epoch: int, seed: int) -> np.ndarray:
+        return np.random.default_rng([seed, epoch]).permutation(len(self))
+
+    def sequences(self, seed: int, start: int = 0) -> Iterator[np.ndarray]:
+        """Sequences in the seeded order of epoch after epoch, from global position `start`
+        (sequences already consumed): the data position a checkpoint stores."""
+        epoch, offset = divmod(start, len(self))
+        while True:
+            for i in self.order(epoch, seed)[offset:]:
+                yield self[int(i)]
+            epoch, offset = epoch + 1, 0
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.index, sort_keys=True).encode()).hexdigest()

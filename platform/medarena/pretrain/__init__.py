@@ -1,0 +1,1 @@
+"""Continual pretraining: recipes (pretrain/*.yaml); the DeepSpeed trainer builds on them."""

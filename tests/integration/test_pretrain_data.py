@@ -1,0 +1,184 @@
+"""The pretraining data pipeline on small corpora: cleaning counts, token-ratio mixing, packing
+into shards without padding, and a data position that resumes."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medarena.data.clean import clean, normalise
+from medarena.data.corpus import Document, read_source
+from medarena.data.mix import select_documents
+from medarena.data.pack import PackedDataset, pack, tokenize
+from medarena.pretrain.recipe import Cleaning, PretrainRecipe, Source, load_recipes
+from medarena.yaml_source import ProblemsError
+from tests.conftest import REPO
+
+SENTENCE = (
+    "aspirin reduces platelet aggregation and lowers the risk of recurrent myocardial "
+    "infarction in adults with established coronary disease when started early after the event"
+)
+WORDS = SENTENCE.split()
+
+
+def document(source: str, i: int, words: list[str]) -> Document:
+    return Document(source, f"{source}-{i}", " ".join(words))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_normalise_keeps_placeholders_and_paragraphs():
+    text = "Name:  ___\t\tUnit No:   ___\r\n\r\n\r\n\ufb01ndings  stable \n"
+    assert normalise(text) == "Name: ___ Unit No: ___\n\nfindings stable"
+
+
+def test_cleaning_counts_each_removal_and_keeps_the_first_copy():
+    rng = np.random.default_rng(0)
+    base = [list(rng.permutation(WORDS)) + list(rng.permutation(WORDS)) for _ in range(4)]
+    near = list(base[1])
+    near[7] = "clopidogrel"  # one word of 40 changed
+    docs = [
+        document("pubmed", 0, base[0]),
+        document("pubmed", 1, base[1]),
+        document("pubmed", 2, base[0]),  # exact copy of 0
+        document("general", 3, near),  # near copy of 1, in another source
+        document("general", 4, base[2]),
+        document("general", 5, ["too", "short"]),
+        document("general", 6, base[3] * 3),  # 120 words
+    ]
+    settings = Cleaning(min_words=10, max_words=100, near_dedup_threshold=0.7)
+    kept, report = clean(docs, settings)
+    assert [d.id for d in kept] == ["pubmed-0", "pubmed-1", "general-4"]
+    counts = report.as_dict()
+    assert counts["exact_duplicates"] == {"pubmed": 1}
+    assert counts["near_duplicates"] == {"general": 1}
+    assert counts["too_short"] == {"general": 1} and counts["too_long"] == {"general": 1}
+    assert counts["documents_in"] == {"pubmed": 3, "general": 4}
+    assert counts["documents_out"] == {"pubmed": 2, "general": 1}
+
+
+def test_mix_reaches_token_ratios_by_up_and_down_sampling():
+    doc_tokens = {
+        "abstracts": np.full(100, 50),  # 5,000 tokens
+        "notes": np.full(10, 40),  # 400 tokens: must be up-sampled
+        "general": np.full(200, 30),  # 6,000 tokens: down-sampled
+    }
+    ratios = {"abstracts": 0.75, "notes": 0.05, "general": 0.2}  # 15:1:4
+    selected, shares = select_documents(doc_tokens, ratios, seed=3)
+    total = sum(share.tokens for share in shares.values())
+    assert total == pytest.approx(11_400, rel=0.01)
+    for name, ratio in ratios.items():
+        assert shares[name].share == pytest.approx(ratio, abs=0.01), name
+    assert shares["notes"].epochs == pytest.approx(0.05 * 11_400 / 400, rel=0.1)  # ~1.4 passes
+    assert np.bincount(selected["notes"], minlength=10).min() >= 1  # every note at least once
+    assert shares["general"].epochs < 1
+    again, _ = select_documents(doc_tokens, ratios, seed=3)
+    other, _ = select_documents(doc_tokens, ratios, seed=4)
+    assert all(np.array_equal(selected[k], again[k]) for k in selected)
+    assert not np.array_equal(selected["general"], other["general"])
+    with pytest.raises(ValueError, match="no tokens after cleaning"):
+        select_documents({"a": np.full(3, 5), "b": np.zeros(0, int)}, {"a": 0.5, "b": 0.5}, 0)
+
+
+def test_pack_writes_whole_sequences_without_padding_and_resumes(tokenizer, tmp_path):
+    docs = {
+        "a": [document("a", i, WORDS[i % 7 :] * 2) for i in range(30)],
+        "b": [document("b", i, WORDS[: 5 + i % 9]) for i in range(30)],
+    }
+    sources = {name: tokenize(d, tokenizer, batch_size=7) for name, d in docs.items()}
+    for name, source in sources.items():
+        assert len(source.offsets) == len(docs[name]) + 1
+        ends = source.tokens[source.offsets[1:] - 1]
+        assert (ends == tokenizer.eos_token_id).all()  # every document closed by EOS
+    report = pack(
+        sources,
+        {"a": 0.5, "b": 0.5},
+        tmp_path / "packed",
+        sequence_length=32,
+        seed=0,
+        shard_sequences=5,
+    )
+    data = PackedDataset(tmp_path / "packed")
+    index = json.loads((tmp_path / "packed" / "index.json").read_text())
+    assert len(data) == report.sequences == index["sequences"] > 10
+    assert len(index["shards"]) == -(-report.sequences // 5)  # ceil: shards of 5 sequences
+    stream = np.concatenate([data[i] for i in range(len(data))])
+    assert len(stream) == report.tokens == report.sequences * 32
+    assert tokenizer.pad_token_id not in stream  # packed, not padded
+    eos = int((stream == tokenizer.eos_token_id).sum())
+    documents = sum(share.documents for share in report.mix.values())
+    # every selected document is in the stream, except those in the dropped partial sequence
+    assert report.dropped_tail_tokens < 32
+    assert documents - report.dropped_tail_tokens <= eos <= documents
+    first = [s.tolist() for s, _ in zip(data.sequences(seed=1), range(len(data) + 7), strict=False)]
+    resumed = [
+        s.tolist()
+        for s, _ in zip(data.sequences(seed=1, start=9), range(len(data) - 2), strict=False)
+    ]
+    assert resumed == first[9:]  # a resumed run reads on exactly where it stopped
+    one_epoch = sorted(map(tuple, first[: len(data)]))
+    assert one_epoch == sorted(tuple(data[i].tolist()) for i in range(len(data)))  # a permutation
+
+
+def test_recipe_errors_point_at_fields(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "pretrain").mkdir()
+    (tmp_path / "pretrain" / "broken.yaml").write_text(
+        "name: broken\ndescription: x\ncitation: x\n"
+        "sources:\n"
+        "  - {name: a, kind: general, data: {path: a.jsonl}, ratio: -1}\n"
+        "  - {name: b, kind: recipes, data: {path: b.jsonl}, ratio: 1}\n"
+        "sequence_length: long\nglobal_batch_sequences: 8\noptimizer: {lr: 1.0e-3}\n"
+    )
+    (tmp_path / "pretrain" / "zeros.yaml").write_text(
+        "name: zeros\ndescription: x\ncitation: x\n"
+        "sources:\n  - {name: a, kind: general, data: {path: a.jsonl}, ratio: 0}\n"
+        "sequence_length: 8\nglobal_batch_sequences: 8\noptimizer: {lr: 1.0e-3}\n"
+    )
+    with pytest.raises(ProblemsError) as caught:
+        load_recipes(tmp_path)
+    found = {(p.file, p.line, p.field) for p in caught.value.problems}
+    assert ("pretrain/broken.yaml", 5, "sources[0].ratio") in found
+    assert ("pretrain/broken.yaml", 6, "sources[1].kind") in found
+    assert ("pretrain/broken.yaml", 7, "sequence_length") in found
+    assert any(
+        p.file == "pretrain/zeros.yaml" and "every ratio is 0" in p.message
+        for p in caught.value.problems
+    )
+
+
+def test_missing_source_path_is_named(tmp_path):
+    source = Source(name="notes", kind="clinical_notes", data={"path": "nowhere.jsonl"}, ratio=1)
+    with pytest.raises(ProblemsError, match="notes") as caught:
+        read_source(source, tmp_path)
+    assert caught.value.problems[0].file == str(tmp_path / "nowhere.jsonl")
+
+
+def test_shipped_recipes_load_with_published_settings():
+    recipes = load_recipes(REPO)
+    assert set(recipes) >= {"gap-replay", "me-llama", "tiny-demo"}
+    gap = recipes["gap-replay"]
+    assert (gap.optimizer.lr, gap.optimizer.betas, gap.optimizer.eps) == (3e-4, (0.9, 0.95), 1e-5)
+    assert (gap.optimizer.weight_decay, gap.optimizer.grad_clip) == (0.1, 1.0)
+    assert (gap.schedule.warmup_steps, gap.schedule.min_lr) == (2000, 1e-6)
+    assert (gap.sequence_length, gap.global_batch_sequences) == (2048, 1600)
+    big = gap.overrides["llama-2-70b"]
+    assert (big.lr, big.sequence_length, big.global_batch_sequences) == (1.5e-4, 4096, 512)
+    me = recipes["me-llama"]
+    assert {k: round(v, 4) for k, v in me.mix_ratios().items()} == {
+        "biomedical": 0.75,
+        "clinical-notes": 0.05,
+        "general": 0.2,
+    }
+    assert (me.optimizer.lr, me.optimizer.weight_decay, me.schedule.warmup_ratio) == (
+        8e-6,
+        1e-5,
+        0.05,
+    )
+    assert isinstance(recipes["tiny-demo"], PretrainRecipe)
