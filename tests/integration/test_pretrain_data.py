@@ -96,6 +96,8 @@ def test_pack_writes_whole_sequences_without_padding_and_resumes(tokenizer, tmp_
         assert len(source.offsets) == len(docs[name]) + 1
         ends = source.tokens[source.offsets[1:] - 1]
         assert (ends == tokenizer.eos_token_id).all()  # every document closed by EOS
+        first = source.tokens[source.offsets[0] : source.offsets[1] - 1].tolist()
+        assert first == tokenizer(docs[name][0].text, add_special_tokens=False).input_ids
     report = pack(
         sources,
         {"a": 0.5, "b": 0.5},
