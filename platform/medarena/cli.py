@@ -545,5 +545,5 @@ def demo(ctx: typer.Context) -> None:
     )
 
 
-# The evaluation commands live in their own module; importing it registers them on `app`.
-from medarena import cli_evaluate  # noqa: E402, F401
+# Evaluation and training commands live in their own modules; importing them registers them.
+from medarena import cli_evaluate, cli_train  # noqa: E402, F401

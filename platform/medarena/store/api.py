@@ -547,6 +547,13 @@ class Store:
             session.flush()
             return self._training_run(session, row)
 
+    def set_training_run_status(self, run_id: int, status: str) -> None:
+        """Mark a run that stopped (interrupted, failed) or resumed (running)."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}")
+        with self._session() as session:
+            session.get_one(TrainingRunRow, run_id).status = status
+
     def add_training_steps(self, run_id: int, steps: Iterable[TrainingStep]) -> int:
         """Record step metrics; a step already recorded (replayed after a resume) is skipped."""
         steps = list(steps)

@@ -1,0 +1,97 @@
+"""Launching the training processes: one process, several on one machine (torchrun or the
+deepspeed launcher), or several machines (a hostfile-based deepspeed command and a SLURM batch
+script written out for the user's cluster)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+LAUNCHERS = ("auto", "torchrun", "deepspeed")
+MODULE = "medarena.pretrain.train"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def local_command(run_dir: Path, procs: int, launcher: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that start `procs` ranks on this machine."""
+    env = dict(os.environ)
+    port = str(free_port())
+    if procs > 1:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // procs)))
+    if procs == 1 and launcher == "auto":
+        env.update(
+            RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=port
+        )
+        return [sys.executable, "-m", MODULE, str(run_dir)], env
+    if launcher == "deepspeed":
+        return [
+            str(Path(sys.executable).parent / "deepspeed"),
+            f"--num_gpus={procs}",
+            f"--master_port={port}",
+            "--module",
+            MODULE,
+            str(run_dir),
+        ], env
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={procs}",
+        "-m",
+        MODULE,
+        str(run_dir),
+    ], env
+
+
+def run_local(run_dir: Path, procs: int, launcher: str) -> int:
+    command, env = local_command(run_dir, procs, launcher)
+    return subprocess.run(command, env=env).returncode
+
+
+def write_cluster_scripts(
+    run_dir: Path, *, nodes: int, gpus_per_node: int, hostfile: Path | None, job_name: str
+) -> list[Path]:
+    """`launch.sh` (deepspeed over a hostfile) and `slurm.sbatch`, checked with `bash -n`."""
+    run = shlex.quote(str(run_dir))
+    hosts = shlex.quote(str(hostfile)) if hostfile else "hostfile"
+    launch = run_dir / "launch.sh"
+    launch.write_text(
+        "#!/usr/bin/env bash\n"
+        f"# {nodes} nodes x {gpus_per_node} GPUs, DeepSpeed's launcher over ssh.\n"
+        "# The hostfile lists one node per line: `<hostname> slots=<gpus>`.\n"
+        "set -euo pipefail\n"
+        f"deepspeed --hostfile {hosts} --num_nodes {nodes} --num_gpus {gpus_per_node} \\\n"
+        f"  --module {MODULE} {run}\n"
+    )
+    sbatch = run_dir / "slurm.sbatch"
+    sbatch.write_text(
+        "#!/usr/bin/env bash\n"
+        f"#SBATCH --job-name={job_name}\n"
+        f"#SBATCH --nodes={nodes}\n"
+        "#SBATCH --ntasks-per-node=1\n"
+        f"#SBATCH --gpus-per-node={gpus_per_node}\n"
+        "#SBATCH --exclusive\n"
+        f"#SBATCH --output={run}/slurm-%j.out\n"
+        "set -euo pipefail\n"
+        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)\n'
+        "export MASTER_ADDR MASTER_PORT=29500\n"
+        "# one torchrun per node; it starts one rank per GPU\n"
+        f"srun torchrun --nnodes {nodes} --nproc_per_node {gpus_per_node} \\\n"
+        '  --rdzv_backend c10d --rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT" \\\n'
+        '  --rdzv_id "$SLURM_JOB_ID" \\\n'
+        f"  -m {MODULE} {run}\n"
+    )
+    for script in (launch, sbatch):
+        script.chmod(0o755)
+        subprocess.run(["bash", "-n", str(script)], check=True)
+    return [launch, sbatch]

@@ -1,0 +1,251 @@
+"""Resolve a recipe x model x hardware x cluster size into a concrete run, before any compute.
+
+Memory per GPU follows the ZeRO paper's accounting for mixed-precision Adam with Psi
+parameters: 2 Psi bytes of 16-bit weights, 2 Psi of gradients, 12 Psi of fp32 master weights and
+Adam moments; ZeRO-1 shards the 12 Psi, ZeRO-2 also the gradients, ZeRO-3 everything.
+Activations (flash/SDPA attention, so no seq^2 term) follow Korthikanti et al. 2022: about
+34 x seq x hidden bytes per sequence and layer, or 2 x seq x hidden per layer plus one full
+layer with activation checkpointing. The plan escalates ZeRO stage, then offloads, until it fits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from medarena.pretrain.recipe import PretrainRecipe
+from medarena.registry import Registry, VariantEntry
+from medarena.schemas import HardwareProfile
+
+GIB = 1024**3
+# Llama-family shapes by size (hidden, layers), for variants whose config is not on disk
+KNOWN_SHAPES = {
+    1.1: (2048, 22),
+    6.74: (4096, 32),
+    7.24: (4096, 32),
+    13.02: (5120, 40),
+    68.98: (8192, 80),
+}
+# measured on one H100 (../shared/ENVIRONMENT.md): DeepSpeed ZeRO-2, 1.1B shape, seq 2048
+ASSUMED_MFU = 0.29
+USABLE_MEMORY = 0.9  # leave room for the CUDA context, fragmentation and buffers
+
+
+class PlanError(ValueError):
+    """An impossible plan; the message says what would make it possible."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    params: float
+    hidden: int
+    layers: int
+    vocab: int | None = None
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Per-GPU bytes, in GiB."""
+
+    parameters: float
+    gradients: float
+    optimizer: float
+    activations: float
+
+    @property
+    def total(self) -> float:
+        return self.parameters + self.gradients + self.optimizer + self.activations
+
+
+@dataclass(frozen=True)
+class Plan:
+    recipe: str
+    variant: str
+    hardware: str | None
+    nodes: int
+    gpus_per_node: int
+    world_size: int
+    zero_stage: int
+    offload_optimizer: bool
+    offload_params: bool
+    activation_checkpointing: bool
+    bf16: bool
+    sequence_length: int
+    global_batch: int
+    micro_batch: int
+    grad_accum: int
+    lr: float
+    steps: int
+    tokens: int
+    memory_gib: Memory | None
+    gpu_memory_gib: float | None
+    gpu_hours: float | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def model_shape(registry: Registry, entry: VariantEntry) -> ModelShape:
+    """Shape from the model's config.json when it is on disk, else from the known sizes."""
+    params = entry.variant.params_b * 1e9
+    try:
+        config_file = Path(registry.weights_location(entry.variant)) / "config.json"
+    except ValueError:
+        config_file = None
+    if config_file is not None and config_file.is_file():
+        config = json.loads(config_file.read_text())
+        return ModelShape(
+            params, config["hidden_size"], config["num_hidden_layers"], config.get("vocab_size")
+        )
+    nearest = min(KNOWN_SHAPES, key=lambda size: abs(size - entry.variant.params_b))
+    hidden, layers = KNOWN_SHAPES[nearest]
+    return ModelShape(params, hidden, layers)
+
+
+def memory(
+    shape: ModelShape,
+    stage: int,
+    world: int,
+    micro: int,
+    seq: int,
+    ckpt: bool,
+    offload_optimizer: bool,
+    offload_params: bool,
+) -> Memory:
+    psi = shape.params
+    params = 2 * psi / (world if stage >= 3 else 1)
+    grads = 2 * psi / (world if stage >= 2 else 1)
+    optimizer = 12 * psi / (world if stage >= 1 else 1)
+    if offload_optimizer:
+        optimizer = 0.0
+    if offload_params:
+        params = 0.0
+    per_layer = 34 * seq * shape.hidden * micro
+    activations = (
+        shape.layers * 2 * seq * shape.hidden * micro + per_layer
+        if ckpt
+        else shape.layers * per_layer
+    )
+    return Memory(params / GIB, grads / GIB, optimizer / GIB, activations / GIB)
+
+
+def resolve(
+    recipe: PretrainRecipe,
+    registry: Registry,
+    entry: VariantEntry,
+    *,
+    hardware: HardwareProfile | None,
+    nodes: int = 1,
+    gpus: int | None = None,
+    tokens: int | None = None,
+) -> Plan:
+    """The run this recipe makes on this cluster; PlanError when it cannot run."""
+    override = recipe.overrides.get(entry.variant.name)
+    seq = (override and override.sequence_length) or recipe.sequence_length
+    global_batch = (override and override.global_batch_sequences) or recipe.global_batch_sequences
+    lr = (override and override.lr) or recipe.optimizer.lr
+    if seq > entry.variant.context_length:
+        raise PlanError(
+            f"sequence length {seq} exceeds {entry.variant.name}'s context of "
+            f"{entry.variant.context_length}"
+        )
+    per_node = gpus or (hardware.gpus_per_node if hardware else 1)
+    world = per_node * nodes
+    if global_batch % world:
+        fits = [b for b in range(world, 2 * global_batch + world, world)]
+        nearest = min(fits, key=lambda b: abs(b - global_batch))
+        raise PlanError(
+            f"global batch {global_batch} is not divisible by {world} data-parallel ranks; "
+            f"use a global batch of {nearest} or a number of GPUs that divides {global_batch}"
+        )
+    shape = model_shape(registry, entry)
+    settings = recipe.deepspeed
+    notes: list[str] = []
+    if hardware is None:  # CPU processes: no memory model, one sequence per micro-batch step
+        micro = _largest_micro(global_batch // world, lambda m: True)
+        stage, offload_opt, offload_par, mem = settings.zero_stage, False, False, None
+    else:
+        budget = hardware.gpu_memory_gb * (1e9 / GIB) * USABLE_MEMORY
+        stage, offload_opt, offload_par, micro, mem = _fit(
+            shape, settings, world, seq, global_batch // world, budget, notes
+        )
+    total_tokens = tokens or int(sum(s.published_tokens or 0 for s in recipe.sources))
+    steps = recipe.max_steps or max(
+        1, math.ceil(total_tokens * recipe.epochs / (global_batch * seq))
+    )
+    if recipe.max_steps and total_tokens:
+        notes.append(f"max_steps {recipe.max_steps} caps the run")
+    gpu_hours = None
+    if hardware is not None and total_tokens:
+        per_gpu = ASSUMED_MFU * hardware.bf16_tflops * 1e12 / (6 * shape.params)
+        gpu_hours = steps * global_batch * seq / per_gpu / 3600
+        notes.append(f"GPU-hours at {ASSUMED_MFU:.0%} MFU (DeepSpeed ZeRO-2 measured on an H100)")
+    return Plan(
+        recipe=recipe.name,
+        variant=entry.variant.name,
+        hardware=hardware.name if hardware else None,
+        nodes=nodes,
+        gpus_per_node=per_node,
+        world_size=world,
+        zero_stage=stage,
+        offload_optimizer=offload_opt,
+        offload_params=offload_par,
+        activation_checkpointing=settings.activation_checkpointing,
+        bf16=settings.bf16 and hardware is not None,
+        sequence_length=seq,
+        global_batch=global_batch,
+        micro_batch=micro,
+        grad_accum=global_batch // (world * micro),
+        lr=lr,
+        steps=steps,
+        tokens=steps * global_batch * seq,
+        memory_gib=mem,
+        gpu_memory_gib=hardware.gpu_memory_gb * 1e9 / GIB if hardware else None,
+        gpu_hours=gpu_hours,
+        notes=notes,
+    )
+
+
+def _largest_micro(per_rank: int, fits) -> int:
+    """The largest micro-batch that divides the per-rank batch and fits (1 always exists)."""
+    for micro in sorted((m for m in range(1, per_rank + 1) if per_rank % m == 0), reverse=True):
+        if micro <= 64 and fits(micro):
+            return micro
+    return 1
+
+
+def _fit(shape, settings, world, seq, per_rank, budget, notes):
+    ckpt = settings.activation_checkpointing
+    options = [(stage, False, False) for stage in range(settings.zero_stage, 4)]
+    options += [(3, True, False), (3, True, True)]
+    for stage, offload_opt, offload_par in options:
+        if memory(shape, stage, world, 1, seq, ckpt, offload_opt, offload_par).total > budget:
+            continue
+        micro = _largest_micro(
+            per_rank,
+            lambda m, s=stage, o=offload_opt, p=offload_par: (
+                memory(shape, s, world, m, seq, ckpt, o, p).total <= budget
+            ),
+        )
+        if stage != settings.zero_stage or offload_opt:
+            notes.append(
+                f"ZeRO-{settings.zero_stage} does not fit in {budget:.0f} GiB per GPU: "
+                f"ZeRO-{stage}{' + optimizer offload' if offload_opt else ''}"
+                f"{' + parameter offload' if offload_par else ''}"
+            )
+        return (
+            stage,
+            offload_opt,
+            offload_par,
+            micro,
+            memory(shape, stage, world, micro, seq, ckpt, offload_opt, offload_par),
+        )
+    needed = memory(shape, 3, 1, 1, seq, ckpt, True, False)
+    gpus = math.ceil((2 * shape.params / GIB) / max(budget - needed.activations, 1e-9))
+    raise PlanError(
+        f"{shape.params / 1e9:.1f}B parameters do not fit on {world} GPU(s) of {budget:.0f} GiB "
+        f"usable even with ZeRO-3 and CPU offload; use at least {max(gpus, world + 1)} GPUs"
+    )
