@@ -219,5 +219,15 @@ class _Recorder:
             self.pending = []
 
 
+def _run_dir(argv: list[str]) -> Path:
+    """The run folder; the deepspeed launcher adds `--local_rank=N` (LOCAL_RANK is set too)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m medarena.pretrain.train")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--local_rank", type=int, default=None)
+    return parser.parse_args(argv).run_dir
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(_run_dir(sys.argv[1:]))
