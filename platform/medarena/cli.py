@@ -515,9 +515,10 @@ def _build_embedded(registry: Registry, name: str, *, force: bool = False) -> An
 @reports_errors
 def demo(ctx: typer.Context) -> None:
     """The offline demo: build the tiny family, create the database, register the catalogue,
-    evaluate the tiny model on every bundled benchmark, print the leaderboard. Run twice, it
-    reuses what is already built and evaluated."""
+    continually pretrain the tiny model on the tiny-demo mix with DeepSpeed, evaluate both on
+    every bundled benchmark. Run twice, it reuses what is already built, trained and evaluated."""
     from medarena.cli_evaluate import demo_evaluation
+    from medarena.cli_train import demo_pretraining
 
     registry: Registry = ctx.obj.registry()
     embedded = [
@@ -526,22 +527,25 @@ def demo(ctx: typer.Context) -> None:
     for name in embedded:
         build = _build_embedded(registry, name)
         out.print(
-            f"[1/4] tiny model {name}: {build.num_parameters:,} parameters, vocab "
+            f"[1/5] tiny model {name}: {build.num_parameters:,} parameters, vocab "
             f"{build.vocab_size}, weights sha256 {build.weights_sha256[:12]} at {build.path}"
         )
     with ctx.obj.store() as store:
         report = store.sync_registry(registry)
     out.print(
-        f"[2/4] database {ctx.obj.db_url()}: {report.families} families, "
+        f"[2/5] database {ctx.obj.db_url()}: {report.families} families, "
         f"{report.variants} variants, {report.reference_results} published results"
     )
-    out.print("[3/4] the registry:")
+    out.print("[3/5] the registry:")
     models_ls(ctx, family=None, as_json=False)
-    out.print(f"[4/4] evaluating {', '.join(embedded)} on every bundled benchmark (hf engine):")
-    demo_evaluation(ctx, embedded)
+    out.print("[4/5] continual pretraining of tiny-medical-base on the tiny-demo mix (DeepSpeed):")
+    trained = demo_pretraining(ctx, "tiny-medical-base", "tiny-demo")
+    variants = embedded + ([trained] if trained else [])
+    out.print(f"[5/5] evaluating {', '.join(variants)} on every bundled benchmark (hf engine):")
+    demo_evaluation(ctx, variants)
     out.print(
         "next: medarena results --metric acc | medarena eval --help | "
-        'medarena query "SELECT item_id, parsed_answer, gold FROM predictions LIMIT 5"'
+        'medarena query "SELECT step, loss FROM training_steps ORDER BY step"'
     )
 
 

@@ -242,3 +242,30 @@ def _register_output(registry: Registry, run: dict[str, Any], run_dir: Path, nam
         }
     )
     add_family(registry, family, origin=f"training run {run['training_run_id']}")
+
+
+def demo_pretraining(ctx: typer.Context, model: str, recipe_name: str) -> str | None:
+    """`medarena demo`'s training step: the recipe on one CPU process, once. Returns the
+    trained variant's name (None when the workspace ships no recipes)."""
+    registry: Registry = ctx.obj.registry()
+    recipes = load_recipes(registry.root)
+    if recipe_name not in recipes:
+        out.print(f"no recipe {recipe_name!r} under {registry.root / 'pretrain'}: skipped")
+        return None
+    name = f"{model}-{recipe_name}"
+    if name in registry.variants:
+        out.print(f"{name} is already trained and registered: reused")
+        return name
+    pretrain(
+        ctx,
+        recipe_name=recipe_name,
+        model=model,
+        hardware=None,
+        gpus=None,
+        nodes=1,
+        plan_only=False,
+        launcher="auto",
+        hostfile=None,
+        output=None,
+    )
+    return name

@@ -172,13 +172,17 @@ TASKS = [
 ]
 
 
-def test_demo_builds_registers_evaluates_and_reuses(workspace: Path):
+def test_demo_builds_trains_evaluates_and_reuses(workspace: Path):
     (workspace / "benchmarks").symlink_to(REPO / "benchmarks")
+    (workspace / "pretrain").symlink_to(REPO / "pretrain")
     first = medarena(workspace, "demo")
     assert first.exit_code == 0, first.output
     for task in TASKS:
         assert task in first.stdout
     assert first.stdout.count("(stored)") == 0
+    assert "registered variant tiny-medical-base-tiny-demo (parent tiny-medical-base)" in (
+        first.stdout
+    )
     built = workspace / ".medarena" / "models" / "tiny-medical-base" / "model.safetensors"
     stamp = built.stat().st_mtime_ns
     second = medarena(workspace, "demo")
@@ -189,19 +193,32 @@ def test_demo_builds_registers_evaluates_and_reuses(workspace: Path):
         workspace, "query", "SELECT count(*) AS n FROM model_variants", "--format", "json"
     )
     assert json.loads(count.stdout)[0]["n"] >= 1
-    assert second.stdout.count("(stored)") == len(TASKS)  # evaluated once, reported twice
+    assert "already trained and registered: reused" in second.stdout
+    assert second.stdout.count("(stored)") == 2 * len(TASKS)  # evaluated once, reported twice
     runs = medarena(
         workspace,
         "query",
-        "SELECT t.name, r.status, r.n_items FROM eval_runs r JOIN tasks t ON t.id = r.task_id "
-        "ORDER BY t.name",
+        "SELECT v.name AS variant, t.name AS task, r.status, r.n_items FROM eval_runs r "
+        "JOIN tasks t ON t.id = r.task_id JOIN model_variants v ON v.id = r.variant_id "
+        "ORDER BY v.name, t.name",
         "--format",
         "json",
     )
     items = {"mimic_cxr_summarization": 20, "pubmed_summarization": 20, "mmlu_medical": 54}
     assert json.loads(runs.stdout) == [
-        {"name": task, "status": "completed", "n_items": items.get(task, 40)} for task in TASKS
+        {"variant": variant, "task": task, "status": "completed", "n_items": items.get(task, 40)}
+        for variant in ("tiny-medical-base", "tiny-medical-base-tiny-demo")
+        for task in TASKS
     ]
+    curve = medarena(
+        workspace,
+        "query",
+        "SELECT step, loss FROM training_steps ORDER BY step",
+        "--format",
+        "json",
+    )
+    losses = [row["loss"] for row in json.loads(curve.stdout)]
+    assert len(losses) == 40 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5  # it learns
 
 
 def test_schema_command():
