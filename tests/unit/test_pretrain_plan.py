@@ -1,0 +1,99 @@
+"""The plan resolver's arithmetic: ZeRO memory by stage, batch splitting, escalation to
+offload, and impossible plans refused with a suggestion."""
+
+import pytest
+
+from medarena.pretrain.plan import GIB, ModelShape, PlanError, memory, resolve
+from medarena.pretrain.recipe import load_recipes
+from medarena.registry import load_registry
+from tests.conftest import REPO
+
+SEVEN_B = ModelShape(params=6.74e9, hidden=4096, layers=32)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(REPO)
+
+
+@pytest.fixture(scope="module")
+def recipes():
+    return load_recipes(REPO)
+
+
+def test_zero_stages_shard_what_the_zero_paper_says():
+    psi = SEVEN_B.params / GIB
+    stage0 = memory(SEVEN_B, 0, 64, 1, 2048, True, False, False)
+    assert (stage0.parameters, stage0.gradients, stage0.optimizer) == pytest.approx(
+        (2 * psi, 2 * psi, 12 * psi)
+    )
+    stage1 = memory(SEVEN_B, 1, 64, 1, 2048, True, False, False)
+    assert stage1.optimizer == pytest.approx(12 * psi / 64) and stage1.gradients == stage0.gradients
+    stage2 = memory(SEVEN_B, 2, 64, 1, 2048, True, False, False)
+    assert stage2.gradients == pytest.approx(2 * psi / 64)
+    stage3 = memory(SEVEN_B, 3, 64, 1, 2048, True, False, False)
+    assert stage3.parameters == pytest.approx(2 * psi / 64)
+    offloaded = memory(SEVEN_B, 3, 64, 1, 2048, True, True, True)
+    assert offloaded.optimizer == 0 and offloaded.parameters == 0
+
+
+def test_activation_checkpointing_cuts_activation_memory():
+    full = memory(SEVEN_B, 2, 8, 4, 2048, False, False, False).activations
+    checkpointed = memory(SEVEN_B, 2, 8, 4, 2048, True, False, False).activations
+    assert full == pytest.approx(32 * 34 * 2048 * 4096 * 4 / GIB)
+    assert checkpointed < full / 10
+
+
+def test_meditron_7b_on_eight_a100_nodes(registry, recipes):
+    plan = resolve(
+        recipes["gap-replay"],
+        registry,
+        registry.variant("llama-2-7b"),
+        hardware=registry.hardware_profile("a100-80gb-sxm"),
+        nodes=8,
+    )
+    assert (plan.world_size, plan.global_batch, plan.sequence_length) == (64, 1600, 2048)
+    assert plan.micro_batch * plan.grad_accum * plan.world_size == 1600
+    assert plan.zero_stage == 3 and not plan.offload_optimizer
+    assert plan.memory_gib.total <= 80 * 1e9 / GIB * 0.9
+    assert plan.steps == -(-int(48.187e9) // (1600 * 2048))  # the published tokens, one epoch
+    assert plan.gpu_hours is not None and plan.gpu_hours > 1000
+
+
+def test_70b_on_one_node_needs_offload_and_gets_its_overrides(registry, recipes):
+    plan = resolve(
+        recipes["gap-replay"],
+        registry,
+        registry.variant("llama-2-70b"),
+        hardware=registry.hardware_profile("h100-80gb-sxm"),
+        nodes=1,
+    )
+    assert (plan.lr, plan.sequence_length, plan.global_batch) == (1.5e-4, 4096, 512)
+    assert plan.zero_stage == 3 and plan.offload_optimizer
+    assert any("optimizer offload" in note for note in plan.notes)
+
+
+def test_impossible_plans_say_what_would_work(registry, recipes):
+    with pytest.raises(PlanError, match="use a global batch of 1536"):
+        resolve(
+            recipes["gap-replay"],
+            registry,
+            registry.variant("llama-2-7b"),
+            hardware=registry.hardware_profile("a100-80gb-sxm"),
+            nodes=16,
+        )
+    with pytest.raises(PlanError, match="do not fit on 1 GPU"):
+        resolve(
+            recipes["gap-replay"],
+            registry,
+            registry.variant("llama-2-70b"),
+            hardware=registry.hardware_profile("a100-80gb-sxm"),
+            gpus=1,
+        )
+    with pytest.raises(PlanError, match="exceeds llama-2-7b's context of 4096"):
+        resolve(
+            recipes["gap-replay"].model_copy(update={"sequence_length": 8192}),
+            registry,
+            registry.variant("llama-2-7b"),
+            hardware=None,
+        )
