@@ -184,3 +184,31 @@ def test_shipped_recipes_load_with_published_settings():
         0.05,
     )
     assert isinstance(recipes["tiny-demo"], PretrainRecipe)
+
+
+def test_a_source_emptied_by_cleaning_is_an_error_before_packing(tokenizer, tmp_path):
+    from medarena.data.prepare import prepare
+
+    (tmp_path / "long.jsonl").write_text(
+        "".join(json.dumps({"text": " ".join(WORDS) + f" case {i}"}) + "\n" for i in range(5))
+    )
+    (tmp_path / "short.jsonl").write_text(json.dumps({"text": "far too short"}) + "\n")
+    recipe = PretrainRecipe.model_validate(
+        {
+            "name": "emptied",
+            "description": "x",
+            "citation": "x",
+            "sources": [
+                {"name": "long", "kind": "general", "data": {"path": "long.jsonl"}, "ratio": 1},
+                {"name": "short", "kind": "general", "data": {"path": "short.jsonl"}, "ratio": 1},
+            ],
+            "cleaning": {"min_words": 10, "near_dedup_threshold": None},
+            "sequence_length": 16,
+            "global_batch_sequences": 2,
+            "optimizer": {"lr": 1e-3},
+        }
+    )
+    with pytest.raises(ProblemsError, match="empty source after cleaning") as caught:
+        prepare(recipe, tokenizer, tmp_path, tmp_path / "packed")
+    assert [p.field for p in caught.value.problems] == ["sources.short"]
+    assert not (tmp_path / "packed").exists()  # nothing written
