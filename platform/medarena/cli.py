@@ -357,12 +357,15 @@ def models_sync(ctx: typer.Context) -> None:
 @app.command("validate")
 @reports_errors
 def validate(ctx: typer.Context) -> None:
-    """Validate the whole workspace: models/ (cards, chat templates, hardware, references) and
-    benchmarks/ (task specs and their bundled items)."""
+    """Validate the whole workspace: models/ (cards, chat templates, hardware, references),
+    benchmarks/ (task specs and their bundled items) and pretrain/ (recipes)."""
     models_validate(ctx)
     from medarena.cli_evaluate import benchmarks_validate
+    from medarena.pretrain.recipe import load_recipes
 
     benchmarks_validate(ctx)
+    recipes = load_recipes(ctx.obj.workspace)
+    out.print(f"ok: {len(recipes)} pretraining recipes ({', '.join(sorted(recipes))})")
 
 
 @app.command("schema")

@@ -11,7 +11,15 @@ from typing import Annotated, Literal
 
 import jinja2
 import jinja2.sandbox
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 Name = Annotated[
@@ -196,6 +204,43 @@ class ChatTemplate(Spec):
             bos_token=bos_token,
             eos_token=eos_token,
         )
+
+
+# ------------------------------------------------------------------ datasets (benchmarks, corpora)
+
+
+class FileData(Spec):
+    """Records in a local file (jsonl, json, csv or parquet) or, for corpora, a folder of .txt
+    files; relative to the folder of the YAML that names it (benchmarks/, pretrain/)."""
+
+    kind: Literal["file"] = "file"
+    path: str
+    file_format: Literal["jsonl", "json", "csv", "parquet"] | None = Field(
+        None, description="defaults to the file's suffix"
+    )
+
+
+class HubData(Spec):
+    """Records from the Hugging Face hub through `datasets.load_dataset`."""
+
+    kind: Literal["hub"]
+    dataset: str
+    config: str | None = None
+    split: str
+    revision: str | None = Field(None, description="pin a commit sha for reproducible results")
+
+
+def _data_kind(value: object) -> str:
+    """`kind` may be left out for a file, the common case."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "file"))
+    return str(getattr(value, "kind", "file"))
+
+
+DataSource = Annotated[
+    Annotated[FileData, Tag("file")] | Annotated[HubData, Tag("hub")],
+    Discriminator(_data_kind),
+]
 
 
 # ------------------------------------------------------------------------- hardware profiles

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medarena.pretrain.recipe import HubSource, Source
+from medarena.pretrain.recipe import Source
+from medarena.schemas import HubData
 from medarena.yaml_source import Problem, ProblemsError
 
 
@@ -26,7 +27,7 @@ def read_source(source: Source, pretrain_dir: Path) -> list[Document]:
     """Every document of `source`; missing files, malformed lines and missing fields are
     reported all together, each at its place."""
     data = source.data
-    if isinstance(data, HubSource):
+    if isinstance(data, HubData):
         return _from_rows(source, _hub_rows(data), f"hub:{data.dataset}:{data.split}")
     path = Path(data.path).expanduser()
     path = path if path.is_absolute() else pretrain_dir / path
@@ -37,7 +38,20 @@ def read_source(source: Source, pretrain_dir: Path) -> list[Document]:
             [Problem(str(path), None, f"sources.{source.name}.data.path", "not found")],
             f"source {source.name!r} is missing",
         )
-    if path.suffix == ".parquet":
+    file_format = data.file_format or path.suffix.lstrip(".").lower()
+    if file_format not in ("jsonl", "parquet"):
+        raise ProblemsError(
+            [
+                Problem(
+                    str(path),
+                    None,
+                    f"sources.{source.name}.data",
+                    "corpora are read from .jsonl, .parquet or a folder of .txt files",
+                )
+            ],
+            f"source {source.name!r} has an unsupported format",
+        )
+    if file_format == "parquet":
         import pyarrow.parquet as pq
 
         rows = [(None, row) for row in pq.read_table(path).to_pylist()]
@@ -65,7 +79,7 @@ def _jsonl_rows(path: Path) -> list[tuple[int | None, dict[str, Any]]]:
     return rows
 
 
-def _hub_rows(data: HubSource) -> list[tuple[int | None, dict[str, Any]]]:
+def _hub_rows(data: HubData) -> list[tuple[int | None, dict[str, Any]]]:
     import datasets
 
     dataset = datasets.load_dataset(

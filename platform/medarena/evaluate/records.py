@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medarena.evaluate.spec import DataSource, FileData, HubData
+from medarena.schemas import DataSource, FileData, HubData
 from medarena.yaml_source import Problem, ProblemsError
 
 

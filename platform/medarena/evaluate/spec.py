@@ -7,14 +7,14 @@ which source format reads them, how a prompt is written, and how answers are sco
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import jinja2
 import jinja2.sandbox
-from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from medarena.registry import UnknownName, find_workspace
-from medarena.schemas import Name, Spec, check_jinja_syntax
+from medarena.schemas import DataSource, FileData, HubData, Name, Spec, check_jinja_syntax
 from medarena.yaml_source import Problem, ProblemsError, read_spec
 
 SOURCE_FORMATS = (
@@ -29,43 +29,12 @@ SCORING_MODES = ("loglik", "generate")
 QA_METRICS = ("acc", "acc_norm", "macro_f1", "parse_failure_rate")
 SUMMARY_METRICS = ("rouge_1", "rouge_2", "rouge_l", "rouge_lsum", "bertscore_f1")
 
+__all__ = ["BenchmarkTask", "DataSource", "FileData", "HubData", "load_benchmarks", "select_tasks"]
+
 # Prompts are user-written Jinja: rendered in a sandbox, undefined fields are errors.
 PROMPT_JINJA = jinja2.sandbox.ImmutableSandboxedEnvironment(
     undefined=jinja2.StrictUndefined, keep_trailing_newline=True
 )
-
-
-class FileData(Spec):
-    """Items in a local file (jsonl, json, csv or parquet); relative to benchmarks/."""
-
-    kind: Literal["file"] = "file"
-    path: str
-    file_format: Literal["jsonl", "json", "csv", "parquet"] | None = Field(
-        None, description="defaults to the file's suffix"
-    )
-
-
-class HubData(Spec):
-    """Items from the Hugging Face hub through `datasets.load_dataset`."""
-
-    kind: Literal["hub"]
-    dataset: str
-    config: str | None = None
-    split: str
-    revision: str | None = Field(None, description="pin a commit sha for reproducible results")
-
-
-def _source_kind(value: object) -> str:
-    """`kind` may be left out for a file, the common case."""
-    if isinstance(value, dict):
-        return str(value.get("kind", "file"))
-    return str(getattr(value, "kind", "file"))
-
-
-DataSource = Annotated[
-    Annotated[FileData, Tag("file")] | Annotated[HubData, Tag("hub")],
-    Discriminator(_source_kind),
-]
 
 
 class DataSplits(Spec):

@@ -8,42 +8,15 @@ overrides hold what a paper set differently by size (Meditron-70B: lr 1.5e-4, se
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from medarena.registry import UnknownName, find_workspace
-from medarena.schemas import Name, Spec
+from medarena.schemas import DataSource, Name, Spec
 from medarena.yaml_source import Problem, ProblemsError, read_spec
 
 SOURCE_KINDS = ("guidelines", "pubmed_abstracts", "papers", "clinical_notes", "general")
-
-
-class FileSource(Spec):
-    """A JSONL or parquet file, or a folder of .txt files; relative to pretrain/."""
-
-    kind: Literal["file"] = "file"
-    path: str
-
-
-class HubSource(Spec):
-    kind: Literal["hub"]
-    dataset: str
-    config: str | None = None
-    split: str = "train"
-    revision: str | None = None
-
-
-def _data_kind(value: object) -> str:
-    if isinstance(value, dict):
-        return str(value.get("kind", "file"))
-    return str(getattr(value, "kind", "file"))
-
-
-SourceData = Annotated[
-    Annotated[FileSource, Tag("file")] | Annotated[HubSource, Tag("hub")],
-    Discriminator(_data_kind),
-]
 
 
 class Source(Spec):
@@ -51,7 +24,7 @@ class Source(Spec):
 
     name: Name
     kind: Literal[SOURCE_KINDS]  # type: ignore[valid-type]
-    data: SourceData
+    data: DataSource
     text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
     ratio: float = Field(ge=0, description="share of the mix in tokens (normalised over sources)")
     published_tokens: float | None = Field(
