@@ -91,7 +91,7 @@ def _prepare_run(ctx, registry, recipe, entry, plan, name, run_dir) -> dict[str,
     if name in registry.families or name in registry.variants:
         raise ValueError(f"{name!r} is already in the registry; choose another --output")
     location = registry.weights_location(entry.variant)
-    tokenizer = _checked_tokenizer(location, registry, entry)
+    tokenizer = _checked_tokenizer(location, recipe.tokenizer, registry, entry)
     from medarena.data.prepare import prepare, recipe_hash
     from medarena.pretrain.plan import model_shape
 
@@ -143,10 +143,12 @@ def _prepare_run(ctx, registry, recipe, entry, plan, name, run_dir) -> dict[str,
     return run
 
 
-def _checked_tokenizer(location: str, registry: Registry, entry: Any) -> Any:
+def _checked_tokenizer(location: str, name: str, registry: Registry, entry: Any) -> Any:
+    """The recipe's tokenizer (`model`: the variant's own), refused when it has more tokens
+    than the model has embeddings."""
     from transformers import AutoConfig, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(location)
+    tokenizer = AutoTokenizer.from_pretrained(location if name == "model" else name)
     vocab = AutoConfig.from_pretrained(location).vocab_size
     if len(tokenizer) > vocab:
         raise ProblemsError(

@@ -212,3 +212,32 @@ def test_a_source_emptied_by_cleaning_is_an_error_before_packing(tokenizer, tmp_
         prepare(recipe, tokenizer, tmp_path, tmp_path / "packed")
     assert [p.field for p in caught.value.problems] == ["sources.short"]
     assert not (tmp_path / "packed").exists()  # nothing written
+
+
+def test_hub_corpus_reads_the_same_fields(monkeypatch):
+    """The hub is outside the code under test: `datasets.load_dataset` is replaced by a local
+    `datasets.Dataset` in epfl-llm/guidelines' layout."""
+    import datasets
+
+    rows = [
+        {"id": "a1", "source": "who", "title": "Malaria", "clean_text": "Treat early. " * 30},
+        {"id": "b2", "source": "cdc", "title": "Measles", "clean_text": "Vaccinate. " * 30},
+    ]
+    asked = []
+
+    def from_hub(path, name=None, split=None, revision=None):
+        asked.append((path, name, split, revision))
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", from_hub)
+    source = Source(
+        name="guidelines",
+        kind="guidelines",
+        data={"kind": "hub", "dataset": "epfl-llm/guidelines", "split": "train"},
+        text_fields=["title", "clean_text"],
+        ratio=1,
+    )
+    documents = read_source(source, Path("."))
+    assert asked == [("epfl-llm/guidelines", None, "train", None)]
+    assert [d.id for d in documents] == ["a1", "b2"]
+    assert documents[0].text.startswith("Malaria\n\nTreat early.")

@@ -88,6 +88,9 @@ class PretrainRecipe(Spec):
     sources: list[Source] = Field(min_length=1)
     cleaning: Cleaning = Cleaning()
     seed: int = 0
+    tokenizer: str = Field(
+        "model", description="`model` (the variant's own) or a tokenizer folder / hub id"
+    )
     sequence_length: int = Field(gt=0)
     global_batch_sequences: int = Field(gt=0, description="sequences per optimizer step")
     epochs: float = Field(1.0, gt=0, description="passes over the mixed corpus")
