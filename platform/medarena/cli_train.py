@@ -75,6 +75,10 @@ def _print_plan(plan: Any) -> None:
             value = ", ".join(f"{k} {v:.1f}" for k, v in value.items()) + (
                 f" (total {plan.memory_gib.total:.1f} GiB per GPU)"
             )
+        if isinstance(value, float) and key != "lr":
+            value = f"{value:,.1f}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
         table.add_row(key, "\n".join(value) if isinstance(value, list) else str(value))
     out.print(table)
 

@@ -255,7 +255,7 @@ def test_plan_and_cluster_launchers(train_workspace, db_url):
         "--plan",
     )
     assert plan.exit_code == 0, plan.output
-    assert "zero_stage" in plan.stdout and "4096" in plan.stdout  # the 70B override
+    assert "zero_stage" in plan.stdout and "4,096" in plan.stdout  # the 70B override
     cluster = invoke(
         train_workspace,
         db_url,
