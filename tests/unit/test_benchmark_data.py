@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from medarena.data.records import read_records
 from medarena.evaluate.formats import to_items
-from medarena.evaluate.records import read_records
 from medarena.evaluate.runner import load_task_data
 from medarena.evaluate.spec import FileData, load_benchmarks, select_tasks
 from medarena.registry import UnknownName

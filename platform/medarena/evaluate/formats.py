@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from medarena.evaluate.records import Record
+from medarena.data.records import Record
 from medarena.yaml_source import Problem, ProblemsError
 
 LETTERS = "ABCDEFGHIJ"

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from medarena.data.records import read_records
 from medarena.evaluate.engines import Engine, engine_version
 from medarena.evaluate.formats import Item, to_items
 from medarena.evaluate.metrics import BertScorer, qa_metrics, summary_metrics
 from medarena.evaluate.prompts import BuiltPrompt, PromptSettings, build_prompt
-from medarena.evaluate.records import read_records
 from medarena.evaluate.scoring import ScoringOptions, score_chunk
 from medarena.evaluate.spec import BenchmarkTask, DataSplits
 from medarena.provenance import code_version

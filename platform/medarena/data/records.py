@@ -1,4 +1,5 @@
-"""Raw records from a data source: local jsonl/json/csv/parquet files or the hub.
+"""Raw records from a data source: local jsonl/json/csv/parquet files or the hub. Shared by the
+benchmark loaders (medarena.evaluate) and the pretraining corpus readers (medarena.data.corpus).
 
 Every record keeps where it came from (file and line, or hub split and row) so that a problem
 with its fields can be reported at that place. Malformed input is collected, not raised at the
@@ -32,14 +33,15 @@ class Record:
         return Problem(label, where_line, field, message)
 
 
-def read_records(source: DataSource, benchmarks_dir: Path) -> list[Record]:
-    """Read every record of `source`; raise ProblemsError with all malformed rows located."""
+def read_records(source: DataSource, base_dir: Path) -> list[Record]:
+    """Read every record of `source` (a relative path is relative to `base_dir`); raise
+    ProblemsError with all malformed rows located."""
     if isinstance(source, HubData):
         records = _read_hub(source)
         label = f"hub:{source.dataset}/{source.config or 'default'}:{source.split}"
     else:
         path = Path(source.path).expanduser()
-        path = path if path.is_absolute() else benchmarks_dir / path
+        path = path if path.is_absolute() else base_dir / path
         label = str(path)
         records = _read_file(path, source)
     if not records:
