@@ -23,23 +23,11 @@ import platform
 import random
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import torch
-
-H100_BF16_FLOPS = 989.4e12
-TINYLLAMA = dict(
-    hidden_size=2048,
-    intermediate_size=5632,
-    num_hidden_layers=22,
-    num_attention_heads=32,
-    num_key_value_heads=4,
-    vocab_size=32000,
-    max_position_embeddings=2048,
-)
+from benchlib import H100_BF16_FLOPS, LLAMA_1_1B, timed
 
 
 def build_model(shape: str, folder: Path) -> Path:
@@ -55,25 +43,12 @@ def build_model(shape: str, folder: Path) -> Path:
 
     big = folder / "llama-1.1b"
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**TINYLLAMA, torch_dtype="bfloat16"))
+    model = LlamaForCausalLM(
+        LlamaConfig(**LLAMA_1_1B, max_position_embeddings=2048, torch_dtype="bfloat16")
+    )
     model.to(torch.bfloat16).save_pretrained(big)
     AutoTokenizer.from_pretrained(tiny).save_pretrained(big)
     return big
-
-
-def timed(fn: Callable[[], int], repeat: int) -> list[float]:
-    """Run `fn` (returns a count) `repeat` times after one warm-up; rates per second."""
-    fn()
-    rates = []
-    for _ in range(repeat):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        count = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        rates.append(count / (time.perf_counter() - start))
-    return rates
 
 
 def row(name: str, rates: list[float], unit: str, mfu_per_unit: float | None = None) -> str:

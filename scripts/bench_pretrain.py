@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from datetime import date
 
 import torch
+from benchlib import H100_BF16_FLOPS, LLAMA_1_1B, timed
 
-H100_BF16_FLOPS = 989.4e12
 SHAPES = {
     "tiny": dict(
         hidden_size=64,
@@ -27,14 +26,7 @@ SHAPES = {
         head_dim=32,
         vocab_size=1024,
     ),
-    "1.1b": dict(
-        hidden_size=2048,
-        intermediate_size=5632,
-        num_hidden_layers=22,
-        num_attention_heads=32,
-        num_key_value_heads=4,
-        vocab_size=32000,
-    ),
+    "1.1b": LLAMA_1_1B,
 }
 
 
@@ -46,33 +38,20 @@ def model(shape: str, dtype: torch.dtype):
     return LlamaForCausalLM(config).to(dtype)
 
 
-def timed(step, steps: int, tokens: int) -> list[float]:
-    step()  # warm-up
-    rates = []
-    for _ in range(steps):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        rates.append(tokens / (time.perf_counter() - start))
-    return rates
-
-
 def bench_plain(args, ids, dtype, device, tokens) -> tuple[int, list[float]]:
     """A plain training step: forward, backward, clip, AdamW (fused on GPU)."""
     plain = model(args.shape, dtype).to(device)
     optimizer = torch.optim.AdamW(plain.parameters(), lr=1e-4, fused=device.type == "cuda")
 
-    def step() -> None:
+    def step() -> int:
         loss = plain(input_ids=ids, labels=ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(plain.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        return tokens
 
-    return sum(p.numel() for p in plain.parameters()), timed(step, args.steps, tokens)
+    return sum(p.numel() for p in plain.parameters()), timed(step, args.steps)
 
 
 def main() -> None:
@@ -114,13 +93,14 @@ def main() -> None:
         config=deepspeed_config(plan, 1.0),
     )
 
-    def ds_step() -> None:
+    def ds_step() -> int:
         loss = engine(input_ids=ids, labels=ids).loss
         engine.backward(loss)
         engine.step()
+        return tokens
 
     rows.append(
-        (f"DeepSpeed ZeRO-{args.zero} step (medarena's config)", timed(ds_step, args.steps, tokens))
+        (f"DeepSpeed ZeRO-{args.zero} step (medarena's config)", timed(ds_step, args.steps))
     )
     where = torch.cuda.get_device_name() if gpu else f"{os.cpu_count()} CPUs"
     print(
