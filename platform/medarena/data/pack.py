@@ -8,7 +8,6 @@ serves a seeded order from any position, which is what a resumed run needs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -201,6 +200,3 @@ class PackedDataset:
             for i in self.order(epoch, seed)[offset:]:
                 yield self[int(i)]
             epoch, offset = epoch + 1, 0
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.index, sort_keys=True).encode()).hexdigest()
