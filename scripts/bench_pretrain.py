@@ -66,7 +66,7 @@ def main() -> None:
     os.environ.setdefault("MASTER_PORT", "29517")
     import deepspeed
 
-    from medarena.pretrain.train import deepspeed_config
+    from medarena.training.loop import deepspeed_config
 
     gpu = torch.cuda.is_available()
     device = torch.device("cuda" if gpu else "cpu")

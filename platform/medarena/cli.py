@@ -358,14 +358,21 @@ def models_sync(ctx: typer.Context) -> None:
 @reports_errors
 def validate(ctx: typer.Context) -> None:
     """Validate the whole workspace: models/ (cards, chat templates, hardware, references),
-    benchmarks/ (task specs and their bundled items) and pretrain/ (recipes)."""
+    benchmarks/ (task specs and their bundled items), pretrain/ and instruct/ (recipes)."""
     models_validate(ctx)
     from medarena.cli_evaluate import benchmarks_validate
+    from medarena.evaluate.spec import load_benchmarks
+    from medarena.instruct.recipe import check_names
+    from medarena.instruct.recipe import load_recipes as load_instruct_recipes
     from medarena.pretrain.recipe import load_recipes
 
     benchmarks_validate(ctx)
     recipes = load_recipes(ctx.obj.workspace)
     out.print(f"ok: {len(recipes)} pretraining recipes ({', '.join(sorted(recipes))})")
+    tuning = load_instruct_recipes(ctx.obj.workspace)
+    registry = ctx.obj.registry()
+    check_names(tuning, set(registry.chat_templates), set(load_benchmarks(registry.root)))
+    out.print(f"ok: {len(tuning)} instruction-tuning recipes ({', '.join(sorted(tuning))})")
 
 
 @app.command("schema")

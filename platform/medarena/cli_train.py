@@ -1,7 +1,10 @@
-"""`medarena train pretrain`: plan, run (one process or several), or write cluster launchers.
+"""`medarena train pretrain` and `medarena train instruct`: plan, run (one process or several),
+or write cluster launchers. Both kinds share this flow; what differs is how the data is prepared
+and what is registered at the end.
 
 Imported by medarena.cli after its commands are defined. The training itself runs in separate
-processes (`medarena.pretrain.train`), so one code path serves one CPU, one GPU node and SLURM.
+processes (`medarena.pretrain.train`, `medarena.instruct.train`), so one code path serves one
+CPU, one GPU node and SLURM.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from medarena.pretrain.recipe import get_recipe, load_recipes
 from medarena.registry import Registry, add_family
 from medarena.yaml_source import Problem, ProblemsError
 
-train_app = typer.Typer(help="Training: continual pretraining (DeepSpeed).", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Training: continual pretraining (DeepSpeed), LoRA instruction tuning (PEFT).",
+    no_args_is_help=True,
+)
 app.add_typer(train_app, name="train")
 RUNS = "runs"
+MODULES = {"pretrain": "medarena.pretrain.train", "instruct": "medarena.instruct.train"}
 
 
 @train_app.command("pretrain")
@@ -46,11 +53,9 @@ def pretrain(
     ),
 ) -> None:
     """Continually pretrain a registry variant on a recipe's data mix with DeepSpeed."""
-    from medarena.pretrain.launch import LAUNCHERS
-    from medarena.pretrain.plan import resolve
+    from medarena.training.plan import resolve
 
-    if launcher not in LAUNCHERS:
-        raise ValueError(f"--launcher must be one of {LAUNCHERS}")
+    _check_launcher(launcher)
     registry: Registry = ctx.obj.registry()
     recipe = get_recipe(load_recipes(registry.root), recipe_name)
     entry = registry.variant(model)
@@ -63,9 +68,18 @@ def pretrain(
     run_dir = registry.state_dir / RUNS / name
     run = _prepare_run(ctx, registry, recipe, entry, plan, name, run_dir)
     if nodes > 1:
-        _write_cluster(run_dir, plan, hostfile, name)
+        _write_cluster("pretrain", run_dir, plan, hostfile, name)
         return
-    _train_here(ctx, registry, run, run_dir, plan, launcher, name)
+    _train_here(ctx, "pretrain", run, run_dir, plan, launcher)
+    variants = [_output_variant(registry, run, run_dir / "export", name)]
+    _finish(ctx, registry, run, run_dir, name, variants, "Continual pretraining")
+
+
+def _check_launcher(launcher: str) -> None:
+    from medarena.training.launch import LAUNCHERS
+
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"--launcher must be one of {LAUNCHERS}")
 
 
 def _print_plan(plan: Any) -> None:
@@ -96,8 +110,8 @@ def _prepare_run(ctx, registry, recipe, entry, plan, name, run_dir) -> dict[str,
         raise ValueError(f"{name!r} is already in the registry; choose another --output")
     location = registry.weights_location(entry.variant)
     tokenizer = _checked_tokenizer(location, recipe.tokenizer, registry, entry)
-    from medarena.data.prepare import prepare, recipe_hash
-    from medarena.pretrain.plan import model_shape
+    from medarena.data.prepare import prepare
+    from medarena.training.plan import model_shape
 
     packed, cleaning = prepare(
         recipe,
@@ -112,7 +126,7 @@ def _prepare_run(ctx, registry, recipe, entry, plan, name, run_dir) -> dict[str,
         record = store.create_training_run(
             kind="pretrain",
             recipe_name=recipe.name,
-            recipe_hash=recipe_hash(recipe),
+            recipe_hash=recipe.content_hash(),
             base_variant=entry.variant.name,
             config={
                 "plan": asdict(plan),
@@ -123,7 +137,6 @@ def _prepare_run(ctx, registry, recipe, entry, plan, name, run_dir) -> dict[str,
             hardware=plan.hardware,
             data_mix=mix,
         )
-    hardware = registry.hardware_profile(plan.hardware) if plan.hardware else None
     run = {
         "status": "running",
         "training_run_id": record.id,
@@ -135,7 +148,7 @@ def _prepare_run(ctx, registry, recipe, entry, plan, name, run_dir) -> dict[str,
         "seed": recipe.seed,
         "checkpoint_every": recipe.checkpoint_every,
         "params": model_shape(registry, entry).params,
-        "peak_flops": hardware.bf16_tflops * 1e12 if hardware else None,
+        "peak_flops": _peak_flops(registry, plan),
     }
     _write_run(run_dir, run)
     out.print(
@@ -175,10 +188,15 @@ def _write_run(run_dir: Path, run: dict[str, Any]) -> None:
     write_atomic(run_dir / "run.json", json.dumps(run, indent=2) + "\n")
 
 
-def _write_cluster(run_dir: Path, plan: Any, hostfile: Path | None, name: str) -> None:
-    from medarena.pretrain.launch import write_cluster_scripts
+def _peak_flops(registry: Registry, plan: Any) -> float | None:
+    return registry.hardware_profile(plan.hardware).bf16_tflops * 1e12 if plan.hardware else None
+
+
+def _write_cluster(kind: str, run_dir: Path, plan: Any, hostfile: Path | None, name: str) -> None:
+    from medarena.training.launch import write_cluster_scripts
 
     scripts = write_cluster_scripts(
+        MODULES[kind],
         run_dir,
         nodes=plan.nodes,
         gpus_per_node=plan.gpus_per_node,
@@ -190,51 +208,70 @@ def _write_cluster(run_dir: Path, plan: Any, hostfile: Path | None, name: str) -
         out.print(f"  {script}")
 
 
-def _train_here(ctx, registry, run, run_dir, plan, launcher, name) -> None:
-    from medarena.pretrain.launch import run_local
+def _train_here(ctx, kind: str, run: dict[str, Any], run_dir: Path, plan: Any, launcher: str):
+    """Start the ranks on this machine; a failed or killed run is marked and exits non-zero."""
+    from medarena.training.launch import run_local
 
-    code = run_local(run_dir, plan.world_size, launcher)
+    code = run_local(MODULES[kind], run_dir, plan.world_size, launcher)
+    if code == 0:
+        return
+    status = (
+        "interrupted"
+        if code < 0 and -code in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+        else "failed"
+    )
     with ctx.obj.store() as store:
-        if code != 0:
-            status = (
-                "interrupted"
-                if code < 0 and -code in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
-                else "failed"
-            )
-            store.set_training_run_status(run["training_run_id"], status)
-            err.print(
-                f"error: training stopped ({status}, exit {code}); run the same command "
-                "again to resume from the last checkpoint",
-                style="red",
-            )
-            raise typer.Exit(EXIT_FAILED)
-        _register_output(registry, run, run_dir, name)
+        store.set_training_run_status(run["training_run_id"], status)
+    err.print(
+        f"error: training stopped ({status}, exit {code}); run the same command "
+        "again to resume from the last checkpoint",
+        style="red",
+    )
+    raise typer.Exit(EXIT_FAILED)
+
+
+def _finish(ctx, registry, run, run_dir, name, variants: list[dict[str, Any]], what: str) -> None:
+    """Register the outputs as a new family and close the training run."""
+    _register_family(registry, run, name, variants, what)
+    with ctx.obj.store() as store:
         store.sync_registry(ctx.obj.registry())
         done = store.finish_training_run(
-            run["training_run_id"], status="completed", output_variant=name
+            run["training_run_id"],
+            status="completed",
+            output_variant=variants[0]["name"],
+            also_produced=[v["name"] for v in variants[1:]],
         )
     run["status"] = "completed"
     _write_run(run_dir, run)
     out.print(
-        f"done: {done.tokens_seen:,} tokens; registered variant {name} "
-        f"(parent {done.base_variant}) from {run_dir / 'export'}"
+        f"done: {done.tokens_seen:,} tokens; registered {', '.join(v['name'] for v in variants)} "
+        f"(parent {done.base_variant}) from {run_dir}"
     )
 
 
-def _register_output(registry: Registry, run: dict[str, Any], run_dir: Path, name: str) -> None:
-    from medarena.schemas import ModelFamily
-
+def _output_variant(
+    registry: Registry, run: dict[str, Any], folder: Path, name: str, **changes: Any
+) -> dict[str, Any]:
+    """A registry variant for trained weights in `folder`, derived from the base variant."""
     base = registry.variant(run["plan"]["variant"])
     variant = base.variant.model_dump(mode="json", exclude_none=True)
     variant.update(
         name=name,
-        source={"kind": "local", "path": str((run_dir / "export").relative_to(registry.root))},
+        source={"kind": "local", "path": str(folder.relative_to(registry.root))},
         parent=base.variant.name,
         recipes=[run["plan"]["recipe"]],
         dtype="bfloat16" if run["plan"]["bf16"] else "float32",
+        **changes,
     )
     variant.pop("quantization", None)
     variant.pop("notes", None)
+    return variant
+
+
+def _register_family(registry, run, name: str, variants: list[dict[str, Any]], what: str) -> None:
+    from medarena.schemas import ModelFamily
+
+    base = registry.variant(run["plan"]["variant"])
     family = ModelFamily.model_validate(
         {
             "name": name,
@@ -242,12 +279,199 @@ def _register_output(registry: Registry, run: dict[str, Any], run_dir: Path, nam
             "developer": "medarena (local training run)",
             "license": base.family.license,
             "continued_from": base.family.name,
-            "description": f"Continual pretraining of {base.variant.name} on the "
-            f"{run['plan']['recipe']} mix; training run {run['training_run_id']}.",
-            "variants": [variant],
+            "description": f"{what} of {base.variant.name} with recipe "
+            f"{run['plan']['recipe']}; training run {run['training_run_id']}.",
+            "variants": variants,
         }
     )
     add_family(registry, family, origin=f"training run {run['training_run_id']}")
+
+
+@train_app.command("instruct")
+@reports_errors
+@refuses_bad_settings
+def instruct(
+    ctx: typer.Context,
+    recipe_name: str = typer.Option(..., "--recipe", "-r", help="A recipe under instruct/."),
+    model: str = typer.Option(..., "--model", "-m", help="The registry variant to tune."),
+    hardware: str | None = typer.Option(
+        None, help="Hardware profile (a100-80gb-sxm, h100-80gb-sxm); none: CPU processes."
+    ),
+    gpus: int | None = typer.Option(None, min=1, help="GPUs (or CPU processes) per node."),
+    nodes: int = typer.Option(1, min=1, help="Machines; more than one writes cluster launchers."),
+    plan_only: bool = typer.Option(False, "--plan", help="Print the resolved run; start nothing."),
+    launcher: str = typer.Option("auto", help="auto, torchrun or deepspeed (on one machine)."),
+    hostfile: Path | None = typer.Option(None, help="DeepSpeed hostfile for several machines."),
+    output: str | None = typer.Option(
+        None, help="Name of the new variant (default: model-recipe); its adapter: NAME-adapter."
+    ),
+) -> None:
+    """LoRA-tune a registry variant on a recipe's instruction data (PEFT, optionally DeepSpeed),
+    then register the merged model and the adapter as variants."""
+    from medarena.instruct.recipe import get_recipe as get_instruct_recipe
+    from medarena.instruct.recipe import load_recipes as load_instruct_recipes
+
+    _check_launcher(launcher)
+    registry: Registry = ctx.obj.registry()
+    recipe = get_instruct_recipe(load_instruct_recipes(registry.root), recipe_name)
+    entry = registry.variant(model)
+    profile = registry.hardware_profile(hardware) if hardware else None
+    name = output or f"{model}-{recipe.name}"
+    run_dir = registry.state_dir / RUNS / name
+    run_file = run_dir / "run.json"
+    if run_file.is_file() and not plan_only:
+        run = json.loads(run_file.read_text())
+        if run["status"] == "completed":
+            raise ValueError(
+                f"run {name!r} is complete (its variants are registered); use --output"
+            )
+        out.print(f"resuming run {name} from {run_dir}")
+    else:
+        for taken in (name, f"{name}-adapter"):
+            if taken in registry.families or taken in registry.variants:
+                raise ValueError(f"{taken!r} is already in the registry; choose another --output")
+        run = _prepare_instruct(
+            ctx, registry, recipe, entry, profile, nodes, gpus, run_dir, plan_only
+        )
+        if run is None:
+            return
+    plan = _plan_of(run)
+    if nodes > 1:
+        _write_cluster("instruct", run_dir, plan, hostfile, name)
+        return
+    _train_here(ctx, "instruct", run, run_dir, plan, launcher)
+    _finish(
+        ctx,
+        registry,
+        run,
+        run_dir,
+        name,
+        _instruct_outputs(registry, run, run_dir, name),
+        "LoRA instruction tuning",
+    )
+
+
+def _plan_of(run: dict[str, Any]) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**run["plan"])
+
+
+def _prepare_instruct(ctx, registry, recipe, entry, profile, nodes, gpus, run_dir, plan_only):
+    """Check everything, encode the data, resolve the plan; then either print the plan (and
+    keep nothing) or record the run and write run.json. A failed check leaves nothing behind."""
+    import shutil
+    import tempfile
+
+    from medarena.instruct import prepare as prep
+    from medarena.training.plan import PlanError, model_shape, resolve
+
+    template_name = recipe.chat_template or entry.variant.chat_template
+    if template_name is None:
+        raise ValueError(
+            f"recipe {recipe.name!r} names no chat_template and {entry.variant.name} has none; "
+            "set chat_template in the recipe"
+        )
+    template = registry.chat_template(template_name)
+    if recipe.qlora is not None and (profile is None or recipe.deepspeed.enabled):
+        raise PlanError(
+            "QLoRA needs a CUDA GPU (--hardware) and a plain loop (deepspeed.enabled: false): "
+            "bitsandbytes 4-bit weights are not sharded by ZeRO here"
+        )
+    location = registry.weights_location(entry.variant)
+    layers = prep.linear_layers(location)
+    targets = prep.check_targets(recipe.lora, layers, f"instruct/{recipe.name}.yaml")
+    trainable = prep.adapter_parameters(layers, targets, recipe.lora.r)
+    sizes = {"trainable": trainable, "weight_bytes": 0.5 if recipe.qlora else 2.0}
+    first = resolve(recipe, registry, entry, hardware=profile, nodes=nodes, gpus=gpus, **sizes)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.preparing-"))
+    try:
+        tokenizer, added = prep.prepare_tokenizer(location, template, staging)
+        data = prep.prepare_data(
+            recipe, template, tokenizer, registry.root, staging / "data", first.sequence_length
+        )
+        plan = resolve(
+            recipe,
+            registry,
+            entry,
+            hardware=profile,
+            nodes=nodes,
+            gpus=gpus,
+            tokens=data.examples * first.sequence_length,
+            **sizes,
+        )
+        out.print(
+            f"data: {data.examples:,} examples ({data.tokens:,} tokens, {data.answer_tokens:,} "
+            f"in replies); "
+            + ", ".join(f"{k} {v}" for k, v in data.per_source.items())
+            + f"; {data.truncated} cut at {plan.sequence_length} tokens, {data.dropped} dropped"
+            + (f"; added tokens {added}" if added else "")
+        )
+        if plan_only:
+            _print_plan(plan)
+            return None
+        prep.write_summary(data, staging / "data")
+        with ctx.obj.store() as store:
+            store.sync_registry(registry)
+            record = store.create_training_run(
+                kind="instruct",
+                recipe_name=recipe.name,
+                recipe_hash=recipe.content_hash(),
+                base_variant=entry.variant.name,
+                config={
+                    "plan": asdict(plan),
+                    "recipe": recipe.model_dump(mode="json"),
+                    "chat_template": template.name,
+                    "data": asdict(data),
+                    "added_tokens": added,
+                },
+                world_size=plan.world_size,
+                hardware=plan.hardware,
+                data_mix={k: {"examples": v} for k, v in data.per_source.items()},
+            )
+        run = {
+            "status": "running",
+            "training_run_id": record.id,
+            "db_url": ctx.obj.db_url(),
+            "base_location": location,
+            "plan": asdict(plan),
+            "optimizer": recipe.optimizer.model_dump(mode="json"),
+            "schedule": recipe.schedule.model_dump(mode="json"),
+            "lora": {**recipe.lora.model_dump(mode="json"), "target_modules": targets},
+            "qlora": recipe.qlora.model_dump(mode="json") if recipe.qlora else None,
+            "chat_template": template.name,
+            "added_tokens": added,
+            "seed": recipe.seed,
+            "checkpoint_every": recipe.checkpoint_every,
+            "params": model_shape(registry, entry).params,
+            "trainable_params": trainable,
+            "peak_flops": _peak_flops(registry, plan),
+        }
+        _write_run(staging, run)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        staging.rename(run_dir)
+        return run
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _instruct_outputs(registry, run, run_dir: Path, name: str) -> list[dict[str, Any]]:
+    """Merge the adapter into standalone weights; the merged model and the adapter become
+    variants, both rendering prompts with the run's chat template."""
+    from medarena.adapters import merge_adapter
+    from medarena.instruct.train import ADAPTER
+
+    merged = merge_adapter(run["base_location"], run_dir / ADAPTER, run_dir / "merged")
+    tuned = {"chat_template": run["chat_template"], "instruction_tuned": True}
+    adapter = _output_variant(registry, run, run_dir / ADAPTER, f"{name}-adapter", **tuned)
+    adapter["source"] = {
+        "kind": "adapter",
+        "path": adapter["source"]["path"],
+        "base": run["plan"]["variant"],
+    }
+    return [_output_variant(registry, run, merged, name, **tuned), adapter]
 
 
 def demo_pretraining(ctx: typer.Context, model: str, recipe_name: str) -> str | None:

@@ -136,7 +136,7 @@ class Registry:
         source = variant.source
         if source.kind == "hub":
             return source.repo_id
-        if source.kind == "local":
+        if source.kind in ("local", "adapter"):
             path = Path(source.path).expanduser()
             return str(path if path.is_absolute() else self.root / path)
         if source.kind == "embedded":
@@ -260,6 +260,11 @@ def cross_check(
                 )
             if isinstance(parent, str) and parent not in owner:
                 report(family.key, [*loc, "parent"], f"unknown parent variant {parent!r}")
+            source = variant.get("source")
+            if isinstance(source, dict) and source.get("kind") == "adapter":
+                base = source.get("base")
+                if isinstance(base, str) and base not in owner:
+                    report(family.key, [*loc, "source", "base"], f"unknown base variant {base!r}")
     for source_key, reference in registry.references.items():
         for index, result in enumerate(reference.results):
             if result.variant not in owner:

@@ -64,6 +64,14 @@ class LocalSource(Spec):
     path: str
 
 
+class AdapterSource(Spec):
+    """A PEFT adapter folder (relative paths: to the workspace) applied to variant `base`."""
+
+    kind: Literal["adapter"]
+    path: str
+    base: Name
+
+
 class ExternalSource(Spec):
     """Weights distributed outside the hub (PhysioNet, request form): download, then point
     `local_path` of a copy of this card at the folder."""
@@ -82,7 +90,8 @@ class EmbeddedSource(Spec):
 
 
 VariantSource = Annotated[
-    HubSource | LocalSource | ExternalSource | EmbeddedSource, Field(discriminator="kind")
+    HubSource | LocalSource | AdapterSource | ExternalSource | EmbeddedSource,
+    Field(discriminator="kind"),
 ]
 
 
@@ -181,7 +190,14 @@ class ChatTemplate(Spec):
     def _generation_role_known(self) -> ChatTemplate:
         if self.generation_role not in self.roles:
             raise ValueError(f"generation_role {self.generation_role!r} is not in roles")
+        if not [r for r in self.roles if r not in ("system", self.generation_role)]:
+            raise ValueError("roles need one that asks besides system and the generation role")
         return self
+
+    @property
+    def user_role(self) -> str:
+        """The role that asks (user, question, Human ...): neither system nor the model's."""
+        return next(r for r in self.roles if r not in ("system", self.generation_role))
 
     def render(
         self,

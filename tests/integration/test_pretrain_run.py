@@ -35,16 +35,17 @@ DIE_AT_STEP_7 = """
 import os, signal, sys
 from pathlib import Path
 from medarena.pretrain import train
+from medarena.training import loop
 
-original = train._Recorder.step
+original = loop.Recorder.step
 
 def dying(self, step, *args):
     original(self, step, *args)
     if step == 7:  # after the checkpoint of step 4, before the one of step 8
         os.kill(os.getpid(), signal.SIGKILL)
 
-train._Recorder.step = dying
-train.main(Path(sys.argv[1]))
+loop.Recorder.step = dying
+train.main(*loop.read_run(sys.argv[1:], "test"))
 """
 
 

@@ -3,7 +3,7 @@ offload, and impossible plans refused with a suggestion."""
 
 import pytest
 
-from medarena.pretrain.plan import GIB, ModelShape, PlanError, memory, resolve
+from medarena.training.plan import GIB, ModelShape, PlanError, memory, resolve
 from medarena.pretrain.recipe import load_recipes
 from medarena.registry import load_registry
 from tests.conftest import REPO

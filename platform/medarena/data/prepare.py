@@ -3,7 +3,6 @@ each source, mix to the token ratios and pack into shards. Every step is counted
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,6 @@ from medarena.data.corpus import read_source
 from medarena.data.pack import PackReport, pack, tokenize
 from medarena.pretrain.recipe import PretrainRecipe
 from medarena.yaml_source import Problem, ProblemsError
-
-
-def recipe_hash(recipe: PretrainRecipe) -> str:
-    return hashlib.sha256(recipe.model_dump_json().encode()).hexdigest()
 
 
 def prepare(
@@ -45,7 +40,7 @@ def prepare(
     }
     metadata = {
         "recipe": recipe.name,
-        "recipe_sha256": recipe_hash(recipe),
+        "recipe_sha256": recipe.content_hash(),
         "tokenizer": getattr(tokenizer, "name_or_path", ""),
         "tokenizer_vocab": len(tokenizer),
         "cleaning": report.as_dict(),

@@ -30,6 +30,7 @@ class Item:
     gold: int | None = None
     reference: str | None = None
     subject: str | None = None
+    explanation: str | None = None  # the dataset's worked answer, for chain-of-thought training
 
     @property
     def gold_text(self) -> str:
@@ -83,6 +84,7 @@ def _multiple_choice(
     question: str,
     options: list[tuple[str, str]],
     gold: tuple[str, str],
+    explanation: str | None = None,
     **extra: Any,
 ) -> Item:
     """`gold` is (field that holds the answer, the answer's label)."""
@@ -97,6 +99,7 @@ def _multiple_choice(
         option_texts=tuple(text for _, text in options),
         gold=labels.index(gold_label),
         subject=extra.get("subject"),
+        explanation=explanation,
     )
 
 
@@ -142,6 +145,7 @@ def medmcqa(record: Record) -> Item:
         pairs,
         ("cop", LETTERS[cop]),
         subject=data.get("subject_name"),
+        explanation=data.get("exp") or None,
     )
 
 
@@ -172,6 +176,7 @@ def pubmedqa(record: Record) -> Item:
         choices=PUBMEDQA_LABELS,
         option_texts=PUBMEDQA_LABELS,
         gold=PUBMEDQA_LABELS.index(decision),
+        explanation=data.get("LONG_ANSWER") or data.get("long_answer") or None,
     )
 
 

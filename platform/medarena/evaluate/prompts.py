@@ -102,10 +102,9 @@ def build_prompt(
 
 def apply_chat_template(template: ChatTemplate, text: str, system: str | None) -> str:
     """One user turn holding the whole prompt, then the opening of the model's turn."""
-    user_role = next(r for r in template.roles if r not in ("system", template.generation_role))
     messages = []
     system = system if system is not None else template.default_system
     if system and "system" in template.roles:
         messages.append({"role": "system", "content": system})
-    messages.append({"role": user_role, "content": text})
+    messages.append({"role": template.user_role, "content": text})
     return template.render(messages, add_generation_prompt=True)

@@ -97,13 +97,20 @@ def load_task_data(
     if need_pool:
         if splits.fewshot is None:
             raise ValueError(f"task {task.name} has no few-shot split; use --shots 0")
-        pool = _filtered(
-            task, to_items(task.source_format, read_records(splits.fewshot, benchmarks_dir))
-        )
+        pool = train_items(task, root, data=data)
     digest = hashlib.sha256()
     for item in [*items, *pool]:
         digest.update(json.dumps(item.canonical(), sort_keys=True, default=list).encode())
     return TaskData(items, pool, digest.hexdigest())
+
+
+def train_items(task: BenchmarkTask, root: Path, *, data: str = "bundled") -> list[Item]:
+    """The task's training split (the one few-shot demos come from), for instruction tuning."""
+    splits: DataSplits = task.data if data == "bundled" else task.hub  # type: ignore[assignment]
+    if splits is None or splits.fewshot is None:
+        raise ValueError(f"task {task.name} has no train split to learn from")
+    records = read_records(splits.fewshot, root / "benchmarks")
+    return _filtered(task, to_items(task.source_format, records))
 
 
 def _filtered(task: BenchmarkTask, items: list[Item]) -> list[Item]:

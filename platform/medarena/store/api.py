@@ -592,8 +592,11 @@ class Store:
         *,
         status: str,
         output_variant: str | None = None,
+        also_produced: Sequence[str] = (),
         error: str | None = None,
     ) -> TrainingRun:
+        """Close the run; `output_variant` (and `also_produced`, e.g. a LoRA run's adapter next
+        to its merged model) are marked as produced by it."""
         if status not in RUN_STATUSES:
             raise ValueError(f"status must be one of {RUN_STATUSES}")
         with self._session() as session:
@@ -603,8 +606,9 @@ class Store:
             row.ended_at = utcnow()
             row.wall_seconds = (row.ended_at - row.started_at).total_seconds()
             if output_variant is not None:
-                variant_id = self._variant_id(session, output_variant)
-                row.output_variant_id = variant_id
+                row.output_variant_id = self._variant_id(session, output_variant)
+            for name in [output_variant, *also_produced] if output_variant else also_produced:
+                variant_id = self._variant_id(session, name)
                 session.get_one(ModelVariantRow, variant_id).produced_by_run_id = run_id
             session.flush()
             return self._training_run(session, row)

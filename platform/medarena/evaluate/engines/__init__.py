@@ -28,6 +28,15 @@ def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: A
     revision and (vLLM) tensor parallel size."""
     variant = entry.variant
     location = registry.weights_location(variant)
+    adapter = None
+    if variant.source.kind == "adapter":
+        if name != "hf":
+            raise ValueError(
+                f"{variant.name} is a LoRA adapter, which only the hf engine applies; evaluate "
+                "its merged variant with vllm"
+            )
+        base = registry.variant(variant.source.base).variant
+        adapter, location = location, registry.weights_location(base)
     if variant.source.kind == "embedded" and not Path(location).is_dir():
         raise FileNotFoundError(
             f"{variant.name} is not built yet: run `medarena tiny build --variant {variant.name}`"
@@ -40,7 +49,7 @@ def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: A
     if name == "hf":
         from medarena.evaluate.engines.hf import HFEngine
 
-        return HFEngine(location, **common, **options)
+        return HFEngine(location, adapter=adapter, **common, **options)
     if name == "vllm":
         from medarena.evaluate.engines.vllm import VLLMEngine
 

@@ -53,13 +53,19 @@ class HFEngine(Engine):
         batch_size: int = 32,
         device: str | None = None,
         static_cache: bool = False,
+        adapter: str | None = None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
-        if self.device.type == "cuda":
+        if adapter is not None:  # a LoRA adapter on its base: the adapter's tokenizer
+            from medarena.adapters import load_adapted
+
+            model, self.tokenizer = load_adapted(location, adapter, dtype=self.dtype)
+            model = model.to(self.device)
+        elif self.device.type == "cuda":
             # spread over every visible GPU when one does not hold the weights (70B in bf16)
             model = AutoModelForCausalLM.from_pretrained(
                 location, revision=revision, dtype=self.dtype, device_map="auto"

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 LAUNCHERS = ("auto", "torchrun", "deepspeed")
-MODULE = "medarena.pretrain.train"
 
 
 def free_port() -> int:
@@ -21,8 +20,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def local_command(run_dir: Path, procs: int, launcher: str) -> tuple[list[str], dict[str, str]]:
-    """The command and environment that start `procs` ranks on this machine."""
+def local_command(
+    module: str, run_dir: Path, procs: int, launcher: str
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that start `procs` ranks of `module` on this machine."""
     env = dict(os.environ)
     port = str(free_port())
     if procs > 1:
@@ -31,14 +32,14 @@ def local_command(run_dir: Path, procs: int, launcher: str) -> tuple[list[str], 
         env.update(
             RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=port
         )
-        return [sys.executable, "-m", MODULE, str(run_dir)], env
+        return [sys.executable, "-m", module, str(run_dir)], env
     if launcher == "deepspeed":
         return [
             str(Path(sys.executable).parent / "deepspeed"),
             f"--num_gpus={procs}",
             f"--master_port={port}",
             "--module",
-            MODULE,
+            module,
             str(run_dir),
         ], env
     return [
@@ -48,18 +49,24 @@ def local_command(run_dir: Path, procs: int, launcher: str) -> tuple[list[str], 
         "--standalone",
         f"--nproc_per_node={procs}",
         "-m",
-        MODULE,
+        module,
         str(run_dir),
     ], env
 
 
-def run_local(run_dir: Path, procs: int, launcher: str) -> int:
-    command, env = local_command(run_dir, procs, launcher)
+def run_local(module: str, run_dir: Path, procs: int, launcher: str) -> int:
+    command, env = local_command(module, run_dir, procs, launcher)
     return subprocess.run(command, env=env).returncode
 
 
 def write_cluster_scripts(
-    run_dir: Path, *, nodes: int, gpus_per_node: int, hostfile: Path | None, job_name: str
+    module: str,
+    run_dir: Path,
+    *,
+    nodes: int,
+    gpus_per_node: int,
+    hostfile: Path | None,
+    job_name: str,
 ) -> list[Path]:
     """`launch.sh` (deepspeed over a hostfile) and `slurm.sbatch`, checked with `bash -n`."""
     run = shlex.quote(str(run_dir))
@@ -71,7 +78,7 @@ def write_cluster_scripts(
         "# The hostfile lists one node per line: `<hostname> slots=<gpus>`.\n"
         "set -euo pipefail\n"
         f"deepspeed --hostfile {hosts} --num_nodes {nodes} --num_gpus {gpus_per_node} \\\n"
-        f"  --module {MODULE} {run}\n"
+        f"  --module {module} {run}\n"
     )
     sbatch = run_dir / "slurm.sbatch"
     sbatch.write_text(
@@ -89,7 +96,7 @@ def write_cluster_scripts(
         f"srun torchrun --nnodes {nodes} --nproc_per_node {gpus_per_node} \\\n"
         '  --rdzv_backend c10d --rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT" \\\n'
         '  --rdzv_id "$SLURM_JOB_ID" \\\n'
-        f"  -m {MODULE} {run}\n"
+        f"  -m {module} {run}\n"
     )
     for script in (launch, sbatch):
         script.chmod(0o755)

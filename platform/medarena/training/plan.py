@@ -1,4 +1,6 @@
 """Resolve a recipe x model x hardware x cluster size into a concrete run, before any compute.
+Shared by continual pretraining (every parameter trains) and LoRA tuning (a frozen base, in
+16-bit or 4-bit, plus a few trainable parameters).
 
 Memory per GPU follows the ZeRO paper's accounting for mixed-precision Adam with Psi
 parameters: 2 Psi bytes of 16-bit weights, 2 Psi of gradients, 12 Psi of fp32 master weights and
@@ -15,9 +17,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from medarena.pretrain.recipe import PretrainRecipe
 from medarena.registry import Registry, VariantEntry
 from medarena.schemas import HardwareProfile
+from medarena.training.recipe import TrainingRecipe
 
 GIB = 1024**3
 # Llama-family shapes by size (hidden, layers), for variants whose config is not on disk
@@ -67,6 +69,7 @@ class Plan:
     nodes: int
     gpus_per_node: int
     world_size: int
+    deepspeed: bool
     zero_stage: int
     offload_optimizer: bool
     offload_params: bool
@@ -82,6 +85,7 @@ class Plan:
     memory_gib: Memory | None
     gpu_memory_gib: float | None
     gpu_hours: float | None
+    trainable_params: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -114,11 +118,17 @@ def memory(
     ckpt: bool,
     offload_optimizer: bool,
     offload_params: bool,
+    *,
+    trainable: float | None = None,
+    weight_bytes: float = 2.0,
 ) -> Memory:
+    """`trainable` parameters (default: all) carry gradients and Adam state; the weights take
+    `weight_bytes` each (2 for bf16, about 0.5 for a 4-bit QLoRA base)."""
     psi = shape.params
-    params = 2 * psi / (world if stage >= 3 else 1)
-    grads = 2 * psi / (world if stage >= 2 else 1)
-    optimizer = 12 * psi / (world if stage >= 1 else 1)
+    trained = psi if trainable is None else trainable
+    params = weight_bytes * psi / (world if stage >= 3 else 1)
+    grads = 2 * trained / (world if stage >= 2 else 1)
+    optimizer = 12 * trained / (world if stage >= 1 else 1)
     if offload_optimizer:
         optimizer = 0.0
     if offload_params:
@@ -133,7 +143,7 @@ def memory(
 
 
 def resolve(
-    recipe: PretrainRecipe,
+    recipe: TrainingRecipe,
     registry: Registry,
     entry: VariantEntry,
     *,
@@ -141,8 +151,14 @@ def resolve(
     nodes: int = 1,
     gpus: int | None = None,
     tokens: int | None = None,
+    trainable: float | None = None,
+    weight_bytes: float = 2.0,
 ) -> Plan:
-    """The run this recipe makes on this cluster; PlanError when it cannot run."""
+    """The run this recipe makes on this cluster; PlanError when it cannot run.
+
+    `tokens`: the data's size (default: the recipe's published size); `trainable`: parameters
+    that train (default: all); `weight_bytes`: per frozen weight (QLoRA: 0.5).
+    """
     override = recipe.overrides.get(entry.variant.name)
     seq = (override and override.sequence_length) or recipe.sequence_length
     global_batch = (override and override.global_batch_sequences) or recipe.global_batch_sequences
@@ -154,6 +170,11 @@ def resolve(
         )
     per_node = gpus or (hardware.gpus_per_node if hardware else 1)
     world = per_node * nodes
+    if not recipe.deepspeed.enabled and world > 1:
+        raise PlanError(
+            f"recipe {recipe.name!r} runs a plain PyTorch loop (deepspeed.enabled: false), which "
+            f"is one process; enable DeepSpeed to train on {world} GPUs/processes"
+        )
     if global_batch % world:
         fits = [b for b in range(world, 2 * global_batch + world, world)]
         nearest = min(fits, key=lambda b: abs(b - global_batch))
@@ -169,10 +190,13 @@ def resolve(
         stage, offload_opt, offload_par, mem = settings.zero_stage, False, False, None
     else:
         budget = hardware.gpu_memory_gb * (1e9 / GIB) * USABLE_MEMORY
+        sizes = {"trainable": trainable, "weight_bytes": weight_bytes}
         stage, offload_opt, offload_par, micro, mem = _fit(
-            shape, settings, world, seq, global_batch // world, budget, notes
+            shape, settings, world, seq, global_batch // world, budget, notes, sizes
         )
-    total_tokens = tokens or int(sum(s.published_tokens or 0 for s in recipe.sources))
+    if not settings.enabled:
+        stage, offload_opt, offload_par = 0, False, False
+    total_tokens = tokens if tokens is not None else recipe.published_tokens()
     steps = recipe.max_steps or max(
         1, math.ceil(total_tokens * recipe.epochs / (global_batch * seq))
     )
@@ -190,6 +214,7 @@ def resolve(
         nodes=nodes,
         gpus_per_node=per_node,
         world_size=world,
+        deepspeed=settings.enabled,
         zero_stage=stage,
         offload_optimizer=offload_opt,
         offload_params=offload_par,
@@ -205,6 +230,7 @@ def resolve(
         memory_gib=mem,
         gpu_memory_gib=hardware.gpu_memory_gb * 1e9 / GIB if hardware else None,
         gpu_hours=gpu_hours,
+        trainable_params=trainable,
         notes=notes,
     )
 
@@ -217,17 +243,23 @@ def _largest_micro(per_rank: int, fits) -> int:
     return 1
 
 
-def _fit(shape, settings, world, seq, per_rank, budget, notes):
+def _fit(shape, settings, world, seq, per_rank, budget, notes, sizes):
     ckpt = settings.activation_checkpointing
-    options = [(stage, False, False) for stage in range(settings.zero_stage, 4)]
-    options += [(3, True, False), (3, True, True)]
+    if settings.enabled:
+        options = [(stage, False, False) for stage in range(settings.zero_stage, 4)]
+        options += [(3, True, False), (3, True, True)]
+    else:  # a plain loop has no ZeRO to escalate to
+        options = [(0, False, False)]
     for stage, offload_opt, offload_par in options:
-        if memory(shape, stage, world, 1, seq, ckpt, offload_opt, offload_par).total > budget:
+        if (
+            memory(shape, stage, world, 1, seq, ckpt, offload_opt, offload_par, **sizes).total
+            > budget
+        ):
             continue
         micro = _largest_micro(
             per_rank,
             lambda m, s=stage, o=offload_opt, p=offload_par: (
-                memory(shape, s, world, m, seq, ckpt, o, p).total <= budget
+                memory(shape, s, world, m, seq, ckpt, o, p, **sizes).total <= budget
             ),
         )
         if stage != settings.zero_stage or offload_opt:
@@ -241,9 +273,14 @@ def _fit(shape, settings, world, seq, per_rank, budget, notes):
             offload_opt,
             offload_par,
             micro,
-            memory(shape, stage, world, micro, seq, ckpt, offload_opt, offload_par),
+            memory(shape, stage, world, micro, seq, ckpt, offload_opt, offload_par, **sizes),
         )
-    needed = memory(shape, 3, 1, 1, seq, ckpt, True, False)
+    if not settings.enabled:
+        raise PlanError(
+            f"{shape.params / 1e9:.1f}B parameters do not fit in {budget:.0f} GiB with a plain "
+            "PyTorch loop; enable DeepSpeed (ZeRO-3 and offload shard and move the weights)"
+        )
+    needed = memory(shape, 3, 1, 1, seq, ckpt, True, False, **sizes)
     gpus = math.ceil((2 * shape.params / GIB) / max(budget - needed.activations, 1e-9))
     raise PlanError(
         f"{shape.params / 1e9:.1f}B parameters do not fit on {world} GPU(s) of {budget:.0f} GiB "

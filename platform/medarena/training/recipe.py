@@ -1,0 +1,106 @@
+"""Settings every training recipe has (pretrain/*.yaml, instruct/*.yaml): optimizer, schedule,
+DeepSpeed, batch, steps, checkpoints, per-model overrides, and the loader both kinds use."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, model_validator
+
+from medarena.registry import UnknownName, find_workspace
+from medarena.schemas import Name, Spec
+from medarena.yaml_source import Problem, ProblemsError, read_spec
+
+
+class Optimizer(Spec):
+    name: Literal["adamw"] = "adamw"
+    lr: float = Field(gt=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+
+
+class Schedule(Spec):
+    kind: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int | None = Field(None, ge=0)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1)
+    min_lr: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> Schedule:
+        if self.warmup_steps is not None and self.warmup_ratio is not None:
+            raise ValueError("give warmup_steps or warmup_ratio, not both")
+        return self
+
+
+class DeepSpeedSettings(Spec):
+    enabled: bool = Field(True, description="false: a plain PyTorch loop (one process)")
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    bf16: bool = True
+    activation_checkpointing: bool = True
+    offload_optimizer: bool = False
+    offload_params: bool = False
+
+
+class Overrides(Spec):
+    """What a paper set differently for one model size."""
+
+    lr: float | None = Field(None, gt=0)
+    sequence_length: int | None = Field(None, gt=0)
+    global_batch_sequences: int | None = Field(None, gt=0)
+
+
+class TrainingRecipe(Spec):
+    name: Name
+    description: str
+    citation: str = Field(description="where the data and hyperparameters are published")
+    seed: int = 0
+    sequence_length: int = Field(gt=0)
+    global_batch_sequences: int = Field(gt=0, description="sequences per optimizer step")
+    epochs: float = Field(1.0, gt=0, description="passes over the data")
+    max_steps: int | None = Field(None, gt=0, description="stop early (demos)")
+    optimizer: Optimizer
+    schedule: Schedule = Schedule()
+    deepspeed: DeepSpeedSettings = DeepSpeedSettings()
+    checkpoint_every: int = Field(500, gt=0, description="optimizer steps between checkpoints")
+    overrides: dict[str, Overrides] = Field(
+        default_factory=dict, description="per registry variant"
+    )
+
+    def content_hash(self) -> str:
+        """sha256 of the recipe's validated content (what the run was trained with)."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+    def published_tokens(self) -> int:
+        """Tokens of the paper's full run, where the recipe states them (0: unknown)."""
+        return 0
+
+
+R = TypeVar("R", bound=TrainingRecipe)
+
+
+def load_recipe_folder(
+    folder_name: str, schema: type[R], workspace: str | Path | None = None
+) -> dict[str, R]:
+    """Every recipe under <workspace>/<folder_name>/; raises ProblemsError listing ALL problems."""
+    root = find_workspace(workspace)
+    folder = root / folder_name
+    recipes: dict[str, R] = {}
+    problems: list[Problem] = []
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        _, recipe, found = read_spec(path, str(path.relative_to(root)), schema)
+        problems += found
+        if recipe is not None:
+            recipes[recipe.name] = recipe  # type: ignore[attr-defined]
+    if problems:
+        raise ProblemsError(problems, headline=f"{folder_name} recipes in {folder} are invalid")
+    return recipes
+
+
+def pick_recipe(recipes: dict[str, R], name: str, kind: str) -> R:
+    if name not in recipes:
+        raise UnknownName(kind, name, list(recipes))
+    return recipes[name]
