@@ -181,6 +181,7 @@ def _source(variant: Any) -> str:
     return {
         "hub": lambda: f"hub:{source.repo_id}",
         "local": lambda: f"local:{source.path}",
+        "adapter": lambda: f"adapter:{source.path} on {source.base}",
         "external": lambda: f"external:{source.url}",
         "embedded": lambda: f"embedded:{source.builder} seed={source.seed}",
     }[source.kind]()
@@ -521,14 +522,19 @@ def _build_embedded(registry: Registry, name: str, *, force: bool = False) -> An
 # ----------------------------------------------------------------------------------- demo
 
 
+DEMO_PRETRAINED = "tiny-medical-base-tiny-demo"
+DEMO_TUNED = "tiny-medical-chat"
+
+
 @app.command("demo")
 @reports_errors
 def demo(ctx: typer.Context) -> None:
     """The offline demo: build the tiny family, create the database, register the catalogue,
-    continually pretrain the tiny model on the tiny-demo mix with DeepSpeed, evaluate both on
-    every bundled benchmark. Run twice, it reuses what is already built, trained and evaluated."""
+    continually pretrain the tiny model on the tiny-demo mix with DeepSpeed, LoRA-tune the result
+    on the bundled instruction samples, evaluate all three on every bundled benchmark. Run twice,
+    it reuses what is already built, trained and evaluated."""
     from medarena.cli_evaluate import demo_evaluation
-    from medarena.cli_train import demo_pretraining
+    from medarena.cli_train import demo_training
 
     registry: Registry = ctx.obj.registry()
     embedded = [
@@ -537,21 +543,26 @@ def demo(ctx: typer.Context) -> None:
     for name in embedded:
         build = _build_embedded(registry, name)
         out.print(
-            f"[1/5] tiny model {name}: {build.num_parameters:,} parameters, vocab "
+            f"[1/6] tiny model {name}: {build.num_parameters:,} parameters, vocab "
             f"{build.vocab_size}, weights sha256 {build.weights_sha256[:12]} at {build.path}"
         )
     with ctx.obj.store() as store:
         report = store.sync_registry(registry)
     out.print(
-        f"[2/5] database {ctx.obj.db_url()}: {report.families} families, "
+        f"[2/6] database {ctx.obj.db_url()}: {report.families} families, "
         f"{report.variants} variants, {report.reference_results} published results"
     )
-    out.print("[3/5] the registry:")
+    out.print("[3/6] the registry:")
     models_ls(ctx, family=None, as_json=False)
-    out.print("[4/5] continual pretraining of tiny-medical-base on the tiny-demo mix (DeepSpeed):")
-    trained = demo_pretraining(ctx, "tiny-medical-base", "tiny-demo")
-    variants = embedded + ([trained] if trained else [])
-    out.print(f"[5/5] evaluating {', '.join(variants)} on every bundled benchmark (hf engine):")
+    out.print("[4/6] continual pretraining of tiny-medical-base on the tiny-demo mix (DeepSpeed):")
+    base = "tiny-medical-base"
+    pretrained = demo_training(ctx, "pretrain", base, "tiny-demo", DEMO_PRETRAINED)
+    tuned = None
+    if pretrained:
+        out.print(f"[5/6] LoRA instruction tuning of {pretrained} (PEFT + DeepSpeed, ChatML):")
+        tuned = demo_training(ctx, "instruct", pretrained, "tiny-demo", DEMO_TUNED)
+    variants = embedded + [name for name in (pretrained, tuned) if name]
+    out.print(f"[6/6] evaluating {', '.join(variants)} on every bundled benchmark (hf engine):")
     demo_evaluation(ctx, variants)
     out.print(
         "next: medarena results --metric acc | medarena eval --help | "

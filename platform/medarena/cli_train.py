@@ -474,19 +474,24 @@ def _instruct_outputs(registry, run, run_dir: Path, name: str) -> list[dict[str,
     return [_output_variant(registry, run, merged, name, **tuned), adapter]
 
 
-def demo_pretraining(ctx: typer.Context, model: str, recipe_name: str) -> str | None:
-    """`medarena demo`'s training step: the recipe on one CPU process, once. Returns the
-    trained variant's name (None when the workspace ships no recipes)."""
+def demo_training(
+    ctx: typer.Context, kind: str, model: str, recipe_name: str, output: str
+) -> str | None:
+    """`medarena demo`'s training steps: a recipe (`kind` pretrain or instruct) on one CPU
+    process, once. Returns the trained variant's name (None when the workspace lacks the
+    recipe)."""
+    from medarena.instruct.recipe import load_recipes as load_instruct_recipes
+
     registry: Registry = ctx.obj.registry()
-    recipes = load_recipes(registry.root)
+    recipes = (load_recipes if kind == "pretrain" else load_instruct_recipes)(registry.root)
     if recipe_name not in recipes:
-        out.print(f"no recipe {recipe_name!r} under {registry.root / 'pretrain'}: skipped")
+        out.print(f"no recipe {recipe_name!r} under {registry.root / kind}: skipped")
         return None
-    name = f"{model}-{recipe_name}"
-    if name in registry.variants:
-        out.print(f"{name} is already trained and registered: reused")
-        return name
-    pretrain(
+    if output in registry.variants:
+        out.print(f"{output} is already trained and registered: reused")
+        return output
+    command = pretrain if kind == "pretrain" else instruct
+    command(
         ctx,
         recipe_name=recipe_name,
         model=model,
@@ -496,6 +501,6 @@ def demo_pretraining(ctx: typer.Context, model: str, recipe_name: str) -> str | 
         plan_only=False,
         launcher="auto",
         hostfile=None,
-        output=None,
+        output=output,
     )
-    return name
+    return output

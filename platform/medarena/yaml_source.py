@@ -87,7 +87,7 @@ class YamlDocument:
 
 def _is_union_tag(part: int | str) -> bool:
     # pydantic puts the discriminator value ("hub", "local"...) into error locations
-    return part in {"hub", "local", "external", "embedded", "file"}
+    return part in {"hub", "local", "adapter", "external", "embedded", "file"}
 
 
 def _child(node: yaml.Node | None, part: int | str) -> yaml.Node | None:

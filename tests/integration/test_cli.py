@@ -175,13 +175,16 @@ TASKS = [
 def test_demo_builds_trains_evaluates_and_reuses(workspace: Path):
     (workspace / "benchmarks").symlink_to(REPO / "benchmarks")
     (workspace / "pretrain").symlink_to(REPO / "pretrain")
+    (workspace / "instruct").symlink_to(REPO / "instruct")
     first = medarena(workspace, "demo")
     assert first.exit_code == 0, first.output
     for task in TASKS:
         assert task in first.stdout
     assert first.stdout.count("(stored)") == 0
-    assert "registered variant tiny-medical-base-tiny-demo (parent tiny-medical-base)" in (
-        first.stdout
+    assert "registered tiny-medical-base-tiny-demo (parent tiny-medical-base)" in first.stdout
+    assert (
+        "registered tiny-medical-chat, tiny-medical-chat-adapter (parent "
+        "tiny-medical-base-tiny-demo)" in first.stdout
     )
     built = workspace / ".medarena" / "models" / "tiny-medical-base" / "model.safetensors"
     stamp = built.stat().st_mtime_ns
@@ -193,8 +196,8 @@ def test_demo_builds_trains_evaluates_and_reuses(workspace: Path):
         workspace, "query", "SELECT count(*) AS n FROM model_variants", "--format", "json"
     )
     assert json.loads(count.stdout)[0]["n"] >= 1
-    assert "already trained and registered: reused" in second.stdout
-    assert second.stdout.count("(stored)") == 2 * len(TASKS)  # evaluated once, reported twice
+    assert second.stdout.count("already trained and registered: reused") == 2
+    assert second.stdout.count("(stored)") == 3 * len(TASKS)  # evaluated once, reported twice
     runs = medarena(
         workspace,
         "query",
@@ -207,13 +210,23 @@ def test_demo_builds_trains_evaluates_and_reuses(workspace: Path):
     items = {"mimic_cxr_summarization": 20, "pubmed_summarization": 20, "mmlu_medical": 54}
     assert json.loads(runs.stdout) == [
         {"variant": variant, "task": task, "status": "completed", "n_items": items.get(task, 40)}
-        for variant in ("tiny-medical-base", "tiny-medical-base-tiny-demo")
+        for variant in ("tiny-medical-base", "tiny-medical-base-tiny-demo", "tiny-medical-chat")
         for task in TASKS
     ]
+    templates = medarena(
+        workspace,
+        "query",
+        "SELECT DISTINCT json_extract(r.config, '$.chat_template') AS template FROM eval_runs r "
+        "JOIN model_variants v ON v.id = r.variant_id WHERE v.name = 'tiny-medical-chat'",
+        "--format",
+        "json",
+    )
+    assert json.loads(templates.stdout) == [{"template": "chatml"}]  # evaluated in its format
     curve = medarena(
         workspace,
         "query",
-        "SELECT step, loss FROM training_steps ORDER BY step",
+        "SELECT s.step, s.loss FROM training_steps s JOIN training_runs r "
+        "ON r.id = s.training_run_id WHERE r.kind = 'pretrain' ORDER BY s.step",
         "--format",
         "json",
     )

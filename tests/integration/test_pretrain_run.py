@@ -75,14 +75,14 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_one
     whole = invoke(train_workspace, db_url, *train, "--output", "whole")
     assert whole.exit_code == 0, whole.output
 
-    from medarena.pretrain import launch
+    from medarena.training import launch
 
     script = tmp_path / "die.py"
     script.write_text(DIE_AT_STEP_7)
     original = launch.local_command
 
-    def killed_at_step_7(run_dir, procs, launcher):
-        _, env = original(run_dir, procs, launcher)
+    def killed_at_step_7(module, run_dir, procs, launcher):
+        _, env = original(module, run_dir, procs, launcher)
         return [sys.executable, str(script), str(run_dir)], env
 
     monkeypatch.setattr(launch, "local_command", killed_at_step_7)

@@ -3,9 +3,9 @@ offload, and impossible plans refused with a suggestion."""
 
 import pytest
 
-from medarena.training.plan import GIB, ModelShape, PlanError, memory, resolve
 from medarena.pretrain.recipe import load_recipes
 from medarena.registry import load_registry
+from medarena.training.plan import GIB, ModelShape, PlanError, memory, resolve
 from tests.conftest import REPO
 
 SEVEN_B = ModelShape(params=6.74e9, hidden=4096, layers=32)

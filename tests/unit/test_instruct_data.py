@@ -1,0 +1,201 @@
+"""Instruction data: readers, role mapping, the answer-only loss mask, recipe checks."""
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from medarena.evaluate.extract import extract_choice
+from medarena.evaluate.formats import Item
+from medarena.instruct.data import Conversation, answer_text, read_source, to_template_roles
+from medarena.instruct.encode import IGNORE, encode
+from medarena.instruct.prepare import check_targets
+from medarena.instruct.recipe import InstructRecipe, InstructSource, LoraSettings
+from medarena.registry import load_registry
+from medarena.yaml_source import ProblemsError
+from tests.conftest import REPO
+
+REGISTRY = load_registry(REPO)
+CHATML = REGISTRY.chat_template("chatml")
+MEDITRON = REGISTRY.chat_template("meditron-chatml")
+
+
+def _write(root: Path, name: str, rows: list) -> dict:
+    path = root / "instruct" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return {"path": name}
+
+
+def _source(**fields) -> InstructSource:
+    return InstructSource.model_validate({"name": "s", **fields})
+
+
+def test_alpaca_joins_instruction_and_input(tmp_path):
+    data = _write(
+        tmp_path,
+        "a.jsonl",
+        [
+            {"instruction": "Name the drug.", "input": "Type 2 diabetes", "output": "Metformin."},
+            {"instruction": "Define sepsis.", "input": "", "output": "Organ dysfunction."},
+        ],
+    )
+    first, second = read_source(_source(format="alpaca", data=data), tmp_path)
+    assert first.messages == (
+        {"role": "user", "content": "Name the drug.\n\nType 2 diabetes"},
+        {"role": "assistant", "content": "Metformin."},
+    )
+    assert second.messages[0]["content"] == "Define sepsis."
+    assert first.origin.endswith("a.jsonl:1")
+
+
+def test_chat_reads_openai_messages_and_sharegpt(tmp_path):
+    data = _write(
+        tmp_path,
+        "c.jsonl",
+        [
+            {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]},
+            {
+                "conversations": [
+                    {"from": "system", "value": "S"},
+                    {"from": "human", "value": "Q2"},
+                    {"from": "gpt", "value": "A2"},
+                ]
+            },
+        ],
+    )
+    openai, sharegpt = read_source(_source(format="chat", data=data), tmp_path)
+    assert [m["role"] for m in openai.messages] == ["user", "assistant"]
+    assert [m["role"] for m in sharegpt.messages] == ["system", "user", "assistant"]
+    assert sharegpt.messages[2]["content"] == "A2"
+
+
+def test_bad_records_are_all_reported_with_file_line_and_field(tmp_path):
+    data = _write(
+        tmp_path,
+        "bad.jsonl",
+        [
+            {"instruction": "ok", "output": "fine"},
+            {"instruction": "no output"},
+            {"messages": [{"role": "user", "content": "only a question"}]},
+        ],
+    )
+    with pytest.raises(ProblemsError) as alpaca:
+        read_source(_source(format="alpaca", data=data), tmp_path)
+    assert "bad.jsonl:2" in str(alpaca.value) and "output" in str(alpaca.value)
+    assert len(alpaca.value.problems) == 2  # line 3 has no instruction either
+    with pytest.raises(ProblemsError) as chat:
+        read_source(_source(format="chat", data=data), tmp_path)
+    assert "bad.jsonl:3" in str(chat.value) and "no assistant turn" in str(chat.value)
+
+
+def test_an_empty_file_is_refused(tmp_path):
+    data = _write(tmp_path, "empty.jsonl", [])
+    with pytest.raises(ProblemsError, match="no items"):
+        read_source(_source(format="alpaca", data=data), tmp_path)
+
+
+def test_benchmark_train_split_becomes_the_evaluation_prompt_and_an_extractable_answer():
+    conversations = read_source(_source(format="benchmark", task="medqa_4options"), REPO)
+    assert len(conversations) == 8  # benchmarks/samples/medqa_4options/train.jsonl
+    prompt, answer = (m["content"] for m in conversations[0].messages)
+    assert prompt.startswith("Answer the following multiple-choice question")
+    assert prompt.endswith("Answer:") and "\nA. " in prompt
+    record = json.loads((REPO / "benchmarks/samples/medqa_4options/train.jsonl").open().readline())
+    assert answer == f"The answer is ({record['answer_idx']})."
+    labels = ("A", "B", "C", "D")
+    assert extract_choice(answer, labels, ("", "", "", "")) == labels.index(record["answer_idx"])
+
+
+def test_answers_use_the_explanation_for_chain_of_thought():
+    item = Item("1", {}, ("A", "B"), ("x", "y"), gold=1, explanation="Because y.")
+    assert answer_text(item, chain_of_thought=True) == "Because y.\nThe answer is (B)."
+    assert answer_text(item, chain_of_thought=False) == "The answer is (B)."
+    words = Item("2", {}, ("yes", "no", "maybe"), ("yes", "no", "maybe"), gold=2)
+    assert answer_text(words, chain_of_thought=True) == "The answer is maybe."
+
+
+def test_roles_map_onto_the_template_and_a_missing_role_is_refused():
+    conversation = Conversation(
+        ({"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}), "f.jsonl:4"
+    )
+    mapped = to_template_roles(conversation, MEDITRON, None)
+    assert [m["role"] for m in mapped] == ["system", "question", "answer"]
+    assert mapped[0]["content"] == MEDITRON.default_system
+    no_system = MEDITRON.model_copy(update={"roles": ["question", "answer"]})
+    with_system = Conversation(({"role": "system", "content": "S"}, *conversation.messages), "x:9")
+    with pytest.raises(ValueError, match=r"x:9: a 'system' message.*\['question', 'answer'\]"):
+        to_template_roles(with_system, no_system, None)
+
+
+def test_loss_mask_covers_exactly_the_replies_token_by_token(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    messages = [
+        {"role": "system", "content": "You are careful."},
+        {"role": "question", "content": "First-line drug for type 2 diabetes?"},
+        {"role": "answer", "content": "Metformin."},
+        {"role": "question", "content": "And for anaphylaxis?"},
+        {"role": "answer", "content": "Epinephrine."},
+    ]
+    encoded = encode(tokenizer, MEDITRON, messages, max_length=512)
+    assert len(encoded.labels) == len(encoded.input_ids)
+    runs, current = [], []
+    for token, label in zip(encoded.input_ids, encoded.labels, strict=True):
+        if label == IGNORE:
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            assert label == token  # labels are the tokens themselves (the model shifts them)
+            current.append(token)
+    if current:
+        runs.append(current)
+    replies = [tokenizer.decode(run) for run in runs]
+    assert replies == ["Metformin.<|im_end|>\n", "Epinephrine.<|im_end|>\n"]
+    masked = tokenizer.decode(
+        [t for t, label in zip(encoded.input_ids, encoded.labels, strict=True) if label == IGNORE]
+    )
+    assert "You are careful." in masked and "<|im_start|>answer\n" in masked
+    assert "Metformin" not in masked
+    cut = encode(tokenizer, MEDITRON, messages, max_length=10)
+    assert cut.truncated and len(cut.input_ids) == 10 and cut.answer_tokens == 0
+
+
+def test_lora_target_modules_must_exist_and_rank_must_be_positive():
+    layers = {
+        "model.layers.0.self_attn.q_proj": (64, 64),
+        "model.layers.0.mlp.down_proj": (128, 64),
+        "lm_head": (64, 1024),
+    }
+    lora = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "gate"])
+    with pytest.raises(ProblemsError) as error:
+        check_targets(lora, layers, "instruct/x.yaml")
+    assert "['gate'] match no linear layer" in str(error.value)
+    assert "['down_proj', 'lm_head', 'q_proj']" in str(error.value)
+    all_linear = check_targets(LoraSettings(r=4, alpha=8), layers, "x")
+    assert all_linear == ["model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj"]
+    with pytest.raises(ValidationError, match="greater than 0"):
+        LoraSettings(r=0, alpha=8)
+
+
+def test_recipe_schema_requires_data_for_each_format():
+    with pytest.raises(ValidationError, match="names its `task`"):
+        _source(format="benchmark")
+    with pytest.raises(ValidationError, match="needs `data`"):
+        _source(format="alpaca")
+    recipe = InstructRecipe.model_validate(
+        {
+            "name": "r",
+            "description": "d",
+            "citation": "c",
+            "data": [{"name": "m", "format": "benchmark", "task": "pubmedqa"}],
+            "lora": {"r": 8, "alpha": 16},
+            "sequence_length": 128,
+            "global_batch_sequences": 4,
+            "optimizer": {"lr": 1e-4},
+        }
+    )
+    assert recipe.lora.target_modules == "all-linear" and recipe.deepspeed.enabled
