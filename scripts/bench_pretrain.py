@@ -14,28 +14,7 @@ import statistics
 from datetime import date
 
 import torch
-from benchlib import H100_BF16_FLOPS, LLAMA_1_1B, timed
-
-SHAPES = {
-    "tiny": dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=32,
-        vocab_size=1024,
-    ),
-    "1.1b": LLAMA_1_1B,
-}
-
-
-def model(shape: str, dtype: torch.dtype):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(**SHAPES[shape], max_position_embeddings=4096)
-    return LlamaForCausalLM(config).to(dtype)
+from benchlib import H100_BF16_FLOPS, SHAPES, model, timed
 
 
 def bench_plain(args, ids, dtype, device, tokens) -> tuple[int, list[float]]:

@@ -20,6 +20,29 @@ LLAMA_1_1B = dict(
 )
 
 
+SHAPES = {
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=32,
+        vocab_size=1024,
+    ),
+    "1.1b": LLAMA_1_1B,
+}
+
+
+def model(shape: str, dtype: torch.dtype):
+    """A randomly initialised Llama of `shape` (seeded)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(**SHAPES[shape], max_position_embeddings=4096)
+    return LlamaForCausalLM(config).to(dtype)
+
+
 def timed(fn: Callable[[], int], repeat: int) -> list[float]:
     """Run `fn` (it returns how many units it processed) once to warm up, then `repeat` times;
     the rates in units per second."""

@@ -380,14 +380,22 @@ def validate(ctx: typer.Context) -> None:
 def schema(
     kind: str = typer.Argument(
         "model-family",
-        help="model-family, chat-template, hardware-profile, reference-results or benchmark-task",
+        help="model-family, chat-template, hardware-profile, reference-results, benchmark-task, "
+        "pretrain-recipe or instruct-recipe",
     ),
 ) -> None:
     """Print the JSON Schema of a YAML kind (for editors and docs)."""
     from medarena.evaluate.spec import BenchmarkTask
+    from medarena.instruct.recipe import InstructRecipe
+    from medarena.pretrain.recipe import PretrainRecipe
     from medarena.schemas import json_schemas
 
-    schemas = {**json_schemas(), "benchmark-task": BenchmarkTask.model_json_schema()}
+    schemas = {
+        **json_schemas(),
+        "benchmark-task": BenchmarkTask.model_json_schema(),
+        "pretrain-recipe": PretrainRecipe.model_json_schema(),
+        "instruct-recipe": InstructRecipe.model_json_schema(),
+    }
     if kind not in schemas:
         err.print(f"error: unknown kind {kind!r}; known: {', '.join(schemas)}", style="red")
         raise typer.Exit(EXIT_REFUSED)

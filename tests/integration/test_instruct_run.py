@@ -274,3 +274,26 @@ def test_bad_input_is_refused_before_training_and_nothing_is_registered(tune_wor
     runs = tune_workspace / ".medarena/runs"
     assert not runs.exists() or not any(runs.iterdir())
     assert not Path(db_url.removeprefix("sqlite:///")).exists()  # no training run recorded
+
+
+def test_plan_on_gpus_and_cluster_launchers(tune_workspace, db_url):
+    plan = tune(
+        tune_workspace, db_url, "ci-ds", "p", "--hardware", "h100-80gb-sxm", "--gpus", "8", "--plan"
+    )
+    assert plan.exit_code == 0, plan.output
+    assert "data: 16 examples" in plan.stdout and "trainable_params" in plan.stdout
+    assert not (tune_workspace / ".medarena/runs/p").exists()  # a plan keeps nothing
+    qlora = tune_workspace / "instruct/ci-qlora.yaml"
+    qlora.write_text(recipe("ci-qlora") + "qlora: {quant_type: nf4}\n")
+    refused = tune(tune_workspace, db_url, "ci-qlora", "q", "--plan")
+    assert refused.exit_code == 2 and "QLoRA needs a CUDA GPU" in refused.stderr
+
+    cluster = tune(tune_workspace, db_url, "ci-ds", "multi", "--gpus", "2", "--nodes", "2")
+    assert cluster.exit_code == 0, cluster.output
+    run_dir = tune_workspace / ".medarena/runs/multi"
+    launch, sbatch = (run_dir / "launch.sh").read_text(), (run_dir / "slurm.sbatch").read_text()
+    assert f"--module medarena.instruct.train {run_dir}" in launch
+    assert f"-m medarena.instruct.train {run_dir}" in sbatch
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["plan"]["world_size"] == 4 and run["lora"]["r"] == 16
+    assert (run_dir / "data/examples.npz").is_file() and (run_dir / "tokenizer").is_dir()
