@@ -297,3 +297,15 @@ def test_plan_on_gpus_and_cluster_launchers(tune_workspace, db_url):
     run = json.loads((run_dir / "run.json").read_text())
     assert run["plan"]["world_size"] == 4 and run["lora"]["r"] == 16
     assert (run_dir / "data/examples.npz").is_file() and (run_dir / "tokenizer").is_dir()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="QLoRA needs CUDA (bitsandbytes)")
+def test_qlora_on_a_gpu(tune_workspace, db_url):
+    pytest.importorskip("bitsandbytes")
+    qlora = recipe("ci-qlora", deepspeed="false").replace("bf16: false", "bf16: true")
+    (tune_workspace / "instruct/ci-qlora.yaml").write_text(qlora + "qlora: {quant_type: nf4}\n")
+    result = tune(tune_workspace, db_url, "ci-qlora", "q4", "--hardware", "h100-80gb-sxm")
+    assert result.exit_code == 0, result.output
+    curve = losses(db_url, "q4")
+    assert curve[-1] <= 0.5 * curve[0], curve

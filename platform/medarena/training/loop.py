@@ -122,7 +122,8 @@ class StepEngine:
         else:
             self.engine, self.optimizer = None, optimizer
             self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-            model.to(self.device)
+            if next(model.parameters()).device.type != self.device.type:
+                model.to(self.device)  # a 4-bit (QLoRA) base is placed at load and cannot move
             self.micro_steps, self.norm = 0, None
 
     def describe(self) -> str:
