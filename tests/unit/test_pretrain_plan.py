@@ -97,3 +97,37 @@ def test_impossible_plans_say_what_would_work(registry, recipes):
             registry.variant("llama-2-7b"),
             hardware=None,
         )
+
+
+def test_lora_plans_count_only_trainable_state_and_qlora_fits_70b_on_one_gpu(registry):
+    from medarena.instruct.recipe import load_recipes as load_instruct_recipes
+
+    sft = load_instruct_recipes(REPO)["meditron-medqa-sft"]
+    h100 = registry.hardware_profile("h100-80gb-sxm")
+    seventy = registry.variant("meditron-70b")
+    lora = 0.2e9  # r=16 on every linear layer of a 70B Llama: about 0.2B trainable parameters
+    tuned = resolve(sft, registry, seventy, hardware=h100, gpus=8, tokens=10**9, trainable=lora)
+    # full training of 70B on 8 GPUs needs optimizer offload (above); LoRA only shards weights
+    assert tuned.zero_stage == 3 and not tuned.offload_optimizer
+    assert tuned.memory_gib.optimizer == pytest.approx(12 * lora / 8 / GIB)
+    assert tuned.memory_gib.parameters == pytest.approx(2 * 68.98e9 / 8 / GIB)
+    assert tuned.trainable_params == lora
+    plain = sft.model_copy(
+        update={"deepspeed": sft.deepspeed.model_copy(update={"enabled": False})}
+    )
+    qlora = resolve(
+        plain,
+        registry,
+        seventy,
+        hardware=h100,
+        gpus=1,
+        tokens=10**9,
+        trainable=lora,
+        weight_bytes=0.5,
+    )
+    assert (qlora.deepspeed, qlora.zero_stage, qlora.world_size) == (False, 0, 1)
+    assert qlora.memory_gib.parameters == pytest.approx(0.5 * 68.98e9 / GIB)
+    with pytest.raises(PlanError, match="plain PyTorch loop.*enable DeepSpeed"):
+        resolve(plain, registry, seventy, hardware=h100, gpus=1, trainable=lora)
+    with pytest.raises(PlanError, match="one process; enable DeepSpeed to train on 8"):
+        resolve(plain, registry, seventy, hardware=h100, gpus=8, trainable=lora)
