@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +36,44 @@ def sql_rows(db_url: str, sql: str, **params: Any) -> list[tuple]:
 def as_json(value: Any) -> Any:
     """A JSON column as Python (SQLite returns the text)."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+@contextmanager
+def training_killed_at_step(module: str, step: int, folder: Path) -> Iterator[None]:
+    """While active, `medarena train` starts a training process (`module`) that SIGKILLs
+    itself right after recording step `step`, as a crash or a preempted node would."""
+    from medarena.training import launch
+
+    script = folder / f"killed_at_step_{step}.py"
+    script.write_text(script_killed_at_step(module, step))
+    original = launch.local_command
+
+    def killing(name: str, run_dir: Path, procs: int, launcher: str):
+        _, env = original(name, run_dir, procs, launcher)
+        return [sys.executable, str(script), str(run_dir)], env
+
+    launch.local_command = killing
+    try:
+        yield
+    finally:
+        launch.local_command = original
+
+
+def script_killed_at_step(module: str, step: int) -> str:
+    """A training-process script for `module` (medarena.pretrain.train / medarena.instruct.train)
+    that SIGKILLs itself right after recording step `step`."""
+    return f"""
+import os, signal, sys
+from {module.rsplit(".", 1)[0]} import train
+from medarena.training import loop
+
+original = loop.Recorder.step
+
+def dying(self, step, *args):
+    original(self, step, *args)
+    if step == {step}:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+loop.Recorder.step = dying
+train.main(*loop.read_run(sys.argv[1:], "test"))
+"""

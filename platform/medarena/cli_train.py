@@ -31,6 +31,15 @@ train_app = typer.Typer(
 app.add_typer(train_app, name="train")
 RUNS = "runs"
 MODULES = {"pretrain": "medarena.pretrain.train", "instruct": "medarena.instruct.train"}
+# where and how a run goes: the same options for both kinds of training
+HARDWARE = typer.Option(
+    None, help="Hardware profile (a100-80gb-sxm, h100-80gb-sxm); none: CPU processes."
+)
+GPUS = typer.Option(None, min=1, help="GPUs (or CPU processes) per node.")
+NODES = typer.Option(1, min=1, help="Machines; more than one writes cluster launchers.")
+PLAN_ONLY = typer.Option(False, "--plan", help="Print the resolved run; start nothing.")
+LAUNCHER = typer.Option("auto", help="auto, torchrun or deepspeed (on one machine).")
+HOSTFILE = typer.Option(None, help="DeepSpeed hostfile for several machines.")
 
 
 @train_app.command("pretrain")
@@ -40,14 +49,12 @@ def pretrain(
     ctx: typer.Context,
     recipe_name: str = typer.Option(..., "--recipe", "-r", help="A recipe under pretrain/."),
     model: str = typer.Option(..., "--model", "-m", help="The registry variant to continue."),
-    hardware: str | None = typer.Option(
-        None, help="Hardware profile (a100-80gb-sxm, h100-80gb-sxm); none: CPU processes."
-    ),
-    gpus: int | None = typer.Option(None, min=1, help="GPUs (or CPU processes) per node."),
-    nodes: int = typer.Option(1, min=1, help="Machines; more than one writes cluster launchers."),
-    plan_only: bool = typer.Option(False, "--plan", help="Print the resolved run; start nothing."),
-    launcher: str = typer.Option("auto", help="auto, torchrun or deepspeed (on one machine)."),
-    hostfile: Path | None = typer.Option(None, help="DeepSpeed hostfile for several machines."),
+    hardware: str | None = HARDWARE,
+    gpus: int | None = GPUS,
+    nodes: int = NODES,
+    plan_only: bool = PLAN_ONLY,
+    launcher: str = LAUNCHER,
+    hostfile: Path | None = HOSTFILE,
     output: str | None = typer.Option(
         None, help="Name of the new variant (default: model-recipe)."
     ),
@@ -294,14 +301,12 @@ def instruct(
     ctx: typer.Context,
     recipe_name: str = typer.Option(..., "--recipe", "-r", help="A recipe under instruct/."),
     model: str = typer.Option(..., "--model", "-m", help="The registry variant to tune."),
-    hardware: str | None = typer.Option(
-        None, help="Hardware profile (a100-80gb-sxm, h100-80gb-sxm); none: CPU processes."
-    ),
-    gpus: int | None = typer.Option(None, min=1, help="GPUs (or CPU processes) per node."),
-    nodes: int = typer.Option(1, min=1, help="Machines; more than one writes cluster launchers."),
-    plan_only: bool = typer.Option(False, "--plan", help="Print the resolved run; start nothing."),
-    launcher: str = typer.Option("auto", help="auto, torchrun or deepspeed (on one machine)."),
-    hostfile: Path | None = typer.Option(None, help="DeepSpeed hostfile for several machines."),
+    hardware: str | None = HARDWARE,
+    gpus: int | None = GPUS,
+    nodes: int = NODES,
+    plan_only: bool = PLAN_ONLY,
+    launcher: str = LAUNCHER,
+    hostfile: Path | None = HOSTFILE,
     output: str | None = typer.Option(
         None, help="Name of the new variant (default: model-recipe); its adapter: NAME-adapter."
     ),

@@ -4,7 +4,6 @@ adapter and the merged model registered, reloaded, equal; bad input refused befo
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import yaml
 
 from medarena.registry import load_registry
 from tests.conftest import REPO
-from tests.helpers import invoke, sql_rows
+from tests.helpers import invoke, sql_rows, training_killed_at_step
 
 RECIPE = """
 name: {name}
@@ -52,22 +51,6 @@ TAGS_TEMPLATE = yaml.safe_dump(
         "{% if add_generation_prompt %}{{ '<|a|>' }}{% endif %}",
     }
 )
-
-DIE_AT_STEP_7 = """
-import os, signal, sys
-from medarena.instruct import train
-from medarena.training import loop
-
-original = loop.Recorder.step
-
-def dying(self, step, *args):
-    original(self, step, *args)
-    if step == 7:  # after the checkpoint of step 4, before the one of step 8
-        os.kill(os.getpid(), signal.SIGKILL)
-
-loop.Recorder.step = dying
-train.main(*loop.read_run(sys.argv[1:], "test"))
-"""
 
 
 def recipe(name: str, **settings: object) -> str:
@@ -178,31 +161,21 @@ def test_lora_with_deepspeed_memorises_and_registers_adapter_and_merged_model(
 
 
 def test_plain_loop_memorises_and_a_killed_run_resumes_to_the_same_losses(
-    tune_workspace, db_url, tmp_path, monkeypatch
+    tune_workspace, db_url, tmp_path
 ):
     whole = tune(tune_workspace, db_url, "ci-plain", "whole")
     assert whole.exit_code == 0, whole.output
     uninterrupted = losses(db_url, "whole")
     assert uninterrupted[-1] <= 0.5 * uninterrupted[0], uninterrupted
 
-    from medarena.training import launch
-
-    script = tmp_path / "die.py"
-    script.write_text(DIE_AT_STEP_7)
-    original = launch.local_command
-
-    def killed_at_step_7(module, run_dir, procs, launcher):
-        _, env = original(module, run_dir, procs, launcher)
-        return [sys.executable, str(script), str(run_dir)], env
-
-    monkeypatch.setattr(launch, "local_command", killed_at_step_7)
-    killed = tune(tune_workspace, db_url, "ci-plain", "resumed")
+    # killed after step 7: after the checkpoint of step 4, before the one of step 8
+    with training_killed_at_step("medarena.instruct.train", 7, tmp_path):
+        killed = tune(tune_workspace, db_url, "ci-plain", "resumed")
     assert killed.exit_code == 1 and "run the same command again" in killed.stderr
     run_dir = tune_workspace / ".medarena/runs/resumed"
     assert (run_dir / "checkpoints/latest").read_text().strip() == "step0000004"
     assert not (tune_workspace / "models/resumed.yaml").exists()
 
-    monkeypatch.setattr(launch, "local_command", original)
     resumed = tune(tune_workspace, db_url, "ci-plain", "resumed")
     assert resumed.exit_code == 0, resumed.output
     assert sql_rows(db_url, "SELECT kind, status FROM training_runs ORDER BY id") == [

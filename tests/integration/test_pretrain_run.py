@@ -3,14 +3,13 @@ gloo, one process and two, checkpoint + resume after SIGKILL, the exported model
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from medarena.registry import load_registry
 from tests.conftest import REPO
-from tests.helpers import invoke, sql_rows
+from tests.helpers import invoke, sql_rows, training_killed_at_step
 
 RECIPE = """
 name: {name}
@@ -29,23 +28,6 @@ optimizer: {{lr: 3.0e-3, weight_decay: 0.01}}
 schedule: {{kind: cosine, warmup_steps: 2, min_lr: 3.0e-4}}
 deepspeed: {{zero_stage: {stage}, bf16: false, activation_checkpointing: false}}
 checkpoint_every: 4
-"""
-
-DIE_AT_STEP_7 = """
-import os, signal, sys
-from pathlib import Path
-from medarena.pretrain import train
-from medarena.training import loop
-
-original = loop.Recorder.step
-
-def dying(self, step, *args):
-    original(self, step, *args)
-    if step == 7:  # after the checkpoint of step 4, before the one of step 8
-        os.kill(os.getpid(), signal.SIGKILL)
-
-loop.Recorder.step = dying
-train.main(*loop.read_run(sys.argv[1:], "test"))
 """
 
 
@@ -69,24 +51,15 @@ def losses(db_url: str, output: str) -> list[tuple[int, float]]:
 
 
 def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_one(
-    train_workspace, db_url, tmp_path, monkeypatch
+    train_workspace, db_url, tmp_path
 ):
     train = ["train", "pretrain", "-r", "ci-z2", "-m", "tiny-medical-base"]
     whole = invoke(train_workspace, db_url, *train, "--output", "whole")
     assert whole.exit_code == 0, whole.output
 
-    from medarena.training import launch
-
-    script = tmp_path / "die.py"
-    script.write_text(DIE_AT_STEP_7)
-    original = launch.local_command
-
-    def killed_at_step_7(module, run_dir, procs, launcher):
-        _, env = original(module, run_dir, procs, launcher)
-        return [sys.executable, str(script), str(run_dir)], env
-
-    monkeypatch.setattr(launch, "local_command", killed_at_step_7)
-    killed = invoke(train_workspace, db_url, *train, "--output", "resumed")
+    # killed after step 7: after the checkpoint of step 4, before the one of step 8
+    with training_killed_at_step("medarena.pretrain.train", 7, tmp_path):
+        killed = invoke(train_workspace, db_url, *train, "--output", "resumed")
     assert killed.exit_code == 1 and "run the same command again" in killed.stderr
     assert sql_rows(db_url, "SELECT status FROM training_runs ORDER BY id") == [
         ("completed",),
@@ -96,7 +69,6 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_one
     assert (run_dir / "checkpoints/latest").read_text().strip() == "step0000004"
     assert not (train_workspace / "models/resumed.yaml").exists()  # nothing registered yet
 
-    monkeypatch.setattr(launch, "local_command", original)
     resumed = invoke(train_workspace, db_url, *train, "--output", "resumed")
     assert resumed.exit_code == 0, resumed.output
     assert sql_rows(db_url, "SELECT status, tokens_seen FROM training_runs ORDER BY id") == [

@@ -127,7 +127,7 @@ def test_lora_plans_count_only_trainable_state_and_qlora_fits_70b_on_one_gpu(reg
     )
     assert (qlora.deepspeed, qlora.zero_stage, qlora.world_size) == (False, 0, 1)
     assert qlora.memory_gib.parameters == pytest.approx(0.5 * 68.98e9 / GIB)
-    with pytest.raises(PlanError, match="plain PyTorch loop.*enable DeepSpeed"):
+    with pytest.raises(PlanError, match=r"plain PyTorch loop.*enable DeepSpeed"):
         resolve(plain, registry, seventy, hardware=h100, gpus=1, trainable=lora)
     with pytest.raises(PlanError, match="one process; enable DeepSpeed to train on 8"):
         resolve(plain, registry, seventy, hardware=h100, gpus=8, trainable=lora)

@@ -14,7 +14,12 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from medarena.schemas import DataSource, Name, Spec
-from medarena.training.recipe import TrainingRecipe, load_recipe_folder, pick_recipe
+from medarena.training.recipe import (
+    TrainingRecipe,
+    load_recipe_folder,
+    pick_recipe,
+    refuse_duplicate_names,
+)
 from medarena.yaml_source import Problem, ProblemsError
 
 DATA_FORMATS = ("alpaca", "chat", "benchmark")
@@ -89,10 +94,7 @@ class InstructRecipe(TrainingRecipe):
     @field_validator("data")
     @classmethod
     def _unique_names(cls, sources: list[InstructSource]) -> list[InstructSource]:
-        names = [source.name for source in sources]
-        duplicated = sorted({name for name in names if names.count(name) > 1})
-        if duplicated:
-            raise ValueError(f"data source names appear twice: {duplicated}")
+        refuse_duplicate_names([source.name for source in sources], "data source")
         return sources
 
 

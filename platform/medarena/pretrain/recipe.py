@@ -13,7 +13,12 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from medarena.schemas import DataSource, Name, Spec
-from medarena.training.recipe import TrainingRecipe, load_recipe_folder, pick_recipe
+from medarena.training.recipe import (
+    TrainingRecipe,
+    load_recipe_folder,
+    pick_recipe,
+    refuse_duplicate_names,
+)
 
 SOURCE_KINDS = ("guidelines", "pubmed_abstracts", "papers", "clinical_notes", "general")
 
@@ -52,10 +57,7 @@ class PretrainRecipe(TrainingRecipe):
     @field_validator("sources")
     @classmethod
     def _mix_is_usable(cls, sources: list[Source]) -> list[Source]:
-        names = [source.name for source in sources]
-        duplicated = sorted({name for name in names if names.count(name) > 1})
-        if duplicated:
-            raise ValueError(f"source names appear twice: {duplicated}")
+        refuse_duplicate_names([source.name for source in sources], "source")
         if sum(source.ratio for source in sources) <= 0:
             raise ValueError("every ratio is 0: at least one source needs a positive ratio")
         return sources

@@ -82,6 +82,13 @@ class TrainingRecipe(Spec):
 R = TypeVar("R", bound=TrainingRecipe)
 
 
+def refuse_duplicate_names(names: list[str], what: str) -> None:
+    """A ValueError (for a pydantic validator) when a name appears twice."""
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"{what} names appear twice: {duplicated}")
+
+
 def load_recipe_folder(
     folder_name: str, schema: type[R], workspace: str | Path | None = None
 ) -> dict[str, R]:
