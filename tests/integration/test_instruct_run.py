@@ -106,8 +106,8 @@ def logits_agree(workspace: Path, merged: str, adapter: str, prompt: str) -> flo
     return float((one - two).abs().max())
 
 
-def test_lora_with_deepspeed_memorises_and_registers_adapter_and_merged_model(
-    tune_workspace, db_url, capfd
+def test_lora_with_deepspeed_memorises_resumes_and_registers_adapter_and_merged_model(
+    tune_workspace, db_url, capfd, tmp_path
 ):
     result = tune(tune_workspace, db_url, "ci-ds", "mem-ds")
     printed = capfd.readouterr().out
@@ -116,6 +116,8 @@ def test_lora_with_deepspeed_memorises_and_registers_adapter_and_merged_model(
     curve = losses(db_url, "mem-ds")
     assert len(curve) == 14
     assert curve[-1] <= 0.5 * curve[0], curve  # the memorisable set: loss at least halves
+    # DeepSpeed checkpoints of a LoRA run hold the trainable weights only
+    killed_run_resumes_to_the_same_losses(tune_workspace, db_url, "ci-ds", tmp_path, curve)
 
     registry = load_registry(tune_workspace)
     merged, adapter = registry.variant("mem-ds").variant, registry.variant("mem-ds-adapter").variant
@@ -125,9 +127,14 @@ def test_lora_with_deepspeed_memorises_and_registers_adapter_and_merged_model(
     assert adapter.source.base == "tiny-medical-base"
     assert sql_rows(
         db_url,
-        "SELECT v.name, r.kind, r.status FROM model_variants v "
+        "SELECT v.name, r.id, r.kind, r.status FROM model_variants v "
         "JOIN training_runs r ON r.id = v.produced_by_run_id ORDER BY v.name",
-    ) == [("mem-ds", "instruct", "completed"), ("mem-ds-adapter", "instruct", "completed")]
+    ) == [
+        ("mem-ds", 1, "instruct", "completed"),
+        ("mem-ds-adapter", 1, "instruct", "completed"),
+        ("resumed", 2, "instruct", "completed"),
+        ("resumed-adapter", 2, "instruct", "completed"),
+    ]
 
     prompt = "<|im_start|>user\nName the first-line drug for the condition.<|im_end|>\n"
     assert logits_agree(tune_workspace, "mem-ds", "mem-ds-adapter", prompt) < 1e-4
@@ -160,6 +167,27 @@ def test_lora_with_deepspeed_memorises_and_registers_adapter_and_merged_model(
         assert merged_ll == pytest.approx(adapter_ll, abs=1e-4)
 
 
+def killed_run_resumes_to_the_same_losses(workspace, db_url, recipe_name, folder, reference):
+    """Kill a run of `recipe_name` after step 7 (its step-4 checkpoint is the newest), run the
+    same command again, and check the losses equal the uninterrupted run's (`reference`)."""
+    # killed after step 7: after the checkpoint of step 4, before the one of step 8
+    with training_killed_at_step("medarena.instruct.train", 7, folder):
+        killed = tune(workspace, db_url, recipe_name, "resumed")
+    assert killed.exit_code == 1 and "run the same command again" in killed.stderr
+    run_dir = workspace / ".medarena/runs/resumed"
+    assert (run_dir / "checkpoints/latest").read_text().strip() == "step0000004"
+    assert not (workspace / "models/resumed.yaml").exists()
+    status = "SELECT status FROM training_runs ORDER BY id DESC LIMIT 1"
+    assert sql_rows(db_url, status) == [("interrupted",)]
+
+    resumed = tune(workspace, db_url, recipe_name, "resumed")
+    assert resumed.exit_code == 0, resumed.output
+    assert sql_rows(db_url, status) == [("completed",)]
+    after = losses(db_url, "resumed")
+    assert len(after) == 14  # steps 5-7 recorded once
+    assert after == pytest.approx(reference, abs=1e-5)  # same data order, optimizer, RNG
+
+
 def test_plain_loop_memorises_and_a_killed_run_resumes_to_the_same_losses(
     tune_workspace, db_url, tmp_path
 ):
@@ -167,24 +195,10 @@ def test_plain_loop_memorises_and_a_killed_run_resumes_to_the_same_losses(
     assert whole.exit_code == 0, whole.output
     uninterrupted = losses(db_url, "whole")
     assert uninterrupted[-1] <= 0.5 * uninterrupted[0], uninterrupted
-
-    # killed after step 7: after the checkpoint of step 4, before the one of step 8
-    with training_killed_at_step("medarena.instruct.train", 7, tmp_path):
-        killed = tune(tune_workspace, db_url, "ci-plain", "resumed")
-    assert killed.exit_code == 1 and "run the same command again" in killed.stderr
-    run_dir = tune_workspace / ".medarena/runs/resumed"
-    assert (run_dir / "checkpoints/latest").read_text().strip() == "step0000004"
-    assert not (tune_workspace / "models/resumed.yaml").exists()
-
-    resumed = tune(tune_workspace, db_url, "ci-plain", "resumed")
-    assert resumed.exit_code == 0, resumed.output
-    assert sql_rows(db_url, "SELECT kind, status FROM training_runs ORDER BY id") == [
-        ("instruct", "completed"),
-        ("instruct", "completed"),
-    ]
-    after = losses(db_url, "resumed")
-    assert len(after) == 14  # steps 5-7 recorded once
-    assert after == pytest.approx(uninterrupted, abs=1e-5)
+    killed_run_resumes_to_the_same_losses(
+        tune_workspace, db_url, "ci-plain", tmp_path, uninterrupted
+    )
+    assert sql_rows(db_url, "SELECT count(*) FROM training_runs") == [(2,)]
 
 
 def test_zero3_over_two_processes_trains_added_tokens_and_saves_them_with_the_adapter(
