@@ -434,6 +434,22 @@ class Store:
             )
             return [MetricValue(r.name, r.value, r.n, r.ci_low, r.ci_high) for r in rows]
 
+    def eval_runs(
+        self, variant: str, task: str, *, status: str | None = "completed"
+    ) -> list[EvalRun]:
+        """Runs of `variant` on `task` (only those with `status`; None: any), oldest first."""
+        with self._session() as session:
+            query = (
+                select(EvalRunRow)
+                .join(ModelVariantRow, EvalRunRow.variant_id == ModelVariantRow.id)
+                .join(TaskRow, EvalRunRow.task_id == TaskRow.id)
+                .where(ModelVariantRow.name == variant, TaskRow.name == task)
+                .order_by(EvalRunRow.id)
+            )
+            if status is not None:
+                query = query.where(EvalRunRow.status == status)
+            return [self._eval_run(session, row) for row in session.scalars(query)]
+
     @staticmethod
     def _eval_run(session: Session, row: EvalRunRow) -> EvalRun:
         variant = session.get_one(ModelVariantRow, row.variant_id).name
