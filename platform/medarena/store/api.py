@@ -112,6 +112,7 @@ class LeaderboardRow:
     scoring_mode: str
     shots: int
     source: str  # "measured" or the citation of a published result
+    run_id: int | None = None  # the measured run; None for published results
 
 
 @dataclass(frozen=True)
@@ -503,6 +504,7 @@ class Store:
                     run.scoring_mode,
                     run.shots,
                     "measured",
+                    run.id,
                 )
                 for m, run, variant, family, task in session.execute(query)
             ]
