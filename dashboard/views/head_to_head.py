@@ -28,7 +28,9 @@ def render(url: str) -> None:
     variant_a = middle.selectbox("Model A", names, index=0, key="h2h_a")
     variant_b = right.selectbox("Model B", names, index=1, key="h2h_b")
     metric = st.selectbox(
-        "Per-item metric", data.paired_metrics(url, int(run_ids[variant_a])), key="h2h_metric"
+        "Per-item metric",
+        data.paired_metrics(url, int(run_ids[variant_a])),
+        key=f"h2h_metric_{task}",
     )
     if variant_a == variant_b:
         st.info("Pick two different models.")

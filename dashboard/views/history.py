@@ -19,7 +19,9 @@ def render(url: str) -> None:
     names = sorted(data.latest_runs(url, task)["variant"].unique())
     variant = middle.selectbox("Model", names, key="hist_variant")
     with right:
-        metric = common.metric_picker(url, "hist_metric", default=data.default_metric(url, task))
+        metric = common.metric_picker(
+            url, f"hist_metric_{task}", default=data.default_metric(url, task)
+        )
 
     st.subheader("Over time")
     runs = data.history(url, variant, task, metric)

@@ -16,7 +16,9 @@ def render(url: str) -> None:
     if task is None:
         return
     with right:
-        metric = common.metric_picker(url, "task_metric", default=data.default_metric(url, task))
+        metric = common.metric_picker(
+            url, f"task_metric_{task}", default=data.default_metric(url, task)
+        )
     frame = data.leaderboard(url, metric)
     rows = frame[(frame["task"] == task) & (frame["source"] == data.MEASURED)]
     if rows.empty:
