@@ -150,13 +150,14 @@ def families(url: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False)
 def leaderboard(url: str, metric: str) -> pd.DataFrame:
-    """Latest completed run per variant x task x setting, then published results (the source
-    column says which is which), with each variant's family, size and instruction tuning."""
+    """Latest completed run per variant x task x setting, then published results: `source` is
+    "measured" or "published" (then `reference` cites the paper or card), with each variant's
+    family and size."""
     rows = _store(url).leaderboard(metric)
     frame = pd.DataFrame([asdict(row) for row in rows], columns=_LEADERBOARD_COLUMNS)
-    frame["source"] = [
-        MEASURED if source == MEASURED else f"{PUBLISHED}: {source}" for source in frame["source"]
-    ]
+    measured = frame["source"] == MEASURED
+    frame["reference"] = frame["source"].where(~measured, "")
+    frame["source"] = [MEASURED if m else PUBLISHED for m in measured]
     sizes = variants(url).set_index("variant")["params_b"]
     frame.insert(2, "params_b", frame["variant"].map(sizes))
     frame["setting"] = [

@@ -45,6 +45,7 @@ def render(url: str) -> None:
         f"{stats.difference:+.4f}",
         f"[{stats.ci_low:+.4f}, {stats.ci_high:+.4f}]",
         delta_color="off",
+        delta_arrow="off",
     )
     cards[3].metric("A wins / B wins / ties", f"{stats.wins} / {stats.losses} / {stats.ties}")
     cards[4].metric(f"p ({stats.test})", f"{stats.p_value:.4g}")

@@ -40,21 +40,37 @@ def render(url: str) -> None:
         "Click a column header to sort."
     )
     st.subheader(f"{metric}: models x tasks")
-    st.dataframe(pivot(shown), key="lb_pivot")
+    table = pivot(shown)
+    numbers = {task: NUMBER for task in table.columns if task not in PIVOT_INDEX}
+    st.dataframe(table, hide_index=True, column_config=numbers, key="lb_pivot")
     st.subheader("With confidence intervals")
     columns = ["variant", "family", "params_b", "task", "setting", "value", "ci_low", "ci_high"]
-    st.dataframe(shown[[*columns, "n", "source"]], hide_index=True, key="lb_long")
+    st.dataframe(
+        shown[[*columns, "n", "source", "reference"]],
+        hide_index=True,
+        column_config={"value": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER},
+        key="lb_long",
+    )
+
+
+PIVOT_INDEX = ["variant", "source", "setting", "reference"]
+NUMBER = st.column_config.NumberColumn(format="%.4f")
 
 
 def pivot(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows: variant, source and setting; one column per task."""
+    """Rows: variant, source, setting and reference, measured first; one column per task."""
     if frame.empty:
         return pd.DataFrame()
-    table = frame.pivot_table(
-        index=["variant", "source", "setting"], columns="task", values="value", aggfunc="first"
-    )
+    table = frame.pivot_table(index=PIVOT_INDEX, columns="task", values="value", aggfunc="first")
     table.columns.name = None
-    return table.reset_index()
+    table = table.reset_index()
+    # measured rows first, the citation last: the numbers are what the reader scans
+    table = table.sort_values(["source", "variant"], key=_measured_first, kind="stable")
+    return table[[c for c in table.columns if c != "reference"] + ["reference"]]
+
+
+def _measured_first(column: pd.Series) -> pd.Series:
+    return column.map({data.MEASURED: 0, data.PUBLISHED: 1}) if column.name == "source" else column
 
 
 common.guarded(render)

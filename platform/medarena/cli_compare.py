@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from medarena.cli import EXIT_FAILED, EXIT_REFUSED, app, err, out, reports_errors
+from medarena.cli import EXIT_REFUSED, app, err, out, reports_errors
 from medarena.cli_evaluate import refuses_bad_settings
 from medarena.registry import find_workspace
 
@@ -117,14 +116,13 @@ def dashboard(
         str(port),
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",
         # views show short messages themselves; never a traceback
         "--client.showErrorDetails",
         "none",
     ]
-    out.print(f"dashboard on http://127.0.0.1:{port} for {env['MEDARENA_DB_URL']} (Ctrl-C stops)")
-    try:
-        code = subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        code = 0
-    if code not in (0, -2):
-        raise typer.Exit(EXIT_FAILED)
+    out.print(f"dashboard on http://127.0.0.1:{port} for {url} (Ctrl-C stops)")
+    sys.stdout.flush()
+    # streamlit replaces this process, so Ctrl-C and signals reach the server itself
+    os.execve(sys.executable, command, env)

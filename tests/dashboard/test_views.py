@@ -63,7 +63,8 @@ def test_leaderboard_shows_the_latest_measured_and_the_published(seeded, open_ap
     expected = latest(url, "acc", QA_TASK)
     assert measured.to_dict() == {name: values[0] for name, values in expected.items()}
     assert measured[BASE] == pytest.approx(5 / 12)  # the latest base run, not the older 3/12
-    published = pivot[pivot["source"].str.startswith("published: ")]
+    published = pivot[pivot["source"] == "published"]
+    assert published["reference"].str.len().min() > 10  # each cites its paper or card
     reference_count = sql_rows(url, "SELECT count(*) FROM reference_results WHERE metric='acc'")
     assert len(published) > 0
     long = app.dataframe[1].value
