@@ -79,3 +79,10 @@ def test_compare_on_a_missing_database_fails_cleanly(tmp_path, workspace):
     result = invoke(workspace, f"sqlite:///{tmp_path / 'none.db'}", "compare", "a", "b", "-t", "x")
     assert result.exit_code == 1
     assert "is empty: run `medarena db upgrade`" in result.stderr
+
+
+def test_dashboard_outside_a_checkout_is_refused(workspace, db_url):
+    # a workspace with models/ but no dashboard/: nothing to serve
+    result = invoke(workspace, db_url, "dashboard", "--port", "8599")
+    assert result.exit_code == 2
+    assert f"{workspace / 'dashboard' / 'app.py'} not found" in result.stderr

@@ -481,8 +481,23 @@ class Store:
             )
             .subquery()
         )
+        # plain columns, not ORM entities: loading 2,000 runs with their JSON config as objects
+        # took ~8x the query itself (docs/PERFORMANCE.md, Dashboard)
         query = (
-            select(MetricRow, EvalRunRow, ModelVariantRow.name, ModelFamilyRow.name, TaskRow.name)
+            select(
+                ModelVariantRow.name,
+                ModelFamilyRow.name,
+                TaskRow.name,
+                MetricRow.name,
+                MetricRow.value,
+                MetricRow.ci_low,
+                MetricRow.ci_high,
+                MetricRow.n,
+                EvalRunRow.scoring_mode,
+                EvalRunRow.shots,
+                EvalRunRow.id,
+            )
+            .select_from(MetricRow)
             .join(latest, latest.c.run_id == MetricRow.eval_run_id)
             .join(EvalRunRow, EvalRunRow.id == MetricRow.eval_run_id)
             .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
@@ -492,21 +507,7 @@ class Store:
         )
         with self._session() as session:
             rows = [
-                LeaderboardRow(
-                    variant,
-                    family,
-                    task,
-                    m.name,
-                    m.value,
-                    m.ci_low,
-                    m.ci_high,
-                    m.n,
-                    run.scoring_mode,
-                    run.shots,
-                    "measured",
-                    run.id,
-                )
-                for m, run, variant, family, task in session.execute(query)
+                LeaderboardRow(*row[:10], "measured", row[10]) for row in session.execute(query)
             ]
             if include_reference:
                 published = session.execute(
