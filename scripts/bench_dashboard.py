@@ -251,18 +251,124 @@ def render_figures(url: str, repeat: int) -> list[str]:
     ]
 
 
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+BASELINE_APP = 'import streamlit as st\nst.title("baseline")\nst.dataframe({"a": [1, 2, 3]})\n'
+
+
+def _serve(command: list[str], port: int) -> subprocess.Popen:
+    import urllib.request
+
+    server = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health") as answer:
+                if answer.read() == b"ok":
+                    return server
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"no server on port {port}")
+
+
+def _first_rows(browser, port: int, loads: int) -> list[float]:
+    """Seconds from navigation until the page's first table has rows, per load."""
+    times = []
+    for _ in range(loads):
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        start = time.perf_counter()
+        page.goto(f"http://127.0.0.1:{port}/")
+        # the grid paints on a canvas; its accessible table (hidden) holds the rows
+        rows = page.locator('[data-testid="stDataFrame"] tbody tr')
+        rows.first.wait_for(state="attached", timeout=60_000)
+        times.append(time.perf_counter() - start)
+        page.close()
+    return times
+
+
+def browser_figures(url: str, repeat: int, tmp: str) -> list[str]:
+    """`medarena dashboard` on the seeded file in headless Chromium, until the leaderboard's
+    first table has rows: the first load (server caches empty), then reloads; and the same for
+    a one-table Streamlit page, the browser's and Streamlit's fixed cost on this machine."""
+    import signal
+    import socket
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    baseline = Path(tmp, "baseline.py")
+    baseline.write_text(BASELINE_APP)
+    cli = [sys.executable, "-c", "from medarena.cli import app; app()", "--workspace", str(REPO)]
+    servers = {
+        "dashboard": [*cli, "dashboard", "--db", url, "--port", str(port)],
+        "baseline": [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(baseline),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+        ],
+    }
+    times: dict[str, list[float]] = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        for name, command in servers.items():
+            server = _serve(command, port)
+            try:
+                times[name] = _first_rows(browser, port, repeat + 1)
+            finally:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=20)
+        browser.close()
+    first, again = times["dashboard"][:1], times["dashboard"][1:]
+    return [
+        describe("leaderboard in Chromium until rows, first load (caches empty)", first, "s", 1),
+        describe("leaderboard in Chromium until rows, reload (data cached)", again, "s", 1),
+        describe(
+            "one-table Streamlit page in Chromium, reload (fixed cost)",
+            times["baseline"][1:],
+            "s",
+            1,
+        ),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", type=int, default=100)
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--browser", action="store_true", help="Also time Chromium (e2e).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
         rows, seconds = seed(url, args.variants, args.tasks, args.items)
         size = Path(tmp, "bench.db").stat().st_size / 2**20
         figures = query_figures(url, args.repeat) + render_figures(url, args.repeat)
+        if args.browser:
+            figures += browser_figures(url, args.repeat, tmp)
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next(
         (
