@@ -61,9 +61,11 @@ def db_url() -> str:
     return resolve_url(None, find_workspace(None) / STATE_DIR)
 
 
+@st.cache_data(show_spinner=False)
 def database_problem(url: str) -> tuple[str, str] | None:
     """(kind, message) when the database cannot be shown: kind "empty" (nothing measured yet)
-    or "error" (older schema, not a medarena database...); None when it can."""
+    or "error" (older schema, not a medarena database...); None when it can. Cached like the
+    reads (every widget change reruns the app): *Refresh data* checks again."""
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         return "empty", f"No database at {path} yet. Produce results with:"
@@ -160,10 +162,16 @@ def leaderboard(url: str, metric: str) -> pd.DataFrame:
     frame["source"] = [MEASURED if m else PUBLISHED for m in measured]
     sizes = variants(url).set_index("variant")["params_b"]
     frame.insert(2, "params_b", frame["variant"].map(sizes))
+    # a published row's "scoring mode" is the paper's own description of its setting
     frame["setting"] = [
-        f"{mode}, {shots}-shot" for mode, shots in zip(frame.scoring_mode, frame.shots, strict=True)
+        f"{mode}, {shots}-shot" if is_measured else mode
+        for mode, shots, is_measured in zip(frame.scoring_mode, frame.shots, measured, strict=True)
     ]
-    return frame
+    frame["n"] = frame["n"].astype("Int64").where(measured)  # no item count behind a paper's number
+    ordered = frame.assign(published=~measured).sort_values(
+        ["published", "task", "value"], ascending=[True, True, False], kind="stable"
+    )
+    return ordered.drop(columns="published").reset_index(drop=True)
 
 
 _LEADERBOARD_COLUMNS = [
