@@ -235,3 +235,27 @@ def test_registry_view(seeded, open_app):
     assert len(templates) == used
     trained = "SELECT count(*) FROM model_variants WHERE json_array_length(spec, '$.recipes') > 0"
     assert len(recipes) == sql_rows(url, trained)[0][0] > 0
+
+
+def test_refresh_shows_new_results(seeded, tmp_path, open_app):
+    import shutil
+
+    from medarena.store import Store
+    from tests.seeded import add_qa_run
+
+    root, _ = seeded
+    shutil.copy(root / "seeded.db", tmp_path / "copy.db")
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    app = open_app(url)
+
+    def shown() -> float:
+        pivot = app.dataframe[0].value
+        return pivot[pivot["source"] == "measured"].set_index("variant").loc[BASE, QA_TASK]
+
+    assert shown() == pytest.approx(5 / 12)
+    with Store(url) as store:
+        add_qa_run(store, BASE, [1] * 12)  # a newer run of base: every item right
+    app.run()
+    assert shown() == pytest.approx(5 / 12)  # cached until asked
+    app.button(key="refresh").click().run()
+    assert shown() == 1.0
