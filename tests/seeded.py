@@ -58,7 +58,7 @@ def add_qa_run(store: Store, variant: str, correct: list[int]) -> int:
                 parsed_answer=_answer(gold, ok),
                 correct=bool(ok),
             )
-            for i, (gold, ok) in enumerate(zip(GOLD, correct, strict=True))
+            for i, (gold, ok) in enumerate(zip(GOLD[: len(correct)], correct, strict=True))
         ],
     )
     values = [float(ok) for ok in correct]

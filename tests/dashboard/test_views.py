@@ -259,3 +259,23 @@ def test_refresh_shows_new_results(seeded, tmp_path, open_app):
     assert shown() == pytest.approx(5 / 12)  # cached until asked
     app.button(key="refresh").click().run()
     assert shown() == 1.0
+
+
+def test_head_to_head_on_different_item_sets_says_so(seeded, tmp_path, open_app):
+    import shutil
+
+    from medarena.store import Store
+    from tests.seeded import add_qa_run
+
+    root, _ = seeded
+    shutil.copy(root / "seeded.db", tmp_path / "copy.db")
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    with Store(url) as store:
+        add_qa_run(store, PRETRAINED, CORRECT[PRETRAINED][:10])  # a newer run on 10 items
+    app = open_app(url, "head_to_head.py")
+    app.selectbox(key="h2h_task").select(QA_TASK).run()
+    (warning,) = [w.value for w in app.warning]
+    # A is base (first by name, 12 items), B the pretrained model's new 10-item run
+    assert warning.startswith("Compared on the 10 items both runs scored: 2 only in A's run")
+    assert ", 0 only in B's run" in warning
+    assert {m.label: m.value for m in app.metric}["Items compared"] == "10"
