@@ -167,6 +167,7 @@ def leaderboard(url: str, metric: str) -> pd.DataFrame:
         f"{mode}, {shots}-shot" if is_measured else mode
         for mode, shots, is_measured in zip(frame.scoring_mode, frame.shots, measured, strict=True)
     ]
+    frame["run_id"] = frame["run_id"].astype("Int64")
     frame["n"] = frame["n"].astype("Int64").where(measured)  # no item count behind a paper's number
     ordered = frame.assign(published=~measured).sort_values(
         ["published", "task", "value"], ascending=[True, True, False], kind="stable"

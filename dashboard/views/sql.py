@@ -19,7 +19,9 @@ def render(url: str) -> None:
         "and the database is left unchanged."
     )
     examples = data.example_queries()
-    choice = st.selectbox("Example", [OWN, *examples], key="sql_example")
+    # opens on the first worked example, so the box shows what a query looks like
+    options = [OWN, *examples]
+    choice = st.selectbox("Example", options, index=min(1, len(examples)), key="sql_example")
     sql = st.text_area("Query", value=examples.get(choice, ""), height=260, key=f"sql_{choice}")
     if not st.button("Run query", type="primary", key="sql_run"):
         return

@@ -218,6 +218,7 @@ def test_sql_view_refuses_writes(seeded, open_app):
     _, url = seeded
     before = sql_rows(url, "SELECT count(*) FROM metrics")
     app = open_app(url, "sql.py")
+    app.selectbox(key="sql_example").select("(your own query)").run()
     app.text_area(key="sql_(your own query)").input("DELETE FROM metrics").run()
     app.button(key="sql_run").click().run()
     assert errors(app) and errors(app)[0].startswith("Refused: DELETE statements are refused")
