@@ -347,7 +347,10 @@ def data_mix(url: str, run_id: int) -> pd.DataFrame:
     """The realised mix the run trained on: one row per source (empty if none was recorded)."""
     frame = _frame(url, select(TrainingRunRow.data_mix).where(TrainingRunRow.id == run_id))
     mix = _json(frame["data_mix"].iloc[0]) if len(frame) else {}
-    rows = [{"source": name, **share} for name, share in sorted(mix.items())]
+    rows = [
+        {"source": name, **(share if isinstance(share, dict) else {"value": share})}
+        for name, share in sorted(mix.items())
+    ]
     return pd.DataFrame(rows)
 
 
