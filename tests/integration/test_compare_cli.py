@@ -64,7 +64,8 @@ def test_compare_bertscore_table(seeded):
     [
         ([PRETRAINED, "nope", "-t", QA_TASK], "variant 'nope' is not in the store"),
         ([PRETRAINED, BASE, "-t", "pubmedqa"], "no completed runs of both variants on 'pubmedqa'"),
-        ([PRETRAINED, BASE, "-t", QA_TASK, "--mode", "generate"], "mode generate"),
+        ([PRETRAINED, BASE, "-t", QA_TASK, "--mode", "generate"], "setting (mode generate):"),
+        ([PRETRAINED, BASE, "-t", QA_TASK, "--shots", "0", "--mode", "x"], "(mode x, 0-shot)"),
         ([PRETRAINED, BASE, "-t", QA_TASK, "--metric", "rouge_l"], "no per-item 'rouge_l'"),
     ],
 )

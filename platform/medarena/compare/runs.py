@@ -56,8 +56,9 @@ def pick_setting(
 
 
 def _wanted(scoring_mode: str | None, shots: int | None) -> str:
-    parts = [f"mode {scoring_mode}" if scoring_mode else "", f"{shots} shots" if shots else ""]
-    return f" ({', '.join(p for p in parts if p)})" if any(parts) else ""
+    parts = [f"mode {scoring_mode}"] if scoring_mode else []
+    parts += [] if shots is None else [f"{shots}-shot"]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def compare_variants(
