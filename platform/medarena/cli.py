@@ -579,4 +579,4 @@ def demo(ctx: typer.Context) -> None:
 
 
 # Evaluation and training commands live in their own modules; importing them registers them.
-from medarena import cli_evaluate, cli_train  # noqa: E402, F401
+from medarena import cli_compare, cli_evaluate, cli_train  # noqa: E402, F401

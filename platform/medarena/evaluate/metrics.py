@@ -8,32 +8,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
+from medarena.compare.bootstrap import bootstrap_ci
 from medarena.store import MetricValue, Prediction
-
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 20231127
-
-
-def bootstrap_ci(
-    values: Sequence[float],
-    statistic: Callable[[np.ndarray], float] = np.mean,
-    *,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-) -> tuple[float, float]:
-    """Percentile bootstrap 95% CI of `statistic` over items (resampled with replacement)."""
-    data = np.asarray(values, dtype=float)
-    if len(data) < 2:
-        return (float("nan"), float("nan")) if len(data) == 0 else (data[0], data[0])
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, len(data), size=(resamples, len(data)))
-    stats = np.array([statistic(data[row]) for row in indices])
-    low, high = np.percentile(stats, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def mean_metric(name: str, values: Sequence[float]) -> MetricValue:

@@ -112,6 +112,7 @@ class LeaderboardRow:
     scoring_mode: str
     shots: int
     source: str  # "measured" or the citation of a published result
+    run_id: int | None = None  # the measured run; None for published results
 
 
 @dataclass(frozen=True)
@@ -434,6 +435,22 @@ class Store:
             )
             return [MetricValue(r.name, r.value, r.n, r.ci_low, r.ci_high) for r in rows]
 
+    def eval_runs(
+        self, variant: str, task: str, *, status: str | None = "completed"
+    ) -> list[EvalRun]:
+        """Runs of `variant` on `task` (only those with `status`; None: any), oldest first."""
+        with self._session() as session:
+            query = (
+                select(EvalRunRow)
+                .join(ModelVariantRow, EvalRunRow.variant_id == ModelVariantRow.id)
+                .join(TaskRow, EvalRunRow.task_id == TaskRow.id)
+                .where(ModelVariantRow.name == variant, TaskRow.name == task)
+                .order_by(EvalRunRow.id)
+            )
+            if status is not None:
+                query = query.where(EvalRunRow.status == status)
+            return [self._eval_run(session, row) for row in session.scalars(query)]
+
     @staticmethod
     def _eval_run(session: Session, row: EvalRunRow) -> EvalRun:
         variant = session.get_one(ModelVariantRow, row.variant_id).name
@@ -464,8 +481,23 @@ class Store:
             )
             .subquery()
         )
+        # plain columns, not ORM entities: loading 2,000 runs with their JSON config as objects
+        # took ~8x the query itself (docs/PERFORMANCE.md, Dashboard)
         query = (
-            select(MetricRow, EvalRunRow, ModelVariantRow.name, ModelFamilyRow.name, TaskRow.name)
+            select(
+                ModelVariantRow.name,
+                ModelFamilyRow.name,
+                TaskRow.name,
+                MetricRow.name,
+                MetricRow.value,
+                MetricRow.ci_low,
+                MetricRow.ci_high,
+                MetricRow.n,
+                EvalRunRow.scoring_mode,
+                EvalRunRow.shots,
+                EvalRunRow.id,
+            )
+            .select_from(MetricRow)
             .join(latest, latest.c.run_id == MetricRow.eval_run_id)
             .join(EvalRunRow, EvalRunRow.id == MetricRow.eval_run_id)
             .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
@@ -475,20 +507,7 @@ class Store:
         )
         with self._session() as session:
             rows = [
-                LeaderboardRow(
-                    variant,
-                    family,
-                    task,
-                    m.name,
-                    m.value,
-                    m.ci_low,
-                    m.ci_high,
-                    m.n,
-                    run.scoring_mode,
-                    run.shots,
-                    "measured",
-                )
-                for m, run, variant, family, task in session.execute(query)
+                LeaderboardRow(*row[:10], "measured", row[10]) for row in session.execute(query)
             ]
             if include_reference:
                 published = session.execute(

@@ -1,0 +1,402 @@
+"""Every read the dashboard makes, in one place: the database URL, its state, and cached queries.
+
+Views never touch SQL or the Store themselves. Results are cached per (URL, arguments) with
+`st.cache_data`; the sidebar's refresh button clears the caches. Imports medarena.store and
+medarena.compare only (no torch: a test checks it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+from lineage import lineage_rows
+from sqlalchemy import func, select
+
+from medarena.compare import ACCURACY, Comparison, compare_variants
+from medarena.errors import StoreError
+from medarena.store import QueryResult, Store, run_readonly_query
+from medarena.store.database import DB_URL_ENV, check_schema, make_engine, resolve_url, sqlite_path
+from medarena.store.models import (
+    EvalRunRow,
+    MetricRow,
+    ModelFamilyRow,
+    ModelVariantRow,
+    PredictionRow,
+    ReferenceResultRow,
+    TaskRow,
+    TrainingRunRow,
+    TrainingStepRow,
+)
+
+QUERIES_DOC = Path(__file__).resolve().parents[1] / "docs" / "queries.md"
+MEASURED = "measured"
+PUBLISHED = "published"
+# what an empty database needs, shown verbatim in the app
+PRODUCE_RESULTS = (
+    "medarena demo                                   # offline: tiny models, 7 tasks, ~1 min\n"
+    "medarena eval -m VARIANT -t TASK                # or evaluate your own variants"
+)
+ITEM_LIMIT = 2000  # rows of the per-item table; a run can have many thousands
+ITEM_COLUMNS = ("item_id", "prompt", "raw_output", "parsed_answer", "gold", "correct", "score")
+
+
+# --------------------------------------------------------------------------- the database
+
+
+def db_url() -> str:
+    """`--db URL` after `--` on the streamlit command line, else $MEDARENA_DB_URL (set by
+    `medarena dashboard`), else the workspace's database found from the current folder."""
+    args = sys.argv[1:]
+    if "--db" in args and args.index("--db") + 1 < len(args):
+        return resolve_url(args[args.index("--db") + 1], None)
+    if os.environ.get(DB_URL_ENV):
+        return resolve_url(None, None)
+    from medarena.registry import STATE_DIR, find_workspace
+
+    return resolve_url(None, find_workspace(None) / STATE_DIR)
+
+
+@st.cache_data(show_spinner=False)
+def database_problem(url: str) -> tuple[str, str] | None:
+    """(kind, message) when the database cannot be shown: kind "empty" (nothing measured yet)
+    or "error" (older schema, not a medarena database...); None when it can. Cached like the
+    reads (every widget change reruns the app): *Refresh data* checks again."""
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        return "empty", f"No database at {path} yet. Produce results with:"
+    engine = make_engine(url)
+    try:
+        check_schema(engine, create_if_empty=False)
+    except StoreError as exc:
+        if "is empty" in str(exc):
+            return "empty", f"The database {url} has no tables yet. Produce results with:"
+        return "error", str(exc)
+    finally:
+        engine.dispose()
+    with _store(url).engine.connect() as connection:
+        runs = connection.scalar(select(func.count()).select_from(EvalRunRow))
+        trainings = connection.scalar(select(func.count()).select_from(TrainingRunRow))
+    if not runs and not trainings:
+        return "empty", f"The database {url} holds no evaluation or training run yet. Run:"
+    return None
+
+
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> Store:
+    return Store(url, create_if_empty=False)
+
+
+def _frame(url: str, query) -> pd.DataFrame:
+    with _store(url).engine.connect() as connection:
+        return pd.read_sql(query, connection)
+
+
+def refresh() -> None:
+    """Forget every cached result: the next read sees what was written since."""
+    st.cache_data.clear()
+
+
+# ------------------------------------------------------------------------------ results
+
+
+@st.cache_data(show_spinner=False)
+def metric_names(url: str) -> list[str]:
+    measured = select(MetricRow.name).distinct()
+    published = select(ReferenceResultRow.metric).distinct()
+    names = set(_frame(url, measured)["name"]) | set(_frame(url, published)["metric"])
+    return sorted(names, key=lambda name: (name != "acc", name))
+
+
+@st.cache_data(show_spinner=False)
+def variants(url: str) -> pd.DataFrame:
+    """The registry as synced: one row per variant with its family and lineage links."""
+    query = select(
+        ModelVariantRow.id,
+        ModelVariantRow.name.label("variant"),
+        ModelFamilyRow.name.label("family"),
+        ModelVariantRow.params_b,
+        ModelVariantRow.parent_id,
+        ModelVariantRow.produced_by_run_id,
+        ModelVariantRow.instruction_tuned,
+        ModelVariantRow.chat_template,
+        ModelVariantRow.quant_method,
+        ModelVariantRow.quant_bits,
+        ModelVariantRow.gated,
+        ModelVariantRow.context_length,
+        ModelVariantRow.in_registry,
+        ModelVariantRow.spec,
+    ).join(ModelFamilyRow, ModelFamilyRow.id == ModelVariantRow.family_id)
+    frame = _frame(url, query.order_by(ModelFamilyRow.name, ModelVariantRow.params_b))
+    frame["recipes"] = [", ".join(_json(spec).get("recipes") or []) for spec in frame.pop("spec")]
+    return frame
+
+
+@st.cache_data(show_spinner=False)
+def families(url: str) -> pd.DataFrame:
+    query = select(
+        ModelFamilyRow.name.label("family"),
+        ModelFamilyRow.display_name,
+        ModelFamilyRow.developer,
+        ModelFamilyRow.license,
+        ModelFamilyRow.paper,
+        ModelFamilyRow.continued_from,
+    ).order_by(ModelFamilyRow.name)
+    return _frame(url, query)
+
+
+@st.cache_data(show_spinner=False)
+def leaderboard(url: str, metric: str) -> pd.DataFrame:
+    """Latest completed run per variant x task x setting, then published results: `source` is
+    "measured" or "published" (then `reference` cites the paper or card), with each variant's
+    family and size."""
+    rows = _store(url).leaderboard(metric)
+    # vars(), not dataclasses.asdict: asdict deep-copies every field (10x slower here)
+    frame = pd.DataFrame([vars(row) for row in rows], columns=_LEADERBOARD_COLUMNS)
+    measured = frame["source"] == MEASURED
+    frame["reference"] = frame["source"].where(~measured, "")
+    frame["source"] = [MEASURED if m else PUBLISHED for m in measured]
+    sizes = variants(url).set_index("variant")["params_b"]
+    frame.insert(2, "params_b", frame["variant"].map(sizes))
+    # a published row's "scoring mode" is the paper's own description of its setting
+    frame["setting"] = [
+        f"{mode}, {shots}-shot" if is_measured else mode
+        for mode, shots, is_measured in zip(frame.scoring_mode, frame.shots, measured, strict=True)
+    ]
+    frame["run_id"] = frame["run_id"].astype("Int64")
+    frame["n"] = frame["n"].astype("Int64").where(measured)  # no item count behind a paper's number
+    ordered = frame.assign(published=~measured).sort_values(
+        ["published", "task", "value"], ascending=[True, True, False], kind="stable"
+    )
+    return ordered.drop(columns="published").reset_index(drop=True)
+
+
+_LEADERBOARD_COLUMNS = [
+    "variant",
+    "family",
+    "task",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "scoring_mode",
+    "shots",
+    "source",
+    "run_id",
+]
+
+
+@st.cache_data(show_spinner=False)
+def tasks(url: str) -> list[str]:
+    """Tasks with at least one completed run."""
+    query = (
+        select(TaskRow.name)
+        .join(EvalRunRow, EvalRunRow.task_id == TaskRow.id)
+        .where(EvalRunRow.status == "completed")
+        .distinct()
+        .order_by(TaskRow.name)
+    )
+    return list(_frame(url, query)["name"])
+
+
+@st.cache_data(show_spinner=False)
+def latest_runs(url: str, task: str) -> pd.DataFrame:
+    """The latest completed run of each variant on `task` per scoring mode and shots."""
+    latest = (
+        select(func.max(EvalRunRow.id).label("run_id"))
+        .join(TaskRow, TaskRow.id == EvalRunRow.task_id)
+        .where(TaskRow.name == task, EvalRunRow.status == "completed")
+        .group_by(EvalRunRow.variant_id, EvalRunRow.scoring_mode, EvalRunRow.shots)
+        .subquery()
+    )
+    query = (
+        select(
+            ModelVariantRow.name.label("variant"),
+            EvalRunRow.scoring_mode,
+            EvalRunRow.shots,
+            EvalRunRow.id.label("run_id"),
+        )
+        .join(latest, latest.c.run_id == EvalRunRow.id)
+        .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
+        .order_by(ModelVariantRow.name)
+    )
+    return _frame(url, query)
+
+
+@st.cache_data(show_spinner=False)
+def paired_metrics(url: str, run_id: int) -> list[str]:
+    """What two runs of this kind can be compared on item by item: `acc` when items are right
+    or wrong, else the per-item scores stored in the details (ROUGE-L first)."""
+    query = select(PredictionRow.correct, PredictionRow.details).where(
+        PredictionRow.eval_run_id == run_id
+    )
+    frame = _frame(url, query.limit(1))
+    if frame.empty or frame["correct"].notna().all():
+        return [ACCURACY]
+    details = _json(frame["details"].iloc[0])
+    scores = [key for key, value in details.items() if isinstance(value, int | float)]
+    return sorted(scores, key=lambda name: (name != "rouge_l", name))
+
+
+def default_metric(url: str, task: str) -> str:
+    """`acc` for tasks scored right or wrong, else the first per-item score (ROUGE-L)."""
+    runs = latest_runs(url, task)
+    return paired_metrics(url, int(runs["run_id"].iloc[0]))[0] if len(runs) else ACCURACY
+
+
+@st.cache_data(show_spinner=False)
+def predictions(url: str, run_id: int, limit: int = ITEM_LIMIT) -> pd.DataFrame:
+    """Per-item rows of one run (without log-probs and details), first `limit` by item id."""
+    columns = [getattr(PredictionRow, name) for name in ITEM_COLUMNS]
+    query = (
+        select(*columns)
+        .where(PredictionRow.eval_run_id == run_id)
+        .order_by(PredictionRow.item_id)
+        .limit(limit)
+    )
+    return _frame(url, query)
+
+
+@st.cache_data(show_spinner=False)
+def head_to_head(
+    url: str, variant_a: str, variant_b: str, task: str, setting: tuple[str, int], metric: str
+) -> Comparison:
+    mode, shots = setting
+    return compare_variants(
+        _store(url), variant_a, variant_b, task, scoring_mode=mode, shots=shots, metric=metric
+    )
+
+
+@st.cache_data(show_spinner=False)
+def history(url: str, variant: str, task: str, metric: str) -> pd.DataFrame:
+    """Every completed run of a variant on a task, oldest first, with the metric's value."""
+    query = (
+        select(
+            EvalRunRow.id.label("run_id"),
+            EvalRunRow.created_at,
+            EvalRunRow.scoring_mode,
+            EvalRunRow.shots,
+            EvalRunRow.seed,
+            EvalRunRow.engine,
+            EvalRunRow.code_version,
+            MetricRow.value,
+            MetricRow.ci_low,
+            MetricRow.ci_high,
+            MetricRow.n,
+        )
+        .join(MetricRow, MetricRow.eval_run_id == EvalRunRow.id)
+        .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
+        .join(TaskRow, TaskRow.id == EvalRunRow.task_id)
+        .where(
+            ModelVariantRow.name == variant,
+            TaskRow.name == task,
+            MetricRow.name == metric,
+            EvalRunRow.status == "completed",
+        )
+        .order_by(EvalRunRow.id)
+    )
+    return _frame(url, query)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@st.cache_data(show_spinner=False)
+def training_runs(url: str) -> pd.DataFrame:
+    base = ModelVariantRow.__table__.alias("base")
+    output = ModelVariantRow.__table__.alias("output")
+    query = (
+        select(
+            TrainingRunRow.id.label("run_id"),
+            TrainingRunRow.kind,
+            TrainingRunRow.recipe_name,
+            base.c.name.label("base"),
+            output.c.name.label("output"),
+            TrainingRunRow.status,
+            TrainingRunRow.tokens_seen,
+            TrainingRunRow.world_size,
+            TrainingRunRow.hardware,
+            TrainingRunRow.started_at,
+            TrainingRunRow.wall_seconds,
+        )
+        .join(base, base.c.id == TrainingRunRow.base_variant_id)
+        .outerjoin(output, output.c.id == TrainingRunRow.output_variant_id)
+        .order_by(TrainingRunRow.id)
+    )
+    return _frame(url, query)
+
+
+@st.cache_data(show_spinner=False)
+def training_steps(url: str, run_id: int) -> pd.DataFrame:
+    columns = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "tokens_seen")
+    query = (
+        select(*(getattr(TrainingStepRow, name) for name in columns))
+        .where(TrainingStepRow.training_run_id == run_id)
+        .order_by(TrainingStepRow.step)
+    )
+    return _frame(url, query)
+
+
+@st.cache_data(show_spinner=False)
+def data_mix(url: str, run_id: int) -> pd.DataFrame:
+    """The realised mix the run trained on: one row per source (empty if none was recorded)."""
+    frame = _frame(url, select(TrainingRunRow.data_mix).where(TrainingRunRow.id == run_id))
+    mix = _json(frame["data_mix"].iloc[0]) if len(frame) else {}
+    rows = [
+        {"source": name, **(share if isinstance(share, dict) else {"value": share})}
+        for name, share in sorted(mix.items())
+    ]
+    return pd.DataFrame(rows)
+
+
+def _json(value: object) -> dict:
+    import json
+
+    if isinstance(value, str):
+        return json.loads(value)
+    return value if isinstance(value, dict) else {}
+
+
+@st.cache_data(show_spinner=False)
+def lineage(url: str, variant: str, metric: str) -> pd.DataFrame:
+    """The lineage tree containing `variant`, each node with its latest measured `metric` per
+    task and setting (columns "task (setting)")."""
+    board = leaderboard(url, metric)
+    measured = board[board["source"] == MEASURED]
+    scores = pd.DataFrame(
+        {
+            "variant": measured["variant"],
+            "column": measured["task"] + " (" + measured["setting"] + ")",
+            "value": measured["value"],
+        }
+    )
+    return lineage_rows(variants(url), training_runs(url), scores, variant)
+
+
+# ---------------------------------------------------------------------------------- SQL
+
+
+def run_sql(url: str, sql: str, max_rows: int = 10_000) -> QueryResult:
+    """A read-only query (never cached: the user asks for fresh rows). Raises WriteRefused."""
+    return run_readonly_query(url, sql, max_rows=max_rows)
+
+
+@st.cache_data(show_spinner=False)
+def example_queries() -> dict[str, str]:
+    """Title -> SQL of every example in docs/queries.md (empty when the docs are not there)."""
+    if not QUERIES_DOC.is_file():
+        return {}
+    examples: dict[str, str] = {}
+    title = "query"
+    for block in re.split(r"^(## .*)$", QUERIES_DOC.read_text(), flags=re.M):
+        if block.startswith("## "):
+            title = block[3:].strip()
+            continue
+        for index, sql in enumerate(re.findall(r"```sql\n(.*?)```", block, flags=re.S)):
+            examples[title if index == 0 else f"{title} ({index + 1})"] = sql.strip()
+    return examples

@@ -1,0 +1,76 @@
+"""Leaderboard: models x tasks for one metric; measured (with CIs) and published, filterable."""
+
+from __future__ import annotations
+
+import common
+import data
+import pandas as pd
+import streamlit as st
+
+
+def render(url: str) -> None:
+    st.title("Leaderboard")
+    metric = common.metric_picker(url, "lb_metric")
+    frame = data.leaderboard(url, metric)
+    if frame.empty:
+        st.info(f"No measured or published {metric} yet.")
+        return
+    left, middle, right, last = st.columns(4)
+    families = left.multiselect("Family", sorted(frame["family"].unique()), key="lb_family")
+    sizes = sorted(frame["params_b"].dropna().unique())
+    low, high = (
+        middle.select_slider("Size (B parameters)", sizes, (sizes[0], sizes[-1]), key="lb_size")
+        if len(sizes) > 1
+        else (sizes[0], sizes[0])
+    )
+    measured_modes = sorted(frame.loc[frame["source"] == data.MEASURED, "scoring_mode"].unique())
+    modes = right.multiselect("Scoring mode", measured_modes, key="lb_mode")
+    published = last.checkbox("Published results", value=True, key="lb_published")
+
+    shown = frame[frame["params_b"].between(low, high)]
+    if families:
+        shown = shown[shown["family"].isin(families)]
+    if modes:
+        shown = shown[(shown["source"] != data.MEASURED) | shown["scoring_mode"].isin(modes)]
+    if not published:
+        shown = shown[shown["source"] == data.MEASURED]
+    st.caption(
+        "**measured**: the latest completed run in this database (95% bootstrap CI); "
+        "**published**: reported by the cited paper or model card, not measured here. "
+        "Click a column header to sort."
+    )
+    st.subheader(f"{metric}: models x tasks")
+    table = pivot(shown)
+    numbers = {task: NUMBER for task in table.columns if task not in PIVOT_INDEX}
+    st.dataframe(table, hide_index=True, column_config=numbers, key="lb_pivot")
+    st.subheader("With confidence intervals")
+    columns = ["variant", "family", "params_b", "task", "setting", "value", "ci_low", "ci_high"]
+    st.dataframe(
+        shown[[*columns, "n", "source", "reference"]],
+        hide_index=True,
+        column_config={"value": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER},
+        key="lb_long",
+    )
+
+
+PIVOT_INDEX = ["variant", "source", "setting", "reference"]
+NUMBER = st.column_config.NumberColumn(format="%.4f")
+
+
+def pivot(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows: variant, source, setting and reference, measured first; one column per task."""
+    if frame.empty:
+        return pd.DataFrame()
+    table = frame.pivot_table(index=PIVOT_INDEX, columns="task", values="value", aggfunc="first")
+    table.columns.name = None
+    table = table.reset_index()
+    # measured rows first, the citation last: the numbers are what the reader scans
+    table = table.sort_values(["source", "variant"], key=_measured_first, kind="stable")
+    return table[[c for c in table.columns if c != "reference"] + ["reference"]]
+
+
+def _measured_first(column: pd.Series) -> pd.Series:
+    return column.map({data.MEASURED: 0, data.PUBLISHED: 1}) if column.name == "source" else column
+
+
+common.guarded(render)

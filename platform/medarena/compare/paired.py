@@ -1,0 +1,110 @@
+"""Paired statistics of two evaluation runs on the same items.
+
+Both runs are aligned by item id. Each item gets one number per run (1/0 for correctness, or a
+per-item score such as ROUGE-L); the item is a win for A when A's number is higher. Significance:
+the exact two-sided binomial test on the discordant items (McNemar's exact test for correctness,
+the sign test for scores; the same arithmetic), and a paired bootstrap CI of the mean difference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from medarena.compare.bootstrap import bootstrap_ci
+from medarena.store import Prediction
+
+ACCURACY = "acc"
+
+
+@dataclass(frozen=True)
+class PairedStats:
+    """A against B on the items both runs scored; `difference` = mean_a - mean_b."""
+
+    metric: str
+    n: int
+    wins: int
+    losses: int
+    ties: int
+    mean_a: float
+    mean_b: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    test: str
+    only_in_a: int
+    only_in_b: int
+
+
+def exact_binomial_p(wins: int, losses: int) -> float:
+    """Two-sided exact binomial test of wins vs losses at p = 0.5 (McNemar exact / sign test):
+    min(1, 2 * P(X <= min(wins, losses))) with X ~ Binomial(wins + losses, 0.5); 1.0 if no
+    discordant pair."""
+    if wins < 0 or losses < 0:
+        raise ValueError("wins and losses must be counts (>= 0)")
+    total = wins + losses
+    if total == 0:
+        return 1.0
+    tail = sum(math.comb(total, i) for i in range(min(wins, losses) + 1))
+    # exact integer arithmetic until the one division, so large counts do not lose precision
+    return min(1.0, 2 * tail / 2**total)
+
+
+def item_values(predictions: Sequence[Prediction], metric: str) -> dict[str, float]:
+    """One number per item: correctness (an unparsed or unscored answer counts as wrong, as in
+    the `acc` metric) or the per-item score stored in the prediction's details."""
+    values: dict[str, float] = {}
+    for prediction in predictions:
+        if metric == ACCURACY:
+            values[prediction.item_id] = 1.0 if prediction.correct else 0.0
+            continue
+        value = (prediction.details or {}).get(metric)
+        if not isinstance(value, int | float) or math.isnan(value):
+            raise ValueError(
+                f"item {prediction.item_id!r} has no per-item {metric!r} score "
+                f"(stored details: {sorted(prediction.details or {})})"
+            )
+        values[prediction.item_id] = float(value)
+    return values
+
+
+def paired_stats(a: Mapping[str, float], b: Mapping[str, float], metric: str) -> PairedStats:
+    """Compare on the items present in both runs; the counts of the others are reported."""
+    common = sorted(a.keys() & b.keys())
+    if not common:
+        raise ValueError(
+            f"the two runs share no item (A has {len(a)} items, B has {len(b)}): "
+            "they were not run on the same data"
+        )
+    first = np.array([a[item] for item in common])
+    second = np.array([b[item] for item in common])
+    differences = first - second
+    wins, losses = int(np.sum(differences > 0)), int(np.sum(differences < 0))
+    low, high = bootstrap_ci(differences)
+    return PairedStats(
+        metric=metric,
+        n=len(common),
+        wins=wins,
+        losses=losses,
+        ties=len(common) - wins - losses,
+        mean_a=float(first.mean()),
+        mean_b=float(second.mean()),
+        difference=float(differences.mean()),
+        ci_low=low,
+        ci_high=high,
+        p_value=exact_binomial_p(wins, losses),
+        test="exact McNemar" if metric == ACCURACY else "exact sign test",
+        only_in_a=len(a.keys() - b.keys()),
+        only_in_b=len(b.keys() - a.keys()),
+    )
+
+
+def default_metric(predictions: Sequence[Prediction]) -> str:
+    """`acc` when the items are scored right/wrong, else ROUGE-L (summarization)."""
+    if predictions and all(p.correct is not None for p in predictions):
+        return ACCURACY
+    return "rouge_l"

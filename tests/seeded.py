@@ -1,0 +1,140 @@
+"""A results database with known numbers, shared by the compare and dashboard tests.
+
+Two variants of the tiny family (base, and a pretrained child produced by a training run) on a
+QA task (12 items, correctness chosen so the paired counts are known) and on a summarization
+task (4 items with per-item ROUGE-L and BERTScore); base has an older, worse QA run too.
+Metrics are computed from the predictions here, so every figure a view shows can be checked
+against the database.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from medarena.compare import bootstrap_ci
+from medarena.registry import add_family, load_registry
+from medarena.schemas import ModelFamily
+from medarena.store import MetricValue, Prediction, Store, TrainingStep
+from tests.conftest import REPO
+from tests.factories import eval_spec
+
+BASE, PRETRAINED = "tiny-medical-base", "tiny-medical-pretrained"
+DEMO_VARIANT_FILE = "tiny-medical-base-tiny-demo.yaml"  # written by `make demo`
+QA_TASK, SUM_TASK = "medqa_4options", "pubmed_summarization"
+GOLD = list("ABCDABCDABCD")
+# pretrained wins on items 4-8 (5), loses on 3 and 10 (2), ties on 0, 1, 2, 9, 11 (5)
+CORRECT = {
+    BASE: [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 0],
+    PRETRAINED: [1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0],
+}
+OLD_BASE_CORRECT = [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+ROUGE_L = {BASE: [0.20, 0.30, 0.25, 0.10], PRETRAINED: [0.40, 0.35, 0.20, 0.30]}
+BERTSCORE = {BASE: [0.80, 0.82, 0.81, 0.79], PRETRAINED: [0.85, 0.86, 0.80, 0.84]}
+STEPS = [TrainingStep(s, 4.0 / s, lr=1e-3 * s, tokens_per_s=1000.0 + s) for s in range(1, 6)]
+DATA_MIX = {
+    "pubmed": {"documents": 10, "tokens": 3000, "share": 0.75, "target_share": 0.7, "epochs": 1.0},
+    "general": {"documents": 4, "tokens": 1000, "share": 0.25, "target_share": 0.3, "epochs": 0.5},
+}
+
+
+def _answer(gold: str, correct: int) -> str:
+    return gold if correct else "ABCD"[("ABCD".index(gold) + 1) % 4]
+
+
+def add_qa_run(store: Store, variant: str, correct: list[int]) -> int:
+    run = store.create_eval_run(eval_spec(variant, QA_TASK))
+    store.add_predictions(
+        run.id,
+        [
+            Prediction(
+                f"q{i:02d}",
+                f"h{i}",
+                gold,
+                prompt=f"Question {i}?",
+                raw_output=f" {_answer(gold, ok)}",
+                parsed_answer=_answer(gold, ok),
+                correct=bool(ok),
+            )
+            for i, (gold, ok) in enumerate(zip(GOLD[: len(correct)], correct, strict=True))
+        ],
+    )
+    values = [float(ok) for ok in correct]
+    low, high = bootstrap_ci(values)
+    store.finish_eval_run(
+        run.id, [MetricValue("acc", float(np.mean(values)), len(values), low, high)]
+    )
+    return run.id
+
+
+def add_summary_run(store: Store, variant: str) -> int:
+    spec = eval_spec(variant, SUM_TASK, task_kind="summarization", scoring_mode="generate")
+    run = store.create_eval_run(spec)
+    rouge, bert = ROUGE_L[variant], BERTSCORE[variant]
+    store.add_predictions(
+        run.id,
+        [
+            Prediction(
+                f"s{i}",
+                f"h{i}",
+                f"reference summary {i}",
+                prompt=f"Summarize article {i}.",
+                raw_output=f"summary {i} by {variant}",
+                score=r,
+                details={"rouge_l": r, "bertscore_f1": b},
+            )
+            for i, (r, b) in enumerate(zip(rouge, bert, strict=True))
+        ],
+    )
+    metrics = []
+    for name, values in (("rouge_l", rouge), ("bertscore_f1", bert)):
+        low, high = bootstrap_ci(values)
+        metrics.append(MetricValue(name, float(np.mean(values)), len(values), low, high))
+    store.finish_eval_run(run.id, metrics)
+    return run.id
+
+
+def seed_database(root: Path) -> str:
+    """Workspace (a copy of models/ plus the pretrained child) and database under `root`."""
+    # the demo's trained variant (gitignored) is not part of the shipped registry
+    shutil.copytree(
+        REPO / "models", root / "models", ignore=shutil.ignore_patterns(DEMO_VARIANT_FILE)
+    )
+    child = {
+        "name": "tiny-medical-ckpt",
+        "display_name": "tiny medical checkpoints",
+        "developer": "test",
+        "license": "apache-2.0",
+        "variants": [
+            {
+                "name": PRETRAINED,
+                "params_b": 0.000213,
+                "source": {"kind": "embedded", "builder": "tiny", "seed": 1},
+                "context_length": 2048,
+                "parent": BASE,
+            }
+        ],
+    }
+    add_family(load_registry(root), ModelFamily.model_validate(child))
+    url = f"sqlite:///{root / 'seeded.db'}"
+    with Store(url) as store:
+        store.sync_registry(load_registry(root))
+        training = store.create_training_run(
+            kind="pretrain",
+            recipe_name="tiny-demo",
+            recipe_hash="r" * 64,
+            base_variant=BASE,
+            config={},
+            world_size=1,
+            data_mix=DATA_MIX,
+        )
+        store.add_training_steps(training.id, STEPS)
+        store.finish_training_run(training.id, status="completed", output_variant=PRETRAINED)
+        add_qa_run(store, BASE, OLD_BASE_CORRECT)
+        add_qa_run(store, BASE, CORRECT[BASE])
+        add_qa_run(store, PRETRAINED, CORRECT[PRETRAINED])
+        add_summary_run(store, BASE)
+        add_summary_run(store, PRETRAINED)
+    return url
