@@ -16,6 +16,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+def copy_models(root: Path) -> None:
+    """The shipped models/ into root/models, without the cards a `make demo` in this checkout
+    registered (git ignores them)."""
+    from medarena.cli import DEMO_PRETRAINED, DEMO_TUNED
+
+    demo_cards = shutil.ignore_patterns(f"{DEMO_PRETRAINED}.yaml", f"{DEMO_TUNED}.yaml")
+    shutil.copytree(REPO / "models", root / "models", ignore=demo_cards)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # a developer's own settings must not leak into the tests
@@ -29,7 +38,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def workspace(tmp_path: Path) -> Path:
     """A writable copy of the shipped models/ folder."""
     root = tmp_path / "ws"
-    shutil.copytree(REPO / "models", root / "models")
+    copy_models(root)
     return root
 
 

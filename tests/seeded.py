@@ -9,7 +9,6 @@ against the database.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,10 @@ from medarena.compare import bootstrap_ci
 from medarena.registry import add_family, load_registry
 from medarena.schemas import ModelFamily
 from medarena.store import MetricValue, Prediction, Store, TrainingStep
-from tests.conftest import REPO
+from tests.conftest import copy_models
 from tests.factories import eval_spec
 
 BASE, PRETRAINED = "tiny-medical-base", "tiny-medical-pretrained"
-DEMO_VARIANT_FILE = "tiny-medical-base-tiny-demo.yaml"  # written by `make demo`
 QA_TASK, SUM_TASK = "medqa_4options", "pubmed_summarization"
 GOLD = list("ABCDABCDABCD")
 # pretrained wins on items 4-8 (5), loses on 3 and 10 (2), ties on 0, 1, 2, 9, 11 (5)
@@ -99,9 +97,7 @@ def add_summary_run(store: Store, variant: str) -> int:
 def seed_database(root: Path) -> str:
     """Workspace (a copy of models/ plus the pretrained child) and database under `root`."""
     # the demo's trained variant (gitignored) is not part of the shipped registry
-    shutil.copytree(
-        REPO / "models", root / "models", ignore=shutil.ignore_patterns(DEMO_VARIANT_FILE)
-    )
+    copy_models(root)
     child = {
         "name": "tiny-medical-ckpt",
         "display_name": "tiny medical checkpoints",

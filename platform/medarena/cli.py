@@ -576,6 +576,9 @@ def demo(ctx: typer.Context) -> None:
         "next: medarena results --metric acc | medarena eval --help | "
         'medarena query "SELECT step, loss FROM training_steps ORDER BY step"'
     )
+    out.print(
+        f"open the dashboard: medarena dashboard --db {ctx.obj.db_url()}   (http://127.0.0.1:8501)"
+    )
 
 
 # Evaluation and training commands live in their own modules; importing them registers them.

@@ -181,6 +181,7 @@ def test_demo_builds_trains_evaluates_and_reuses(workspace: Path):
     for task in TASKS:
         assert task in first.stdout
     assert first.stdout.count("(stored)") == 0
+    assert "open the dashboard: medarena dashboard --db sqlite:" in first.stdout
     assert "registered tiny-medical-base-tiny-demo (parent tiny-medical-base)" in first.stdout
     assert (
         "registered tiny-medical-chat, tiny-medical-chat-adapter (parent "

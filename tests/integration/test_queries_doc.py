@@ -8,7 +8,7 @@ from medarena.registry import add_family, load_registry
 from medarena.schemas import ModelFamily
 from medarena.store import MetricValue, Prediction, Store, TrainingStep
 from medarena.store import run_readonly_query as query
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_models
 from tests.factories import eval_spec
 
 DOC = (REPO / "docs" / "queries.md").read_text()
@@ -33,10 +33,9 @@ def run_on(store: Store, variant: str, answers: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> str:
-    import shutil
 
     root = tmp_path_factory.mktemp("ws")
-    shutil.copytree(REPO / "models", root / "models")
+    copy_models(root)
     add_family(
         load_registry(root),
         ModelFamily.model_validate(
