@@ -30,6 +30,15 @@ SHAPES = {
         head_dim=32,
         vocab_size=1024,
     ),
+    # big enough that matrix multiplies, not per-op overhead, dominate a CPU step (~17M)
+    "small": dict(
+        hidden_size=512,
+        intermediate_size=1408,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        vocab_size=1024,
+    ),
     "1.1b": LLAMA_1_1B,
 }
 
