@@ -573,8 +573,10 @@ def demo(ctx: typer.Context) -> None:
     out.print(f"[6/6] evaluating {', '.join(variants)} on every bundled benchmark (hf engine):")
     demo_evaluation(ctx, variants)
     out.print(
-        "next: medarena results --metric acc | medarena eval --help | "
-        'medarena query "SELECT step, loss FROM training_steps ORDER BY step"'
+        "next: medarena results --metric acc | "
+        f"medarena compare {DEMO_TUNED} tiny-medical-base -t medqa_4options | "
+        'medarena query "SELECT kind, step, loss FROM training_steps JOIN training_runs r '
+        'ON r.id = training_run_id ORDER BY r.id, step"'
     )
     out.print(
         f"open the dashboard: medarena dashboard --db {ctx.obj.db_url()}   (http://127.0.0.1:8501)"
