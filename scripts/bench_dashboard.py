@@ -251,18 +251,6 @@ def render_figures(url: str, repeat: int) -> list[str]:
     ]
 
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
 BASELINE_APP = 'import streamlit as st\nst.title("baseline")\nst.dataframe({"a": [1, 2, 3]})\n'
 
 
@@ -328,6 +316,9 @@ def browser_figures(url: str, repeat: int, tmp: str) -> list[str]:
             "127.0.0.1",
         ],
     }
+    sys.path.insert(0, str(REPO))
+    from tests.browser import CHROMIUM_ARGS
+
     times: dict[str, list[float]] = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(

@@ -18,23 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import CHROMIUM_ARGS
 from tests.conftest import REPO
 from tests.helpers import sql_rows
 from tests.seeded import BASE, PRETRAINED, QA_TASK
 
 pytestmark = pytest.mark.e2e
 
-# Debian's chromium, never a browser downloaded by `playwright install`
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 README_SCREENSHOT = REPO / "docs" / "img" / "dashboard-leaderboard.png"
 
 

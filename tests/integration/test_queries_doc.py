@@ -33,7 +33,6 @@ def run_on(store: Store, variant: str, answers: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> str:
-
     root = tmp_path_factory.mktemp("ws")
     copy_models(root)
     add_family(
