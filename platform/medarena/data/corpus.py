@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from medarena.data.records import Record, read_records
+from medarena.data.records import FieldProblem, Record, convert_all, read_records
 from medarena.pretrain.recipe import Source
 from medarena.schemas import FileData
 from medarena.yaml_source import Problem, ProblemsError
@@ -41,19 +41,16 @@ def read_source(source: Source, pretrain_dir: Path) -> list[Document]:
 
 
 def _from_records(source: Source, records: list[Record]) -> list[Document]:
-    documents, problems = [], []
-    for record in records:
+    def document(record: Record) -> Document:
         row = record.data
         missing = [name for name in source.text_fields if not isinstance(row.get(name), str)]
         if missing:
-            problems.append(record.problem(missing[0], "missing text field"))
-            continue
+            raise FieldProblem(missing[0], "missing text field")
         text = "\n\n".join(row[name].strip() for name in source.text_fields if row[name].strip())
         identifier = row.get("id") or row.get("note_id") or row.get("pmid") or f"{record.index:06d}"
-        documents.append(Document(source.name, str(identifier), text))
-    if problems:
-        raise ProblemsError(problems, f"source {source.name!r} has records without their text")
-    return documents
+        return Document(source.name, str(identifier), text)
+
+    return convert_all(records, document, f"source {source.name!r} has records without their text")
 
 
 def _from_folder(source: Source, folder: Path) -> list[Document]:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from medarena.schemas import DataSource, FileData, HubData
 from medarena.yaml_source import Problem, ProblemsError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,30 @@ class Record:
         where_line = self.line
         label = self.source if where_line is not None else f"{self.source} (row {self.index})"
         return Problem(label, where_line, field, message)
+
+
+class FieldProblem(Exception):
+    """Raised by a record converter about one field; the caller reports it at the record's
+    place with `Record.problem` and goes on, so every bad record is listed at once."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field_name, self.message = field_name, message
+
+
+def convert_all(records: list[Record], convert: Callable[[Record], T], headline: str) -> list[T]:
+    """`convert` every record; the FieldProblems of all records are raised together, each at its
+    record's place."""
+    converted: list[T] = []
+    problems: list[Problem] = []
+    for record in records:
+        try:
+            converted.append(convert(record))
+        except FieldProblem as problem:
+            problems.append(record.problem(problem.field_name, problem.message))
+    if problems:
+        raise ProblemsError(problems, headline)
+    return converted
 
 
 def read_records(source: DataSource, base_dir: Path) -> list[Record]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from medarena.data.records import Record
+from medarena.data.records import FieldProblem, Record
 from medarena.yaml_source import Problem, ProblemsError
 
 LETTERS = "ABCDEFGHIJ"
@@ -48,11 +48,6 @@ class Item:
             "reference": self.reference,
             "subject": self.subject,
         }
-
-
-class FieldProblem(Exception):
-    def __init__(self, field_name: str, message: str):
-        self.field_name, self.message = field_name, message
 
 
 def _get(data: dict[str, Any], name: str) -> Any:

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medarena.data.records import Record, read_records
+from medarena.data.records import FieldProblem, Record, convert_all, read_records
 from medarena.instruct.recipe import InstructSource
 from medarena.schemas import ChatTemplate
-from medarena.yaml_source import Problem, ProblemsError
 
 SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
 
@@ -31,27 +30,15 @@ def read_source(source: InstructSource, root: Path) -> list[Conversation]:
     """The source's conversations; `root` is the workspace (data paths are relative to
     instruct/, benchmark tasks are looked up under benchmarks/)."""
     if source.format == "benchmark":
-        conversations = _benchmark(source, root)
-    else:
-        assert source.data is not None  # the schema requires it
-        records = read_records(source.data, root / "instruct")
-        problems: list[Problem] = []
-        conversations = []
-        reader = _alpaca if source.format == "alpaca" else _chat
-        for record in records[: source.limit]:
-            try:
-                conversations.append(Conversation(reader(record), _origin(record)))
-            except _FieldProblem as problem:
-                problems.append(record.problem(problem.field, problem.message))
-        if problems:
-            raise ProblemsError(problems, f"instruction source {source.name!r} has bad records")
-    return conversations[: source.limit]
-
-
-class _FieldProblem(Exception):
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field, self.message = field, message
+        return _benchmark(source, root)
+    assert source.data is not None  # the schema requires it
+    records = read_records(source.data, root / "instruct")[: source.limit]
+    reader = _alpaca if source.format == "alpaca" else _chat
+    return convert_all(
+        records,
+        lambda record: Conversation(reader(record), _origin(record)),
+        f"instruction source {source.name!r} has bad records",
+    )
 
 
 def _origin(record: Record) -> str:
@@ -63,7 +50,7 @@ def _text(data: dict[str, Any], field: str, *, required: bool = True) -> str:
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
-        raise _FieldProblem(field, "expected non-empty text")
+        raise FieldProblem(field, "expected non-empty text")
     return value
 
 
@@ -84,22 +71,22 @@ def _chat(record: Record) -> tuple[dict[str, str], ...]:
     elif "conversations" in data:
         field, role_key, text_key, roles = "conversations", "from", "value", SHAREGPT_ROLES
     else:
-        raise _FieldProblem("messages", "expected `messages` (role/content) or `conversations`")
+        raise FieldProblem("messages", "expected `messages` (role/content) or `conversations`")
     turns = data[field]
     if not isinstance(turns, list) or not turns:
-        raise _FieldProblem(field, "expected a non-empty list of turns")
+        raise FieldProblem(field, "expected a non-empty list of turns")
     messages = []
     for index, turn in enumerate(turns):
         where = f"{field}[{index}]"
         if not isinstance(turn, dict):
-            raise _FieldProblem(where, "expected a mapping")
+            raise FieldProblem(where, "expected a mapping")
         role = turn.get(role_key)
         role = roles.get(role, role) if roles else role
         if not isinstance(role, str):
-            raise _FieldProblem(f"{where}.{role_key}", "missing")
+            raise FieldProblem(f"{where}.{role_key}", "missing")
         messages.append({"role": role, "content": _text(turn, text_key)})
     if not any(m["role"] == "assistant" for m in messages):
-        raise _FieldProblem(field, "no assistant turn: nothing to learn from")
+        raise FieldProblem(field, "no assistant turn: nothing to learn from")
     return tuple(messages)
 
 

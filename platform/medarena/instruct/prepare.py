@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -192,8 +191,3 @@ class Examples:
             for index in permutation[offset:]:
                 yield int(index)
             epoch, offset = epoch + 1, 0
-
-
-def remove_partial(folder: Path) -> None:
-    """A run folder whose preparation failed is removed, so nothing half-written remains."""
-    shutil.rmtree(folder, ignore_errors=True)
