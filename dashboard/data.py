@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +20,7 @@ from sqlalchemy import func, select
 
 from medarena.compare import ACCURACY, Comparison, compare_variants
 from medarena.errors import StoreError
-from medarena.store import QueryResult, Store, run_readonly_query
+from medarena.store import QueryResult, Store, TrainingStep, run_readonly_query
 from medarena.store.database import DB_URL_ENV, check_schema, make_engine, resolve_url, sqlite_path
 from medarena.store.models import (
     EvalRunRow,
@@ -30,7 +31,6 @@ from medarena.store.models import (
     ReferenceResultRow,
     TaskRow,
     TrainingRunRow,
-    TrainingStepRow,
 )
 
 QUERIES_DOC = Path(__file__).resolve().parents[1] / "docs" / "queries.md"
@@ -333,13 +333,10 @@ def training_runs(url: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False)
 def training_steps(url: str, run_id: int) -> pd.DataFrame:
-    columns = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "tokens_seen")
-    query = (
-        select(*(getattr(TrainingStepRow, name) for name in columns))
-        .where(TrainingStepRow.training_run_id == run_id)
-        .order_by(TrainingStepRow.step)
+    steps = _store(url).training_steps(run_id)
+    return pd.DataFrame(
+        [vars(step) for step in steps], columns=[f.name for f in fields(TrainingStep)]
     )
-    return _frame(url, query)
 
 
 @st.cache_data(show_spinner=False)
