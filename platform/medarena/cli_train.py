@@ -73,11 +73,13 @@ def pretrain(
         return
     name = output or f"{model}-{recipe.name}"
     run_dir = registry.state_dir / RUNS / name
-    run = _prepare_run(ctx, registry, recipe, entry, plan, name, run_dir)
+    run = _resumable(registry, run_dir, [name]) or _prepare_run(
+        ctx, registry, recipe, entry, plan, run_dir
+    )
     if nodes > 1:
-        _write_cluster("pretrain", run_dir, plan, hostfile, name)
+        _write_cluster("pretrain", run_dir, run, hostfile, name)
         return
-    _train_here(ctx, "pretrain", run, run_dir, plan, launcher)
+    _train_here(ctx, "pretrain", run, run_dir, launcher)
     variants = [_output_variant(registry, run, run_dir / "export", name)]
     _finish(ctx, registry, run, run_dir, name, variants, "Continual pretraining")
 
@@ -104,21 +106,30 @@ def _print_plan(plan: Any) -> None:
     out.print(table)
 
 
-def _prepare_run(ctx, registry, recipe, entry, plan, name, run_dir) -> dict[str, Any]:
-    """Reuse an unfinished run of the same name (resume), or check, pack data, record, write
-    run.json. Nothing is written when a check fails."""
+def _resumable(registry: Registry, run_dir: Path, names: list[str]) -> dict[str, Any] | None:
+    """run.json of an unfinished run in `run_dir` (the same command resumes it), or None for a
+    new run, whose output `names` must be free in the registry."""
     run_file = run_dir / "run.json"
     if run_file.is_file():
         run = json.loads(run_file.read_text())
         if run["status"] == "completed":
-            raise ValueError(f"run {name!r} is complete (its variant is registered); use --output")
+            raise ValueError(
+                f"run {run_dir.name!r} is complete (its output is registered); use --output"
+            )
+        out.print(f"resuming run {run_dir.name} from {run_dir}")
         return run
-    if name in registry.families or name in registry.variants:
-        raise ValueError(f"{name!r} is already in the registry; choose another --output")
+    for name in names:
+        if name in registry.families or name in registry.variants:
+            raise ValueError(f"{name!r} is already in the registry; choose another --output")
+    return None
+
+
+def _prepare_run(ctx, registry, recipe, entry, plan, run_dir) -> dict[str, Any]:
+    """Check, pack the data, record the run, write run.json. Nothing is written when a check
+    fails."""
     location = registry.weights_location(entry.variant)
     tokenizer = _checked_tokenizer(location, recipe.tokenizer, registry, entry)
     from medarena.data.prepare import prepare
-    from medarena.training.plan import model_shape
 
     packed, cleaning = prepare(
         recipe,
@@ -128,23 +139,49 @@ def _prepare_run(ctx, registry, recipe, entry, plan, name, run_dir) -> dict[str,
         sequence_length=plan.sequence_length,
     )
     mix = {source: asdict(share) for source, share in packed.mix.items()}
+    run = _start_run(
+        ctx, registry, recipe, entry, plan, "pretrain", location, {"cleaning": cleaning}, mix
+    )
+    _write_run(run_dir, run)
+    out.print(
+        f"data: {packed.sequences:,} sequences of {packed.sequence_length} tokens; mix "
+        + ", ".join(
+            f"{s} {share.share:.1%} ({share.epochs:.2f} ep)" for s, share in packed.mix.items()
+        )
+    )
+    return run
+
+
+def _start_run(
+    ctx,
+    registry: Registry,
+    recipe: Any,
+    entry: Any,
+    plan: Any,
+    kind: str,
+    location: str,
+    config: dict[str, Any],
+    data_mix: dict[str, Any],
+    **settings: Any,
+) -> dict[str, Any]:
+    """Record the training run in the store; returns the run.json the ranks read (the plan,
+    the recipe's optimizer / schedule / seed, where the base is, plus `settings`)."""
+    from medarena.training.plan import model_shape
+
     with ctx.obj.store() as store:
         store.sync_registry(registry)
         record = store.create_training_run(
-            kind="pretrain",
+            kind=kind,
             recipe_name=recipe.name,
             recipe_hash=recipe.content_hash(),
             base_variant=entry.variant.name,
-            config={
-                "plan": asdict(plan),
-                "recipe": recipe.model_dump(mode="json"),
-                "cleaning": cleaning,
-            },
+            config={"plan": asdict(plan), "recipe": recipe.model_dump(mode="json"), **config},
             world_size=plan.world_size,
             hardware=plan.hardware,
-            data_mix=mix,
+            data_mix=data_mix,
         )
-    run = {
+    hardware = registry.hardware_profile(plan.hardware) if plan.hardware else None
+    return {
         "status": "running",
         "training_run_id": record.id,
         "db_url": ctx.obj.db_url(),
@@ -155,16 +192,9 @@ def _prepare_run(ctx, registry, recipe, entry, plan, name, run_dir) -> dict[str,
         "seed": recipe.seed,
         "checkpoint_every": recipe.checkpoint_every,
         "params": model_shape(registry, entry).params,
-        "peak_flops": _peak_flops(registry, plan),
+        "peak_flops": hardware.bf16_tflops * 1e12 if hardware else None,
+        **settings,
     }
-    _write_run(run_dir, run)
-    out.print(
-        f"data: {packed.sequences:,} sequences of {packed.sequence_length} tokens; mix "
-        + ", ".join(
-            f"{s} {share.share:.1%} ({share.epochs:.2f} ep)" for s, share in packed.mix.items()
-        )
-    )
-    return run
 
 
 def _checked_tokenizer(location: str, name: str, registry: Registry, entry: Any) -> Any:
@@ -195,18 +225,14 @@ def _write_run(run_dir: Path, run: dict[str, Any]) -> None:
     write_atomic(run_dir / "run.json", json.dumps(run, indent=2) + "\n")
 
 
-def _peak_flops(registry: Registry, plan: Any) -> float | None:
-    return registry.hardware_profile(plan.hardware).bf16_tflops * 1e12 if plan.hardware else None
-
-
-def _write_cluster(kind: str, run_dir: Path, plan: Any, hostfile: Path | None, name: str) -> None:
+def _write_cluster(kind: str, run_dir: Path, run: dict[str, Any], hostfile, name: str) -> None:
     from medarena.training.launch import write_cluster_scripts
 
     scripts = write_cluster_scripts(
         MODULES[kind],
         run_dir,
-        nodes=plan.nodes,
-        gpus_per_node=plan.gpus_per_node,
+        nodes=run["plan"]["nodes"],
+        gpus_per_node=run["plan"]["gpus_per_node"],
         hostfile=hostfile,
         job_name=name,
     )
@@ -215,11 +241,12 @@ def _write_cluster(kind: str, run_dir: Path, plan: Any, hostfile: Path | None, n
         out.print(f"  {script}")
 
 
-def _train_here(ctx, kind: str, run: dict[str, Any], run_dir: Path, plan: Any, launcher: str):
-    """Start the ranks on this machine; a failed or killed run is marked and exits non-zero."""
+def _train_here(ctx, kind: str, run: dict[str, Any], run_dir: Path, launcher: str) -> None:
+    """Start the run's ranks on this machine (as many as its plan has); a failed or killed run
+    is marked and exits non-zero."""
     from medarena.training.launch import run_local
 
-    code = run_local(MODULES[kind], run_dir, plan.world_size, launcher)
+    code = run_local(MODULES[kind], run_dir, run["plan"]["world_size"], launcher)
     if code == 0:
         return
     status = (
@@ -323,28 +350,17 @@ def instruct(
     profile = registry.hardware_profile(hardware) if hardware else None
     name = output or f"{model}-{recipe.name}"
     run_dir = registry.state_dir / RUNS / name
-    run_file = run_dir / "run.json"
-    if run_file.is_file() and not plan_only:
-        run = json.loads(run_file.read_text())
-        if run["status"] == "completed":
-            raise ValueError(
-                f"run {name!r} is complete (its variants are registered); use --output"
-            )
-        out.print(f"resuming run {name} from {run_dir}")
-    else:
-        for taken in (name, f"{name}-adapter"):
-            if taken in registry.families or taken in registry.variants:
-                raise ValueError(f"{taken!r} is already in the registry; choose another --output")
+    run = None if plan_only else _resumable(registry, run_dir, [name, f"{name}-adapter"])
+    if run is None:
         run = _prepare_instruct(
             ctx, registry, recipe, entry, profile, nodes, gpus, run_dir, plan_only
         )
         if run is None:
             return
-    plan = _plan_of(run)
     if nodes > 1:
-        _write_cluster("instruct", run_dir, plan, hostfile, name)
+        _write_cluster("instruct", run_dir, run, hostfile, name)
         return
-    _train_here(ctx, "instruct", run, run_dir, plan, launcher)
+    _train_here(ctx, "instruct", run, run_dir, launcher)
     _finish(
         ctx,
         registry,
@@ -356,12 +372,6 @@ def instruct(
     )
 
 
-def _plan_of(run: dict[str, Any]) -> Any:
-    from types import SimpleNamespace
-
-    return SimpleNamespace(**run["plan"])
-
-
 def _prepare_instruct(ctx, registry, recipe, entry, profile, nodes, gpus, run_dir, plan_only):
     """Check everything, encode the data, resolve the plan; then either print the plan (and
     keep nothing) or record the run and write run.json. A failed check leaves nothing behind."""
@@ -369,7 +379,7 @@ def _prepare_instruct(ctx, registry, recipe, entry, profile, nodes, gpus, run_di
     import tempfile
 
     from medarena.instruct import prepare as prep
-    from medarena.training.plan import PlanError, model_shape, resolve
+    from medarena.training.plan import PlanError, resolve
 
     template_name = recipe.chat_template or entry.variant.chat_template
     if template_name is None:
@@ -417,42 +427,22 @@ def _prepare_instruct(ctx, registry, recipe, entry, profile, nodes, gpus, run_di
             _print_plan(plan)
             return None
         prep.write_summary(data, staging / "data")
-        with ctx.obj.store() as store:
-            store.sync_registry(registry)
-            record = store.create_training_run(
-                kind="instruct",
-                recipe_name=recipe.name,
-                recipe_hash=recipe.content_hash(),
-                base_variant=entry.variant.name,
-                config={
-                    "plan": asdict(plan),
-                    "recipe": recipe.model_dump(mode="json"),
-                    "chat_template": template.name,
-                    "data": asdict(data),
-                    "added_tokens": added,
-                },
-                world_size=plan.world_size,
-                hardware=plan.hardware,
-                data_mix={k: {"examples": v} for k, v in data.per_source.items()},
-            )
-        run = {
-            "status": "running",
-            "training_run_id": record.id,
-            "db_url": ctx.obj.db_url(),
-            "base_location": location,
-            "plan": asdict(plan),
-            "optimizer": recipe.optimizer.model_dump(mode="json"),
-            "schedule": recipe.schedule.model_dump(mode="json"),
-            "lora": {**recipe.lora.model_dump(mode="json"), "target_modules": targets},
-            "qlora": recipe.qlora.model_dump(mode="json") if recipe.qlora else None,
-            "chat_template": template.name,
-            "added_tokens": added,
-            "seed": recipe.seed,
-            "checkpoint_every": recipe.checkpoint_every,
-            "params": model_shape(registry, entry).params,
-            "trainable_params": trainable,
-            "peak_flops": _peak_flops(registry, plan),
-        }
+        run = _start_run(
+            ctx,
+            registry,
+            recipe,
+            entry,
+            plan,
+            "instruct",
+            location,
+            {"chat_template": template.name, "data": asdict(data), "added_tokens": added},
+            {source: {"examples": count} for source, count in data.per_source.items()},
+            lora={**recipe.lora.model_dump(mode="json"), "target_modules": targets},
+            qlora=recipe.qlora.model_dump(mode="json") if recipe.qlora else None,
+            chat_template=template.name,
+            added_tokens=added,
+            trainable_params=trainable,
+        )
         _write_run(staging, run)
         if run_dir.exists():
             shutil.rmtree(run_dir)
