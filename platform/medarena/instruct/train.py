@@ -11,7 +11,6 @@ RUN_DIR/adapter with the tokenizer.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import torch
 
 from medarena.instruct.encode import IGNORE
 from medarena.instruct.prepare import TOKENIZER, Examples
-from medarena.training.loop import Recorder, StepEngine, init_distributed, read_run
+from medarena.training.loop import StepEngine, init_distributed, read_run, train_steps
 
 ADAPTER = "adapter"
 
@@ -86,7 +85,7 @@ def main(run_dir: Path, run: dict[str, Any]) -> None:
     from transformers import AutoTokenizer
 
     plan = run["plan"]
-    rank, world = init_distributed(plan)
+    rank = init_distributed(plan)
     torch.manual_seed(run["seed"])
     tokenizer = AutoTokenizer.from_pretrained(run_dir / TOKENIZER)
     model = build_model(run, tokenizer)
@@ -100,45 +99,18 @@ def main(run_dir: Path, run: dict[str, Any]) -> None:
         )
     step, position = engine.resume(run_dir)
     examples = Examples(run_dir / "data")
-    order = examples.order(run["seed"], position)
-    seen = examples.tokens_before(run["seed"], position)
-    recorder = Recorder(run) if rank == 0 else None
-    # frozen weights: forward 2N plus the backward's activation gradients 2N per token
-    flops_per_token = 4 * run["params"] + 6 * run["trainable_params"]
-    while step < plan["steps"]:
-        started = time.perf_counter()
-        batch = [next(order) for _ in range(plan["global_batch"])]
-        micro, losses, tokens = plan["micro_batch"], [], 0
-        for m in range(plan["grad_accum"]):
-            first = (m * world + rank) * micro
-            inputs = collate(examples, batch[first : first + micro], tokenizer.pad_token_id)
-            tokens += int(inputs["attention_mask"].sum())
-            loss = engine.forward(**{k: v.to(engine.device) for k, v in inputs.items()}).loss
-            engine.backward(loss)
-            engine.step()
-            losses.append(loss.detach().float())
-        step, position = step + 1, position + plan["global_batch"]
-        totals = torch.stack([torch.stack(losses).mean(), torch.tensor(float(tokens))])
-        torch.distributed.all_reduce(totals)
-        seconds = time.perf_counter() - started
-        seen += int(totals[1].item())
-        if recorder is not None:
-            recorder.step(
-                step,
-                (totals[0] / world).item(),
-                engine.last_lr(),
-                engine.grad_norm(),
-                totals[1].item() / seconds,
-                flops_per_token,
-                seen,
-            )
-        if step % run["checkpoint_every"] == 0 or step == plan["steps"]:
-            if recorder is not None:
-                recorder.flush()
-            engine.save(run_dir, step, position)
+    train_steps(
+        engine,
+        run,
+        run_dir,
+        examples.order(run["seed"], position),
+        lambda indices: collate(examples, indices, tokenizer.pad_token_id),
+        start=(step, position),
+        tokens_seen=examples.tokens_before(run["seed"], position),
+        # frozen weights: forward 2N plus the backward's activation gradients 2N per token
+        flops_per_token=4 * run["params"] + 6 * run["trainable_params"],
+    )
     _save_adapter(model, tokenizer, run_dir, rank)
-    if recorder is not None:
-        recorder.flush()
     torch.distributed.barrier()
 
 

@@ -10,14 +10,13 @@ data position (sequences consumed) and RNG states.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from medarena.training.loop import Recorder, StepEngine, init_distributed, read_run
+from medarena.training.loop import StepEngine, init_distributed, read_run, train_steps
 
 EXPORT = "export"
 
@@ -28,7 +27,7 @@ def main(run_dir: Path, run: dict[str, Any]) -> None:
     from medarena.data.pack import PackedDataset
 
     plan = run["plan"]
-    rank, world = init_distributed(plan)
+    rank = init_distributed(plan)
     torch.manual_seed(run["seed"])
     dtype = torch.bfloat16 if plan["bf16"] else torch.float32
     model = AutoModelForCausalLM.from_pretrained(run["base_location"], dtype=dtype)
@@ -38,43 +37,23 @@ def main(run_dir: Path, run: dict[str, Any]) -> None:
     if rank == 0:
         print(f"engine: {engine.describe()}, {plan['steps']} steps", flush=True)
     step, position = engine.resume(run_dir)
-    data = PackedDataset(run_dir / "data")
-    stream = data.sequences(run["seed"], start=position)
-    recorder = Recorder(run) if rank == 0 else None
-    flops_per_token = 6 * run["params"]  # ZeRO-3 partitions the module's own tensors
-    while step < plan["steps"]:
-        started = time.perf_counter()
-        batch = np.stack([next(stream) for _ in range(plan["global_batch"])]).astype(np.int64)
-        micro, losses = plan["micro_batch"], []
-        for m in range(plan["grad_accum"]):
-            first = (m * world + rank) * micro
-            ids = torch.from_numpy(batch[first : first + micro]).to(engine.device)
-            loss = engine.forward(input_ids=ids, labels=ids).loss
-            engine.backward(loss)
-            engine.step()
-            losses.append(loss.detach().float())
-        step, position = step + 1, position + plan["global_batch"]
-        mean = torch.stack(losses).mean()
-        torch.distributed.all_reduce(mean)
-        seconds = time.perf_counter() - started
-        tokens_per_s = plan["global_batch"] * plan["sequence_length"] / seconds
-        if recorder is not None:
-            recorder.step(
-                step,
-                (mean / world).item(),
-                engine.last_lr(),
-                engine.grad_norm(),
-                tokens_per_s,
-                flops_per_token,
-                position * plan["sequence_length"],
-            )
-        if step % run["checkpoint_every"] == 0 or step == plan["steps"]:
-            if recorder is not None:
-                recorder.flush()
-            engine.save(run_dir, step, position)
+    stream = PackedDataset(run_dir / "data").sequences(run["seed"], start=position)
+
+    def to_inputs(sequences: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        ids = torch.from_numpy(np.stack(sequences).astype(np.int64))
+        return {"input_ids": ids, "labels": ids}
+
+    train_steps(
+        engine,
+        run,
+        run_dir,
+        stream,
+        to_inputs,
+        start=(step, position),
+        tokens_seen=position * plan["sequence_length"],
+        flops_per_token=6 * run["params"],  # ZeRO-3 partitions the module's own tensors
+    )
     _export(model, run_dir, rank, run["base_location"])
-    if recorder is not None:
-        recorder.flush()
     torch.distributed.barrier()
 
 

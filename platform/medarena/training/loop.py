@@ -10,6 +10,8 @@ import json
 import math
 import os
 import random
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +69,9 @@ def deepspeed_config(plan: dict[str, Any], grad_clip: float | None) -> dict[str,
     return config
 
 
-def init_distributed(plan: dict[str, Any]) -> tuple[int, int]:
-    """Join the process group (nccl on GPUs, gloo on CPU); returns (rank, world size)."""
+def init_distributed(plan: dict[str, Any]) -> int:
+    """Join the process group (nccl on GPUs, gloo on CPU), checking its size against the plan;
+    returns this process's rank."""
     import deepspeed
 
     on_gpu = torch.cuda.is_available()
@@ -76,7 +79,7 @@ def init_distributed(plan: dict[str, Any]) -> tuple[int, int]:
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     if world != plan["world_size"]:
         raise RuntimeError(f"launched with {world} ranks; the plan has {plan['world_size']}")
-    return rank, world
+    return rank
 
 
 def adamw(params: Any, plan: dict[str, Any], optim: dict[str, Any]) -> torch.optim.Optimizer:
@@ -246,6 +249,63 @@ class Recorder:
         if self.pending:
             self.store.add_training_steps(self.run_id, self.pending)
             self.pending = []
+
+
+def train_steps(
+    engine: StepEngine,
+    run: dict[str, Any],
+    run_dir: Path,
+    items: Iterator[Any],
+    to_inputs: Callable[[list[Any]], dict[str, torch.Tensor]],
+    *,
+    start: tuple[int, int],
+    tokens_seen: int,
+    flops_per_token: float,
+) -> None:
+    """The optimizer steps from `start` (step, items consumed) to the plan's last.
+
+    Each step draws the global batch from `items` (the data in its seeded order from the resume
+    position); this rank takes its micro-batches from it and `to_inputs` turns each into model
+    inputs (an `attention_mask` marks real tokens where there is padding). Rank 0 records the
+    mean loss, lr, grad norm and tokens/s of every step and writes them at each checkpoint.
+    """
+    plan = run["plan"]
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    recorder = Recorder(run) if rank == 0 else None
+    step, position = start
+    micro = plan["micro_batch"]
+    while step < plan["steps"]:
+        started = time.perf_counter()
+        batch = [next(items) for _ in range(plan["global_batch"])]
+        losses, tokens = [], 0
+        for m in range(plan["grad_accum"]):
+            first = (m * world + rank) * micro
+            inputs = to_inputs(batch[first : first + micro])
+            mask = inputs.get("attention_mask")
+            tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+            loss = engine.forward(**{k: v.to(engine.device) for k, v in inputs.items()}).loss
+            engine.backward(loss)
+            engine.step()
+            losses.append(loss.detach().float())
+        step, position = step + 1, position + plan["global_batch"]
+        totals = torch.stack([torch.stack(losses).mean(), torch.tensor(float(tokens))])
+        torch.distributed.all_reduce(totals)
+        seconds = time.perf_counter() - started
+        tokens_seen += int(totals[1].item())
+        if recorder is not None:
+            recorder.step(
+                step,
+                (totals[0] / world).item(),
+                engine.last_lr(),
+                engine.grad_norm(),
+                totals[1].item() / seconds,
+                flops_per_token,
+                tokens_seen,
+            )
+        if step % run["checkpoint_every"] == 0 or step == plan["steps"]:
+            if recorder is not None:
+                recorder.flush()
+            engine.save(run_dir, step, position)
 
 
 def read_run(argv: list[str], prog: str) -> tuple[Path, dict[str, Any]]:
