@@ -55,25 +55,9 @@ class HFEngine(Engine):
         static_cache: bool = False,
         adapter: str | None = None,
     ):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
-        if adapter is not None:  # a LoRA adapter on its base: the adapter's tokenizer
-            from medarena.adapters import load_adapted
-
-            model, self.tokenizer = load_adapted(location, adapter, dtype=self.dtype)
-            model = model.to(self.device)
-        elif self.device.type == "cuda":
-            # spread over every visible GPU when one does not hold the weights (70B in bf16)
-            model = AutoModelForCausalLM.from_pretrained(
-                location, revision=revision, dtype=self.dtype, device_map="auto"
-            )
-        else:
-            model = AutoModelForCausalLM.from_pretrained(
-                location, revision=revision, dtype=self.dtype
-            ).to(self.device)
+        model, self.tokenizer = self._load(location, revision, adapter)
         self.model = model.eval()
         self.device = self.model.device  # where inputs go (the first shard)
         self.max_length = max_length
@@ -84,6 +68,25 @@ class HFEngine(Engine):
             if self.tokenizer.pad_token_id is not None
             else self.tokenizer.eos_token_id or 0
         )
+
+    def _load(self, location: str, revision: str | None, adapter: str | None) -> tuple[Any, Any]:
+        """The model on this engine's device(s), and its tokenizer."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if adapter is not None:  # a LoRA adapter on its base, with the adapter's tokenizer
+            from medarena.adapters import load_adapted
+
+            model, tokenizer = load_adapted(location, adapter, dtype=self.dtype)
+            return model.to(self.device), tokenizer
+        tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
+        if self.device.type == "cuda":
+            # spread over every visible GPU when one does not hold the weights (70B in bf16)
+            model = AutoModelForCausalLM.from_pretrained(
+                location, revision=revision, dtype=self.dtype, device_map="auto"
+            )
+            return model, tokenizer
+        model = AutoModelForCausalLM.from_pretrained(location, revision=revision, dtype=self.dtype)
+        return model.to(self.device), tokenizer
 
     @property
     def version(self) -> str:
