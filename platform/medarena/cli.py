@@ -362,17 +362,15 @@ def validate(ctx: typer.Context) -> None:
     benchmarks/ (task specs and their bundled items), pretrain/ and instruct/ (recipes)."""
     models_validate(ctx)
     from medarena.cli_evaluate import benchmarks_validate
-    from medarena.evaluate.spec import load_benchmarks
     from medarena.instruct.recipe import check_names
     from medarena.instruct.recipe import load_recipes as load_instruct_recipes
     from medarena.pretrain.recipe import load_recipes
 
-    benchmarks_validate(ctx)
+    tasks = benchmarks_validate(ctx)
     recipes = load_recipes(ctx.obj.workspace)
     out.print(f"ok: {len(recipes)} pretraining recipes ({', '.join(sorted(recipes))})")
     tuning = load_instruct_recipes(ctx.obj.workspace)
-    registry = ctx.obj.registry()
-    check_names(tuning, set(registry.chat_templates), set(load_benchmarks(registry.root)))
+    check_names(tuning, set(ctx.obj.registry().chat_templates), set(tasks))
     out.print(f"ok: {len(tuning)} instruction-tuning recipes ({', '.join(sorted(tuning))})")
 
 

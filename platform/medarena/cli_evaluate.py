@@ -64,7 +64,7 @@ def benchmarks_ls(ctx: typer.Context) -> None:
 
 @benchmarks_app.command("validate")
 @reports_errors
-def benchmarks_validate(ctx: typer.Context) -> None:
+def benchmarks_validate(ctx: typer.Context) -> dict[str, Any]:
     """Check every spec, and that its bundled items load in its source format."""
     from medarena.evaluate.runner import load_task_data
     from medarena.registry import find_workspace
@@ -74,6 +74,7 @@ def benchmarks_validate(ctx: typer.Context) -> None:
     for task in tasks.values():
         data = load_task_data(task, root, need_pool=task.data.fewshot is not None)
         out.print(f"ok: {task.name}: {len(data.items)} items, {len(data.pool)} few-shot items")
+    return tasks
 
 
 @app.command("eval")
