@@ -1,0 +1,233 @@
+"""Fault injection shared by tests/faults and scripts/fault_campaign.py: seeded kill points, a
+`medarena` process that SIGKILLs itself at a named point, and store checks (counts, orphans,
+a dump of every table)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, inspect, text
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Where a `medarena eval` process can be killed. K counts add_predictions calls (one per chunk).
+#   chunk-before:K  chunk K scored, nothing of it stored yet
+#   chunk-mid:K     chunk K's INSERT executed, its transaction not committed
+#   chunk-after:K   chunk K committed
+#   finish-mid      every prediction stored; metrics flushed, the closing transaction open
+#   barrier:FOLDER  not a kill: after looking its run key up, wait until a second process has
+#                   done the same (both find no run, as two commands started together do)
+EVAL_PHASES = ("chunk-before", "chunk-mid", "chunk-after")
+
+EVAL_KILLER = r"""
+import os, signal, sys
+from medarena.store import api
+
+point = os.environ["MEDARENA_FAULT"]
+phase, _, number = point.partition(":")
+calls, closing = [], []
+
+def die():
+    sys.stdout.flush(); sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+original_add, original_insert = api.Store.add_predictions, api._insert_new
+original_finish, original_now = api.Store.finish_eval_run, api.utcnow
+
+def add_predictions(self, run_id, predictions):
+    calls.append(1)
+    if phase == "chunk-before" and len(calls) == int(number):
+        die()
+    inserted = original_add(self, run_id, predictions)
+    if phase == "chunk-after" and len(calls) == int(number):
+        die()
+    return inserted
+
+def insert_new(session, table, *args):
+    inserted = original_insert(session, table, *args)
+    if phase == "chunk-mid" and table is api.PredictionRow and len(calls) == int(number):
+        session.flush()
+        die()
+    return inserted
+
+def finish_eval_run(self, *args, **kwargs):
+    closing.append(1)
+    return original_finish(self, *args, **kwargs)
+
+def utcnow():
+    if phase == "finish-mid" and closing:
+        die()  # inside finish_eval_run's transaction: old metrics deleted, new ones added
+    return original_now()
+
+original_find = api.Store.find_eval_run
+
+def find_eval_run(self, spec):
+    found = original_find(self, spec)
+    if phase == "barrier":  # wait until the other process has looked the key up too
+        import pathlib, time
+        folder = pathlib.Path(number)
+        (folder / str(os.getpid())).touch()
+        deadline = time.monotonic() + 120
+        while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return found
+
+api.Store.find_eval_run = find_eval_run
+api.Store.add_predictions, api._insert_new = add_predictions, insert_new
+api.Store.finish_eval_run, api.utcnow = finish_eval_run, utcnow
+from medarena.cli import app
+app(sys.argv[1:], prog_name="medarena")
+"""
+
+
+ENTRY = "import sys; from medarena.cli import app; app(sys.argv[1:], prog_name='medarena')"
+
+
+def eval_kill_points(rng: random.Random, chunks: int, n: int) -> list[str]:
+    """n distinct kill points of an evaluation of `chunks` chunks, drawn with `rng`."""
+    every = [f"{phase}:{k}" for phase in EVAL_PHASES for k in range(1, chunks + 1)]
+    every.append("finish-mid")
+    return rng.sample(every, n)
+
+
+def medarena_process(
+    args: list[str], *, fault: str | None = None, folder: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """`medarena args...` as a child process; with `fault`, one that SIGKILLs itself there."""
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "platform"), str(REPO), os.environ.get("PYTHONPATH", "")]
+        ),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
+    environment.pop("MEDARENA_DB_URL", None)
+    environment.pop("MEDARENA_WORKSPACE", None)
+    if fault is None:
+        command = [sys.executable, "-c", ENTRY, *args]
+    else:
+        script = folder / "eval_killer.py"
+        if not script.exists():
+            script.write_text(EVAL_KILLER)
+        command = [sys.executable, str(script), *args]
+        environment["MEDARENA_FAULT"] = fault
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
+    )
+
+
+def run_medarena(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+    process = medarena_process(args, **kwargs)
+    out, err = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+# ------------------------------------------------------------------------------ store checks
+
+
+def rows(db_url: str, sql: str, **params: Any) -> list[tuple]:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def dump(db_url: str) -> dict[str, list[tuple]]:
+    """Every row of every table, in a stable order: equal dumps mean an untouched store."""
+    engine = create_engine(db_url)
+    try:
+        tables = sorted(inspect(engine).get_table_names())
+        with engine.connect() as connection:
+            return {
+                table: sorted(
+                    (tuple(row) for row in connection.execute(text(f'SELECT * FROM "{table}"'))),
+                    key=repr,
+                )
+                for table in tables
+            }
+    finally:
+        engine.dispose()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# Each query counts rows that must not exist in a consistent store.
+ORPHANS = {
+    "predictions without their eval run": (
+        "SELECT COUNT(*) FROM predictions p LEFT JOIN eval_runs r ON r.id = p.eval_run_id "
+        "WHERE r.id IS NULL"
+    ),
+    "metrics without their eval run": (
+        "SELECT COUNT(*) FROM metrics m LEFT JOIN eval_runs r ON r.id = m.eval_run_id "
+        "WHERE r.id IS NULL"
+    ),
+    "duplicate predictions (run, item)": (
+        "SELECT COUNT(*) FROM (SELECT 1 FROM predictions GROUP BY eval_run_id, item_id "
+        "HAVING COUNT(*) > 1)"
+    ),
+    "duplicate metrics (run, name)": (
+        "SELECT COUNT(*) FROM (SELECT 1 FROM metrics GROUP BY eval_run_id, name "
+        "HAVING COUNT(*) > 1)"
+    ),
+    "completed eval runs whose n_items differs from their predictions": (
+        "SELECT COUNT(*) FROM eval_runs r WHERE r.status = 'completed' AND r.n_items != "
+        "(SELECT COUNT(*) FROM predictions p WHERE p.eval_run_id = r.id)"
+    ),
+    "completed eval runs without metrics": (
+        "SELECT COUNT(*) FROM eval_runs r WHERE r.status = 'completed' AND NOT EXISTS "
+        "(SELECT 1 FROM metrics m WHERE m.eval_run_id = r.id)"
+    ),
+    "unfinished eval runs with a completed twin (same key)": (
+        "SELECT COUNT(*) FROM eval_runs a JOIN eval_runs b ON a.id != b.id "
+        "AND a.variant_id = b.variant_id AND a.task_id = b.task_id "
+        "AND a.dataset_hash = b.dataset_hash AND a.prompt_template_hash = b.prompt_template_hash "
+        "AND a.scoring_mode = b.scoring_mode AND a.shots = b.shots AND a.seed = b.seed "
+        "AND a.engine = b.engine AND a.status != 'completed' AND b.status = 'completed'"
+    ),
+    "training steps without their run": (
+        "SELECT COUNT(*) FROM training_steps s LEFT JOIN training_runs r "
+        "ON r.id = s.training_run_id WHERE r.id IS NULL"
+    ),
+    "duplicate training steps (run, step)": (
+        "SELECT COUNT(*) FROM (SELECT 1 FROM training_steps GROUP BY training_run_id, step "
+        "HAVING COUNT(*) > 1)"
+    ),
+    "variants produced by a run that is not completed": (
+        "SELECT COUNT(*) FROM model_variants v JOIN training_runs r "
+        "ON r.id = v.produced_by_run_id WHERE r.status != 'completed'"
+    ),
+    "variants produced by a missing run": (
+        "SELECT COUNT(*) FROM model_variants v LEFT JOIN training_runs r "
+        "ON r.id = v.produced_by_run_id WHERE v.produced_by_run_id IS NOT NULL AND r.id IS NULL"
+    ),
+    "duplicate variant names": (
+        "SELECT COUNT(*) FROM (SELECT 1 FROM model_variants GROUP BY name HAVING COUNT(*) > 1)"
+    ),
+    "completed training runs without an output variant": (
+        "SELECT COUNT(*) FROM training_runs WHERE status = 'completed' "
+        "AND output_variant_id IS NULL"
+    ),
+    "completed training runs with steps missing": (
+        "SELECT COUNT(*) FROM training_runs r WHERE r.status = 'completed' AND "
+        "(SELECT COUNT(*) FROM training_steps s WHERE s.training_run_id = r.id) != "
+        "(SELECT MAX(s.step) FROM training_steps s WHERE s.training_run_id = r.id)"
+    ),
+}
+
+
+def orphans(db_url: str) -> dict[str, int]:
+    """The consistency checks that failed, with their counts ({} when the store is sound)."""
+    found = {name: rows(db_url, sql)[0][0] for name, sql in ORPHANS.items()}
+    return {name: count for name, count in found.items() if count}
