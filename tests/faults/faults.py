@@ -231,3 +231,159 @@ def orphans(db_url: str) -> dict[str, int]:
     """The consistency checks that failed, with their counts ({} when the store is sound)."""
     found = {name: rows(db_url, sql)[0][0] for name, sql in ORPHANS.items()}
     return {name: count for name, count in found.items() if count}
+
+
+# ------------------------------------------------------------------------------- training
+#
+# Where a `medarena train` command can be killed; the first group inside the training process
+# (the rank), the second inside the command itself. S is an optimizer step.
+#   step:S           step S recorded in memory (not yet written to the store)
+#   flushed:S        checkpoint step S: its step metrics committed, the checkpoint not started
+#   ckpt-partial:S   checkpoint S: a weights/state file half-written (truncated), then the kill
+#   ckpt-unmarked:S  checkpoint S: every file written, `latest` not yet moved to it
+#   export           the final weights (pretrain) or adapter (LoRA) written, the process not done
+#   merge-staged     LoRA: the merged model written to its staging folder, not yet renamed
+#   registered       models/<output>.yaml written, the store not yet told
+#   finished         the store's run closed and variants linked, run.json not yet updated
+
+TRAIN_KILLER = r"""
+import os, signal, sys
+from pathlib import Path
+
+point = os.environ["MEDARENA_FAULT"]
+phase, _, arg = point.partition(":")
+here = Path(__file__).resolve()
+
+def die():
+    sys.stdout.flush(); sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if len(sys.argv) > 1 and sys.argv[1] == "--rank":  # the training process
+    import builtins, importlib
+    import torch
+    from medarena.training import loop
+
+    module = importlib.import_module(sys.argv[2])
+    saving = []
+    if phase == "step":
+        original_step = loop.Recorder.step
+        def step(self, number, *args):
+            original_step(self, number, *args)
+            if number == int(arg):
+                die()
+        loop.Recorder.step = step
+    if phase == "flushed":
+        original_flush = loop.Recorder.flush
+        def flush(self):
+            last = self.pending[-1].step if self.pending else None
+            original_flush(self)
+            if last == int(arg):
+                die()
+        loop.Recorder.flush = flush
+    original_save = loop.StepEngine.save
+    def save(self, run_dir, number, position):
+        saving.append(number == int(arg or 0))
+        try:
+            return original_save(self, run_dir, number, position)
+        finally:
+            saving.pop()
+    loop.StepEngine.save = save
+    if phase == "ckpt-partial":
+        original_torch_save = torch.save
+        def torch_save(obj, f, *args, **kwargs):
+            original_torch_save(obj, f, *args, **kwargs)
+            if saving and saving[-1] and isinstance(f, (str, os.PathLike)):
+                data = Path(f).read_bytes()
+                Path(f).write_bytes(data[: len(data) // 2])
+                die()
+        torch.save = torch_save
+    if phase == "ckpt-unmarked":
+        original_open, original_atomic = builtins.open, loop._write_atomic
+        def guarded_open(file, mode="r", *args, **kwargs):
+            if saving and saving[-1] and "w" in mode and Path(str(file)).name == "latest":
+                die()  # DeepSpeed writes `latest` last
+            return original_open(file, mode, *args, **kwargs)
+        def write_atomic(path, text):
+            if saving and saving[-1] and path.name == "latest":
+                die()  # the plain loop's marker
+            return original_atomic(path, text)
+        builtins.open, loop._write_atomic = guarded_open, write_atomic
+    if phase == "export":
+        for name in ("_export", "_save_adapter"):
+            if hasattr(module, name):
+                original_export = getattr(module, name)
+                def export(*args, _original=original_export):
+                    _original(*args)
+                    die()
+                setattr(module, name, export)
+    module.main(*loop.read_run(sys.argv[3:], "fault"))
+else:  # the `medarena train` command
+    from medarena import adapters, cli_train
+    from medarena.store import api
+    from medarena.training import launch
+
+    original_command = launch.local_command
+    def local_command(name, run_dir, procs, launcher):
+        _, env = original_command(name, run_dir, procs, launcher)
+        return [sys.executable, str(here), "--rank", name, str(run_dir)], env
+    launch.local_command = local_command
+    if phase == "merge-staged":
+        original_rename = adapters.Path.rename
+        def rename(self, target):
+            if Path(target).name == "merged":
+                die()
+            return original_rename(self, target)
+        adapters.Path.rename = rename
+    if phase == "registered":
+        original_add = cli_train.add_family
+        def add_family(*args, **kwargs):
+            original_add(*args, **kwargs)
+            die()
+        cli_train.add_family = add_family
+    if phase == "finished":
+        original_finish = api.Store.finish_training_run
+        def finish_training_run(*args, **kwargs):
+            original_finish(*args, **kwargs)
+            die()
+        api.Store.finish_training_run = finish_training_run
+    from medarena.cli import app
+    app(sys.argv[1:], prog_name="medarena")
+"""
+
+
+def train_kill_points(
+    rng: random.Random, steps: int, every: int, n: int, *, lora: bool = False
+) -> list[str]:
+    """n distinct kill points of one training run, drawn with `rng`, in the order a run
+    reaches them (so each rerun gets further than the last)."""
+    order = []
+    for step in range(1, steps + 1):
+        order.append(f"step:{step}")
+        if step % every == 0 or step == steps:
+            order += [f"flushed:{step}", f"ckpt-partial:{step}", f"ckpt-unmarked:{step}"]
+    order += ["export", *(["merge-staged"] if lora else []), "registered", "finished"]
+    return sorted(rng.sample(order, n), key=order.index)
+
+
+def train_process(args: list[str], fault: str | None, folder: Path) -> subprocess.Popen:
+    """`medarena train ...` as a child process; with `fault`, killed there (SIGKILL)."""
+    if fault is None:
+        return medarena_process(args, folder=folder)
+    script = folder / "train_killer.py"
+    if not script.exists():
+        script.write_text(TRAIN_KILLER)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "platform"), str(REPO), os.environ.get("PYTHONPATH", "")]
+        ),
+        "HF_HUB_OFFLINE": "1",
+        "MEDARENA_FAULT": fault,
+    }
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )

@@ -12,8 +12,20 @@ ITEMS, CHUNK = 40, 8  # medqa_4options sample: 5 chunks
 
 
 def eval_args(workspace: Path, db_url: str, *extra: str) -> list[str]:
-    return ["--workspace", str(workspace), "--db", db_url, "eval", "-m", "tiny-medical-base",
-            "-t", "medqa_4options", "--chunk-size", str(CHUNK), *extra]
+    return [
+        "--workspace",
+        str(workspace),
+        "--db",
+        db_url,
+        "eval",
+        "-m",
+        "tiny-medical-base",
+        "-t",
+        "medqa_4options",
+        "--chunk-size",
+        str(CHUNK),
+        *extra,
+    ]
 
 
 def test_eval_killed_at_seeded_points_resumes_to_one_result_per_item(
@@ -43,8 +55,9 @@ def test_eval_killed_at_seeded_points_resumes_to_one_result_per_item(
         assert stored == [("running", expected)], point  # whole chunks only, still open
         assert rows(db_url, "SELECT COUNT(*) FROM metrics") == [(0,)] if seed == 0 else True
 
-        resumed = invoke(eval_workspace, db_url, *eval_args(eval_workspace, db_url)[4:],
-                         "--seed", str(seed))
+        resumed = invoke(
+            eval_workspace, db_url, *eval_args(eval_workspace, db_url)[4:], "--seed", str(seed)
+        )
         assert resumed.exit_code == 0, resumed.output
 
     assert orphans(db_url) == {}
@@ -57,8 +70,9 @@ def test_eval_killed_at_seeded_points_resumes_to_one_result_per_item(
 
     fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
     assert invoke(eval_workspace, fresh, *eval_args(eval_workspace, fresh)[4:]).exit_code == 0
-    metrics = "SELECT name, value, ci_low, ci_high, n FROM metrics WHERE eval_run_id = :run " \
-              "ORDER BY name"
+    metrics = (
+        "SELECT name, value, ci_low, ci_high, n FROM metrics WHERE eval_run_id = :run ORDER BY name"
+    )
     reference = rows(fresh, metrics, run=1)
     for (run_id,) in rows(db_url, "SELECT id FROM eval_runs"):
         assert rows(db_url, metrics, run=run_id) == reference  # loglik: the seed changes nothing
@@ -67,8 +81,19 @@ def test_eval_killed_at_seeded_points_resumes_to_one_result_per_item(
 def test_two_eval_processes_share_one_database(eval_workspace, tmp_path):
     db_url = f"sqlite:///{tmp_path / 'shared.db'}"
     assert invoke(eval_workspace, db_url, "models", "sync").exit_code == 0
-    base = ["--workspace", str(eval_workspace), "--db", db_url, "eval", "-m", "tiny-medical-base",
-            "--chunk-size", "4", "--limit", "16"]
+    base = [
+        "--workspace",
+        str(eval_workspace),
+        "--db",
+        db_url,
+        "eval",
+        "-m",
+        "tiny-medical-base",
+        "--chunk-size",
+        "4",
+        "--limit",
+        "16",
+    ]
     # both start on the same task (one run key) and look it up before either creates the run,
     # then each goes on with a task of its own
     barrier = tmp_path / "barrier"
@@ -81,7 +106,7 @@ def test_two_eval_processes_share_one_database(eval_workspace, tmp_path):
         [*base, "-t", "pubmedqa", "-t", "medmcqa"], fault=fault, folder=tmp_path
     )
     outputs = [process.communicate(timeout=600) for process in (first, second)]
-    for process, (out, err) in zip((first, second), outputs, strict=True):
+    for process, (_out, err) in zip((first, second), outputs, strict=True):
         assert process.returncode == 0, err[-3000:]
         assert "locked" not in err
     assert orphans(db_url) == {}
@@ -91,8 +116,9 @@ def test_two_eval_processes_share_one_database(eval_workspace, tmp_path):
         "FROM eval_runs r JOIN tasks t ON t.id = r.task_id "
         "JOIN predictions p ON p.eval_run_id = r.id GROUP BY t.name ORDER BY t.name",
     )
-    sizes = dict(rows(db_url, "SELECT t.name, r.n_items FROM eval_runs r JOIN tasks t "
-                              "ON t.id = r.task_id"))
+    sizes = dict(
+        rows(db_url, "SELECT t.name, r.n_items FROM eval_runs r JOIN tasks t ON t.id = r.task_id")
+    )
     assert sorted(sizes) == ["medmcqa", "medqa_4options", "pubmedqa"]
     assert per_task == [(name, 1, sizes[name], sizes[name]) for name in sorted(sizes)], per_task
     assert rows(db_url, "SELECT DISTINCT status FROM eval_runs") == [("completed",)]
