@@ -318,6 +318,10 @@ def _register_family(registry, run, name: str, variants: list[dict[str, Any]], w
             "variants": variants,
         }
     )
+    if registry.families.get(name) == family:
+        # written by this run before a kill stopped it short of closing the run: the card is
+        # this run's own, so the rerun finishes instead of refusing a duplicate
+        return
     add_family(registry, family, origin=f"training run {run['training_run_id']}")
 
 

@@ -9,6 +9,8 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -351,27 +353,66 @@ else:  # the `medarena train` command
 """
 
 
-def train_kill_points(
-    rng: random.Random, steps: int, every: int, n: int, *, lora: bool = False
-) -> list[str]:
-    """n distinct kill points of one training run, drawn with `rng`, in the order a run
-    reaches them (so each rerun gets further than the last)."""
+RANK_PHASES = ("step", "flushed", "ckpt-partial", "ckpt-unmarked")
+COMMAND_POINTS = ("export", "merge-staged", "registered", "finished")
+
+
+def train_kill_order(steps: int, every: int, *, lora: bool = False) -> list[str]:
+    """Every kill point of one training run, in the order the run reaches them."""
     order = []
     for step in range(1, steps + 1):
         order.append(f"step:{step}")
         if step % every == 0 or step == steps:
             order += [f"flushed:{step}", f"ckpt-partial:{step}", f"ckpt-unmarked:{step}"]
-    order += ["export", *(["merge-staged"] if lora else []), "registered", "finished"]
-    return sorted(rng.sample(order, n), key=order.index)
+    return [*order, "export", *(["merge-staged"] if lora else []), "registered", "finished"]
+
+
+def train_kill_points(
+    rng: random.Random, steps: int, every: int, n: int, *, lora: bool = False
+) -> list[str]:
+    """n distinct kill points of one training run drawn with `rng`: n - 1 inside the training
+    loop and one at its end (export, merge, registration), in the order a run reaches them, so
+    each rerun gets further than the last."""
+    order = train_kill_order(steps, every, lora=lora)
+    inside = [point for point in order if point.partition(":")[0] in RANK_PHASES]
+    end = [point for point in order if point not in inside]
+    return sorted([*rng.sample(inside, n - 1), rng.choice(end)], key=order.index)
+
+
+def killer_script(folder: Path) -> Path:
+    script = folder / "train_killer.py"
+    if not script.exists():
+        script.write_text(TRAIN_KILLER)
+    return script
+
+
+@contextmanager
+def rank_killed_at(point: str, folder: Path) -> Iterator[None]:
+    """While active, `medarena train` run in this process starts a training process that
+    SIGKILLs itself at `point` (one of RANK_PHASES, or `export`)."""
+    from medarena.training import launch
+
+    script, original = killer_script(folder), launch.local_command
+
+    def killing(name: str, run_dir: Path, procs: int, launcher: str):
+        _, env = original(name, run_dir, procs, launcher)
+        return [sys.executable, str(script), "--rank", name, str(run_dir)], {
+            **env,
+            "MEDARENA_FAULT": point,
+        }
+
+    launch.local_command = killing
+    try:
+        yield
+    finally:
+        launch.local_command = original
 
 
 def train_process(args: list[str], fault: str | None, folder: Path) -> subprocess.Popen:
     """`medarena train ...` as a child process; with `fault`, killed there (SIGKILL)."""
     if fault is None:
         return medarena_process(args, folder=folder)
-    script = folder / "train_killer.py"
-    if not script.exists():
-        script.write_text(TRAIN_KILLER)
+    script = killer_script(folder)
     environment = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
