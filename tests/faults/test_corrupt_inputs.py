@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_models
 from tests.faults.faults import dump
 from tests.helpers import invoke
 from tests.integration.test_instruct_run import recipe as instruct_recipe
@@ -21,25 +21,35 @@ CORPUS = "pretrain/samples/guidelines/guidelines.jsonl"
 INSTRUCT = "instruct/samples/memorise/tiny_set.jsonl"
 
 
-@pytest.fixture
-def populated(eval_workspace: Path, tmp_path: Path) -> tuple[Path, str]:
-    """A workspace with its own copies of the data, and a store holding one evaluation."""
-    (eval_workspace / "benchmarks").unlink()
-    shutil.copytree(REPO / "benchmarks", eval_workspace / "benchmarks")
-    shutil.copytree(REPO / "pretrain", eval_workspace / "pretrain")
-    shutil.copytree(REPO / "instruct", eval_workspace / "instruct")
-    (eval_workspace / "pretrain/ci.yaml").write_text(
-        PRETRAIN_RECIPE.format(name="ci", stage=2, steps=2)
-    )
-    (eval_workspace / "instruct/ci.yaml").write_text(
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """A workspace with its own copies of the data and a store holding one evaluation, built
+    once; each test works on a copy."""
+    root = tmp_path_factory.mktemp("corrupt")
+    workspace = root / "ws"
+    copy_models(workspace)
+    for folder in ("benchmarks", "pretrain", "instruct"):
+        shutil.copytree(REPO / folder, workspace / folder)
+    models = workspace / ".medarena/models"
+    models.mkdir(parents=True)
+    (models / "tiny-medical-base").symlink_to(tiny_model_dir)
+    (workspace / "pretrain/ci.yaml").write_text(PRETRAIN_RECIPE.format(name="ci", stage=2, steps=2))
+    (workspace / "instruct/ci.yaml").write_text(
         instruct_recipe("ci", steps=2, deepspeed="false", batch=4)
     )
-    db_url = f"sqlite:///{tmp_path / 'store.db'}"
+    db_url = f"sqlite:///{root / 'store.db'}"
     done = invoke(
-        eval_workspace, db_url, "eval", "-m", "tiny-medical-base", "-t", "pubmedqa", "--limit", "4"
+        workspace, db_url, "eval", "-m", "tiny-medical-base", "-t", "pubmedqa", "--limit", "4"
     )
     assert done.exit_code == 0, done.output
-    return eval_workspace, db_url
+    return root
+
+
+@pytest.fixture
+def populated(template: Path, tmp_path: Path) -> tuple[Path, str]:
+    shutil.copytree(template / "ws", tmp_path / "ws", symlinks=True)
+    shutil.copy(template / "store.db", tmp_path / "store.db")
+    return tmp_path / "ws", f"sqlite:///{tmp_path / 'store.db'}"
 
 
 def truncate_last_line(path: Path) -> int:

@@ -132,6 +132,10 @@ def _sqlite_query(path: Any, sql: str, max_rows: int | None) -> QueryResult:
                     f"refused: the query tried {authorizer.denied or 'to write'}; "
                     "queries are read-only"
                 ) from exc
+            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                raise StoreError(
+                    f"database file {path} cannot be read as a database: {exc}"
+                ) from exc
             raise StoreError(f"query failed: {exc}") from exc
         columns = [column[0] for column in cursor.description or []]
     finally:
