@@ -116,7 +116,7 @@ def eval_command(
 ) -> None:
     """Evaluate variants on benchmark tasks; every item is stored, runs resume after a kill."""
     from medarena.evaluate.engines import ENGINES
-    from medarena.evaluate.runner import EvalOptions
+    from medarena.evaluate.runner import EvalOptions, load_task_data
     from medarena.evaluate.tokens import TRUNCATION_POLICIES
 
     if engine not in ENGINES:
@@ -153,6 +153,18 @@ def eval_command(
     ]
     for task, options in plans:
         options.check(task)  # refuse bad combinations before any model loads
+    checked = set()
+    for task, options in plans:  # and bad data (file:line: field) before the store is opened
+        key = (task.name, options.data, options.limit, options.shots > 0)
+        if key not in checked:
+            checked.add(key)
+            load_task_data(
+                task,
+                registry.root,
+                data=options.data,
+                limit=options.limit,
+                need_pool=options.shots > 0,
+            )
     with ctx.obj.store() as store:
         outcomes = run_plans(store, registry, entries, plans, engine, batch_size, rerun=rerun)
     print_outcomes(outcomes)

@@ -116,7 +116,10 @@ def _resumable(registry: Registry, run_dir: Path, names: list[str]) -> dict[str,
             raise ValueError(
                 f"run {run_dir.name!r} is complete (its output is registered); use --output"
             )
-        out.print(f"resuming run {run_dir.name} from {run_dir}")
+        from medarena.training.loop import check_checkpoint
+
+        tag = check_checkpoint(run_dir)
+        out.print(f"resuming run {run_dir.name} from {run_dir} ({tag or 'no checkpoint yet'})")
         return run
     for name in names:
         if name in registry.families or name in registry.variants:

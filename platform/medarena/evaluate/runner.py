@@ -183,7 +183,10 @@ def evaluate(
     run = None if rerun else store.find_eval_run(spec)
     if run is not None and run.status == "completed":
         return EvalOutcome(run, store.metrics(run.id), 0, run.n_items or 0, True)
+    loaded: list[Engine] = []
     if run is None:
+        # a new run scores every item: load first, so a model that cannot load leaves no run
+        loaded.append(engine_loader())
         run = store.create_eval_run(spec)
     stored = store.stored_item_ids(run.id)
     todo = [prompt for prompt in prompts if prompt.item.id not in stored]
@@ -191,8 +194,9 @@ def evaluate(
         progress(len(prompts) - len(todo), len(prompts))
     items_per_s = tokens_per_s = None
     if todo:
+        loader = (lambda: loaded[0]) if loaded else engine_loader
         items_per_s, tokens_per_s = _score_remaining(
-            store, run, task, todo, options, engine_loader, progress
+            store, run, task, todo, options, loader, progress
         )
     metrics = compute_metrics(store, run.id, task, options.mode)
     finished = store.finish_eval_run(
