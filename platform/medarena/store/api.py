@@ -222,8 +222,19 @@ class Store:
         """Mirror families, variants and published results into SQL so queries can join them.
 
         Variants that left the YAML are kept (their results stay meaningful) but flagged
-        `in_registry = 0`.
+        `in_registry = 0`. Two processes syncing a new database at once both find a name
+        missing and insert it; the loser's transaction rolls back whole and is retried, when it
+        finds the rows and updates them.
         """
+        for attempt in range(3):
+            try:
+                return self._sync_registry(registry)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _sync_registry(self, registry: Registry) -> SyncReport:
         with self._session() as session:
             family_ids = {
                 family.name: self._upsert_family(session, family)

@@ -143,7 +143,7 @@ class EvalRunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     # the run key's hash while the run is unfinished, NULL once completed: at most one open run
     # per key, so two processes that start the same evaluation share one run
-    open_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    open_key: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
 
 
 class MetricRow(Base):
