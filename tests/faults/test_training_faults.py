@@ -81,7 +81,7 @@ def test_pretraining_killed_at_seeded_points_completes_one_run(
     workspace_with_recipes, tmp_path, fault_rng
 ):
     db_url = f"sqlite:///{tmp_path / 'train.db'}"
-    points = train_kill_points(fault_rng, STEPS, EVERY, 3)
+    points = train_kill_points(fault_rng, STEPS, EVERY, 2)
     print("kill points:", points)
     args = ["train", "pretrain", "-r", "fault-z2", "-m", "tiny-medical-base", "--output", "pt"]
     run_until_done(workspace_with_recipes, db_url, args, points, tmp_path)
@@ -93,7 +93,7 @@ def test_lora_killed_at_seeded_points_completes_one_run(
     workspace_with_recipes, tmp_path, fault_rng
 ):
     db_url = f"sqlite:///{tmp_path / 'tune.db'}"
-    points = train_kill_points(fault_rng, STEPS, EVERY, 3, lora=True)
+    points = train_kill_points(fault_rng, STEPS, EVERY, 2, lora=True)
     print("kill points:", points)
     args = ["train", "instruct", "-r", "fault-plain", "-m", "tiny-medical-base", "--output", "chat"]
     run_until_done(workspace_with_recipes, db_url, args, points, tmp_path)
