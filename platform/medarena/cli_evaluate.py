@@ -88,7 +88,7 @@ def eval_command(
     ),
     engine: str = typer.Option("hf", help="hf (transformers) or vllm."),
     mode: str | None = typer.Option(
-        None, help="loglik or generate; default: the task's first scoring mode."
+        None, help="loglik (choice labels), cloze (option texts) or generate; default: the task's first."
     ),
     shots: int = typer.Option(0, min=0, help="Demonstrations from the few-shot split."),
     seeds: list[int] = typer.Option(

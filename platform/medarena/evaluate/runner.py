@@ -22,7 +22,7 @@ from medarena.evaluate.formats import Item, to_items
 from medarena.evaluate.metrics import BertScorer, qa_metrics, summary_metrics
 from medarena.evaluate.prompts import BuiltPrompt, PromptSettings, build_prompt
 from medarena.evaluate.scoring import ScoringOptions, score_chunk
-from medarena.evaluate.spec import BenchmarkTask, DataSplits
+from medarena.evaluate.spec import LOGLIK_MODES, BenchmarkTask, DataSplits
 from medarena.provenance import code_version
 from medarena.registry import Registry, VariantEntry
 from medarena.store import EvalRun, EvalRunSpec, MetricValue, Store
@@ -50,7 +50,7 @@ class EvalOptions:
         """Refuse combinations that cannot be scored, before anything is loaded."""
         if self.mode not in task.scoring_modes:
             raise ValueError(f"task {task.name} allows scoring modes {task.scoring_modes}")
-        if self.mode == "loglik" and (self.cot or self.samples > 1):
+        if self.mode in LOGLIK_MODES and (self.cot or self.samples > 1):
             raise ValueError("chain-of-thought and self-consistency need --mode generate")
         if self.samples > 1 and self.temperature <= 0:
             raise ValueError("self-consistency samples need --temperature above 0")
