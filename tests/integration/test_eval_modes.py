@@ -133,9 +133,7 @@ def test_hub_source_reads_the_same_fields(eval_workspace, db_url, monkeypatch):
 
 
 def test_cloze_mode_scores_the_option_texts(eval_workspace, db_url):
-    medarena(
-        eval_workspace, db_url, *EVAL_TINY, "-t", "medmcqa", "--mode", "cloze", "--limit", "4"
-    )
+    medarena(eval_workspace, db_url, *EVAL_TINY, "-t", "medmcqa", "--mode", "cloze", "--limit", "4")
     run_id, _, mode = only_run(db_url)
     assert mode == "cloze"
     with Store(db_url) as store:

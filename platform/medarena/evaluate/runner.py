@@ -191,8 +191,17 @@ def evaluate(
         progress(len(prompts) - len(todo), len(prompts))
     items_per_s = tokens_per_s = None
     if todo:
+        scoring = ScoringOptions(
+            options.mode,
+            options.cot,
+            options.samples,
+            options.temperature,
+            options.seed,
+            options.truncation,
+            end_of_turn=tuple(template.stop_strings) if template else (),
+        )
         items_per_s, tokens_per_s = _score_remaining(
-            store, run, task, todo, options, engine_loader, progress
+            store, run, task, todo, options, scoring, engine_loader, progress
         )
     metrics = compute_metrics(store, run.id, task, options.mode)
     finished = store.finish_eval_run(
@@ -217,18 +226,11 @@ def _score_remaining(
     task: BenchmarkTask,
     todo: list[BuiltPrompt],
     options: EvalOptions,
+    scoring: ScoringOptions,
     engine_loader: Callable[[], Engine],
     progress: Callable[[int, int], None] | None,
 ) -> tuple[float, float]:
     engine = engine_loader()
-    scoring = ScoringOptions(
-        options.mode,
-        options.cot,
-        options.samples,
-        options.temperature,
-        options.seed,
-        options.truncation,
-    )
     bert = (
         BertScorer(options.bertscore_encoder)
         if task.kind == "summarization" and "bertscore_f1" in task.metrics

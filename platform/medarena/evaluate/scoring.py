@@ -12,8 +12,8 @@ from typing import Any
 
 from medarena.evaluate.engines import Engine, LoglikRequest, Sampling
 from medarena.evaluate.extract import extract_choice, majority_vote
-from medarena.evaluate.metrics import BertScorer, rouge_scores
 from medarena.evaluate.formats import Item
+from medarena.evaluate.metrics import BertScorer, rouge_scores
 from medarena.evaluate.prompts import BuiltPrompt
 from medarena.evaluate.spec import LOGLIK_MODES, BenchmarkTask
 from medarena.evaluate.tokens import encode_pair, fit_context
@@ -22,12 +22,13 @@ from medarena.store import Prediction
 
 @dataclass(frozen=True)
 class ScoringOptions:
-    mode: str  # loglik | generate
+    mode: str  # loglik | cloze | generate
     cot: bool = False
     samples: int = 1  # self-consistency votes (generate)
     temperature: float = 0.0
     seed: int = 0
     truncation: str = "left"
+    end_of_turn: tuple[str, ...] = ()  # the chat template's stop strings, when one is applied
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def _generate(
     engine: Engine, task: BenchmarkTask, prompts: Sequence[BuiltPrompt], options: ScoringOptions
 ) -> tuple[list[tuple[tuple[str, ...], int]], int]:
     budget = task.generation.cot_max_new_tokens if options.cot else task.generation.max_new_tokens
-    # chain-of-thought reasons over several paragraphs: only the template's stop strings apply
+    # chain-of-thought reasons over several paragraphs: only the template's end of turn applies
     stop = () if options.cot else tuple(task.generation.stop)
     sampling = Sampling(
         max_new_tokens=budget,
@@ -113,6 +114,7 @@ def _generate(
         n=options.samples,
         stop=stop,
         seed=options.seed,
+        end_of_turn=options.end_of_turn,
     )
     ids = []
     for prompt in prompts:
