@@ -88,7 +88,8 @@ def eval_command(
     ),
     engine: str = typer.Option("hf", help="hf (transformers) or vllm."),
     mode: str | None = typer.Option(
-        None, help="loglik or generate; default: the task's first scoring mode."
+        None,
+        help="loglik (choice labels), cloze (option texts) or generate; default: first listed.",
     ),
     shots: int = typer.Option(0, min=0, help="Demonstrations from the few-shot split."),
     seeds: list[int] = typer.Option(
@@ -198,7 +199,7 @@ def run_plans(
 
         try:
             for task, options in plans:
-                label = f"{entry.variant.name} {task.name} seed={options.seed}"
+                label = f"{entry.variant.name} {task.name} {options.mode} seed={options.seed}"
                 with _progress() as bar:
                     bar_id = bar.add_task(label, total=None)
 
@@ -329,7 +330,7 @@ def results(
 
 
 def demo_evaluation(ctx: typer.Context, variants: list[str]) -> None:
-    """`medarena demo`'s last step: every bundled task, its default scoring mode, zero-shot."""
+    """`medarena demo`'s evaluation: every bundled task in each of its scoring modes, 0-shot."""
     from medarena.evaluate.runner import EvalOptions
 
     registry = ctx.obj.registry()
@@ -337,7 +338,9 @@ def demo_evaluation(ctx: typer.Context, variants: list[str]) -> None:
     if not tasks:
         out.print(f"no benchmark specs in {registry.root / 'benchmarks'}: nothing to evaluate")
         return
-    plans = [(task, EvalOptions(mode=task.scoring_modes[0])) for task in tasks.values()]
+    plans = [
+        (task, EvalOptions(mode=mode)) for task in tasks.values() for mode in task.scoring_modes
+    ]
     with ctx.obj.store() as store:
         outcomes = run_plans(store, registry, [registry.variant(v) for v in variants], plans, "hf")
     print_outcomes(outcomes)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medarena.evaluate.runner import compute_metrics
+from medarena.evaluate.runner import compute_metrics, load_task_data
 from medarena.evaluate.spec import load_benchmarks
 from medarena.store import Store
 from tests.conftest import REPO
@@ -130,3 +130,22 @@ def test_hub_source_reads_the_same_fields(eval_workspace, db_url, monkeypatch):
     with Store(db_url) as store:
         assert len(store.predictions(run_id)) == 7
     assert "medqa_4options" in result.stdout
+
+
+def test_cloze_mode_scores_the_option_texts(eval_workspace, db_url):
+    medarena(eval_workspace, db_url, *EVAL_TINY, "-t", "medmcqa", "--mode", "cloze", "--limit", "4")
+    run_id, _, mode = only_run(db_url)
+    assert mode == "cloze"
+    with Store(db_url) as store:
+        predictions = store.predictions(run_id)
+        names = {m.name for m in store.metrics(run_id)}
+    assert names >= {"acc", "acc_norm"} and "parse_failure_rate" not in names
+    task = load_benchmarks(REPO)["medmcqa"]
+    items = {item.id: item for item in load_task_data(task, REPO).items}
+    for prediction in predictions:
+        item = items[prediction.item_id]
+        assert prediction.prompt == f"Question: {item.fields['question']}\nAnswer:"
+        # acc_norm divides by the option text's length, not the letter's
+        assert prediction.logprobs["char_len"] == [len(text) for text in item.option_texts]
+        best = max(range(4), key=prediction.logprobs["loglik"].__getitem__)
+        assert prediction.correct == (best == item.gold)

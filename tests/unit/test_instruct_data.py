@@ -199,3 +199,41 @@ def test_recipe_schema_requires_data_for_each_format():
         }
     )
     assert recipe.lora.target_modules == "all-linear" and recipe.deepspeed.enabled
+
+
+def test_repeat_upsamples_a_source_in_the_prepared_examples(tmp_path, tiny_model_dir):
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from medarena.instruct.prepare import prepare_data
+
+    rows = [{"instruction": f"Question {i}?", "input": "", "output": "yes"} for i in range(3)]
+    recipe = InstructRecipe.model_validate(
+        {
+            **yaml_recipe_fields(),
+            "data": [
+                {"name": "once", "format": "alpaca", "data": _write(tmp_path, "a.jsonl", rows)},
+                {
+                    "name": "thrice",
+                    "format": "alpaca",
+                    "data": _write(tmp_path, "b.jsonl", rows[:2]),
+                    "repeat": 3,
+                },
+            ],
+        }
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    data = prepare_data(recipe, CHATML, tokenizer, tmp_path, tmp_path / "out", 64)
+    assert data.per_source == {"once": 3, "thrice": 6} and data.examples == 9
+    stored = np.load(tmp_path / "out" / "examples.npz")
+    assert len(stored["offsets"]) == 9 + 1
+    with pytest.raises(ValidationError, match="repeat"):
+        _source(format="alpaca", data={"path": "a.jsonl"}, repeat=0)
+
+
+def yaml_recipe_fields() -> dict:
+    """Everything but `data` of the bundled tiny-demo recipe."""
+    import yaml
+
+    fields = yaml.safe_load((REPO / "instruct" / "tiny-demo.yaml").read_text())
+    return {key: value for key, value in fields.items() if key != "data"}

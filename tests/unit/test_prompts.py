@@ -185,3 +185,28 @@ def test_fingerprint_tracks_what_shapes_the_prompt():
     assert PromptSettings("generate", shots=3, seed=9).fingerprint(task) == base
     other_task = task.model_copy(update={"target_delimiter": ""})
     assert PromptSettings("generate").fingerprint(other_task) != base
+
+
+def test_cloze_mode_asks_the_question_alone_and_demos_answer_with_option_text():
+    task, data = task_and_data("medqa_4options")
+    item = data.items[3]
+    zero = build_prompt(task, item, data.pool, PromptSettings("cloze"))
+    assert zero.context == f"Question: {item.fields['question']}\nAnswer:"
+    assert all(text not in zero.context for text in item.option_texts)
+    shots = build_prompt(task, item, data.pool, PromptSettings("cloze", shots=2, seed=1))
+    blocks = shots.context.split("\n\n")
+    demos = {demo.id: demo for demo in data.pool}
+    for block, demo_id in zip(blocks[:2], shots.demo_ids, strict=True):
+        demo = demos[demo_id]
+        assert block == (
+            f"Question: {demo.fields['question']}\nAnswer: {demo.option_texts[demo.gold]}"
+        )
+    # the cloze prompt is part of the run's template hash: a cloze run never resumes a loglik one
+    assert PromptSettings("cloze").fingerprint(task) != PromptSettings("loglik").fingerprint(task)
+
+
+def test_cloze_mode_needs_a_cloze_prompt():
+    task, _ = task_and_data("medqa_4options")
+    spec = task.model_dump() | {"cloze_prompt": None}
+    with pytest.raises(ValueError, match="cloze_prompt"):
+        BenchmarkTask.model_validate(spec)

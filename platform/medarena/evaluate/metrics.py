@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from medarena.compare.bootstrap import bootstrap_ci
+from medarena.evaluate.spec import LOGLIK_MODES
 from medarena.store import MetricValue, Prediction
 
 
@@ -49,7 +50,7 @@ def qa_metrics(
     metrics: list[MetricValue] = []
     if "acc" in wanted:
         metrics.append(mean_metric("acc", [float(bool(p.correct)) for p in predictions]))
-    if "acc_norm" in wanted and mode == "loglik":
+    if "acc_norm" in wanted and mode in LOGLIK_MODES:
         correct = [
             float(p.logprobs["choices"][loglik_choices(p, normalized=True)] == p.gold)
             for p in predictions

@@ -24,7 +24,7 @@ from medarena.schemas import ChatTemplate
 
 @dataclass(frozen=True)
 class PromptSettings:
-    mode: str  # loglik | generate
+    mode: str  # loglik | cloze | generate
     shots: int = 0
     seed: int = 0
     cot: bool = False
@@ -36,7 +36,7 @@ class PromptSettings:
         """Hash of everything that shapes the prompt text (the eval run's template hash)."""
         payload = {
             "preamble": task.preamble,
-            "prompt": task.prompt,
+            "prompt": item_template(task, self.mode),
             "target_delimiter": task.target_delimiter,
             "fewshot_delimiter": task.fewshot_delimiter,
             "instruction": task.instruction if self.mode == "generate" else None,
@@ -60,8 +60,23 @@ class BuiltPrompt:
         return hashlib.sha256(self.context.encode()).hexdigest()
 
 
-def render_item(task: BenchmarkTask, item: Item) -> str:
-    return PROMPT_JINJA.from_string(task.prompt).render(**item.fields)
+def item_template(task: BenchmarkTask, mode: str) -> str:
+    """The cloze mode asks the question without listing the options; the others list them."""
+    if mode == "cloze":
+        assert task.cloze_prompt is not None  # the spec requires it for this mode
+        return task.cloze_prompt
+    return task.prompt
+
+
+def render_item(task: BenchmarkTask, item: Item, mode: str = "loglik") -> str:
+    return PROMPT_JINJA.from_string(item_template(task, mode)).render(**item.fields)
+
+
+def demo_answer(item: Item, mode: str) -> str:
+    """What a demonstration's answer says: the option's text in cloze mode, else its label."""
+    if mode == "cloze" and item.gold is not None:
+        return item.option_texts[item.gold]
+    return item.gold_text
 
 
 def draw_demos(item: Item, pool: list[Item], shots: int, seed: int) -> list[Item]:
@@ -84,8 +99,12 @@ def build_prompt(
     task: BenchmarkTask, item: Item, pool: list[Item], settings: PromptSettings
 ) -> BuiltPrompt:
     demos = draw_demos(item, pool, settings.shots, settings.seed)
-    parts = [render_item(task, demo) + task.target_delimiter + demo.gold_text for demo in demos]
-    question = render_item(task, item)
+    mode = settings.mode
+    parts = [
+        render_item(task, demo, mode) + task.target_delimiter + demo_answer(demo, mode)
+        for demo in demos
+    ]
+    question = render_item(task, item, mode)
     if settings.mode == "generate" and task.instruction:
         question = f"{task.instruction}\n\n{question}"
     if settings.cot:

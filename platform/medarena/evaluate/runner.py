@@ -22,7 +22,7 @@ from medarena.evaluate.formats import Item, to_items
 from medarena.evaluate.metrics import BertScorer, qa_metrics, summary_metrics
 from medarena.evaluate.prompts import BuiltPrompt, PromptSettings, build_prompt
 from medarena.evaluate.scoring import ScoringOptions, score_chunk
-from medarena.evaluate.spec import BenchmarkTask, DataSplits
+from medarena.evaluate.spec import LOGLIK_MODES, BenchmarkTask, DataSplits
 from medarena.provenance import code_version
 from medarena.registry import Registry, VariantEntry
 from medarena.store import EvalRun, EvalRunSpec, MetricValue, Store
@@ -50,7 +50,7 @@ class EvalOptions:
         """Refuse combinations that cannot be scored, before anything is loaded."""
         if self.mode not in task.scoring_modes:
             raise ValueError(f"task {task.name} allows scoring modes {task.scoring_modes}")
-        if self.mode == "loglik" and (self.cot or self.samples > 1):
+        if self.mode in LOGLIK_MODES and (self.cot or self.samples > 1):
             raise ValueError("chain-of-thought and self-consistency need --mode generate")
         if self.samples > 1 and self.temperature <= 0:
             raise ValueError("self-consistency samples need --temperature above 0")
@@ -194,9 +194,18 @@ def evaluate(
         progress(len(prompts) - len(todo), len(prompts))
     items_per_s = tokens_per_s = None
     if todo:
+        scoring = ScoringOptions(
+            options.mode,
+            options.cot,
+            options.samples,
+            options.temperature,
+            options.seed,
+            options.truncation,
+            end_of_turn=tuple(template.stop_strings) if template else (),
+        )
         loader = (lambda: loaded[0]) if loaded else engine_loader
         items_per_s, tokens_per_s = _score_remaining(
-            store, run, task, todo, options, loader, progress
+            store, run, task, todo, options, scoring, loader, progress
         )
     metrics = compute_metrics(store, run.id, task, options.mode)
     finished = store.finish_eval_run(
@@ -221,18 +230,11 @@ def _score_remaining(
     task: BenchmarkTask,
     todo: list[BuiltPrompt],
     options: EvalOptions,
+    scoring: ScoringOptions,
     engine_loader: Callable[[], Engine],
     progress: Callable[[int, int], None] | None,
 ) -> tuple[float, float]:
     engine = engine_loader()
-    scoring = ScoringOptions(
-        options.mode,
-        options.cot,
-        options.samples,
-        options.temperature,
-        options.seed,
-        options.truncation,
-    )
     bert = (
         BertScorer(options.bertscore_encoder)
         if task.kind == "summarization" and "bertscore_f1" in task.metrics

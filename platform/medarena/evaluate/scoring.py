@@ -12,21 +12,23 @@ from typing import Any
 
 from medarena.evaluate.engines import Engine, LoglikRequest, Sampling
 from medarena.evaluate.extract import extract_choice, majority_vote
+from medarena.evaluate.formats import Item
 from medarena.evaluate.metrics import BertScorer, rouge_scores
 from medarena.evaluate.prompts import BuiltPrompt
-from medarena.evaluate.spec import BenchmarkTask
+from medarena.evaluate.spec import LOGLIK_MODES, BenchmarkTask
 from medarena.evaluate.tokens import encode_pair, fit_context
 from medarena.store import Prediction
 
 
 @dataclass(frozen=True)
 class ScoringOptions:
-    mode: str  # loglik | generate
+    mode: str  # loglik | cloze | generate
     cot: bool = False
     samples: int = 1  # self-consistency votes (generate)
     temperature: float = 0.0
     seed: int = 0
     truncation: str = "left"
+    end_of_turn: tuple[str, ...] = ()  # the chat template's stop strings, when one is applied
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,17 @@ def score_chunk(
     options: ScoringOptions,
     bert: BertScorer | None = None,
 ) -> ChunkResult:
-    if options.mode == "loglik":
+    if options.mode in LOGLIK_MODES:
         return _score_loglik(engine, prompts, options)
     generations, tokens = _generate(engine, task, prompts, options)
     if task.kind == "summarization":
         return ChunkResult(_summaries(prompts, generations, bert), tokens)
     return ChunkResult(_extracted(prompts, generations), tokens)
+
+
+def _continuations(item: Item, mode: str) -> tuple[str, ...]:
+    """What follows the prompt for each choice: its label, or in cloze mode its text."""
+    return item.option_texts if mode == "cloze" else item.choices
 
 
 def _score_loglik(
@@ -57,7 +64,7 @@ def _score_loglik(
     dropped: list[int] = []
     for prompt in prompts:
         most = 0
-        for choice in prompt.item.choices:
+        for choice in _continuations(prompt.item, options.mode):
             context, continuation = encode_pair(
                 engine.tokenizer, prompt.context, prompt.target_delimiter + choice
             )
@@ -71,8 +78,9 @@ def _score_loglik(
     predictions, start = [], 0
     for prompt, cut in zip(prompts, dropped, strict=True):
         item = prompt.item
-        scored = results[start : start + len(item.choices)]
-        start += len(item.choices)
+        continuations = _continuations(item, options.mode)
+        scored = results[start : start + len(continuations)]
+        start += len(continuations)
         lls = [r.logprob for r in scored]
         best = max(range(len(lls)), key=lls.__getitem__)
         predictions.append(
@@ -85,7 +93,7 @@ def _score_loglik(
                     "choices": list(item.choices),
                     "loglik": lls,
                     "is_greedy": [r.is_greedy for r in scored],
-                    "char_len": [len(choice) for choice in item.choices],
+                    "char_len": [len(text) for text in continuations],
                 },
                 details={**_details(prompt, cut), "choices": list(item.choices)},
             )
@@ -98,7 +106,7 @@ def _generate(
     engine: Engine, task: BenchmarkTask, prompts: Sequence[BuiltPrompt], options: ScoringOptions
 ) -> tuple[list[tuple[tuple[str, ...], int]], int]:
     budget = task.generation.cot_max_new_tokens if options.cot else task.generation.max_new_tokens
-    # chain-of-thought reasons over several paragraphs: only the template's stop strings apply
+    # chain-of-thought reasons over several paragraphs: only the template's end of turn applies
     stop = () if options.cot else tuple(task.generation.stop)
     sampling = Sampling(
         max_new_tokens=budget,
@@ -106,6 +114,7 @@ def _generate(
         n=options.samples,
         stop=stop,
         seed=options.seed,
+        end_of_turn=options.end_of_turn,
     )
     ids = []
     for prompt in prompts:

@@ -25,7 +25,13 @@ SOURCE_FORMATS = (
     "mmlu",  # cais/mmlu: question, subject, choices[4], answer 0-3
     "me_llama_summarization",  # Me-LLaMA instruction files: id, query, answer
 )
-SCORING_MODES = ("loglik", "generate")
+# loglik: log-likelihood of each choice label after the prompt that lists the options (lm-eval's
+# MedQA / MMLU formulation); cloze: log-likelihood of each option's text after a prompt without
+# the options (the "cloze formulation" of Gao et al.'s harness and OLMES, Gu et al. 2024), which
+# measures knowledge without needing the letter-matching skill small models lack; generate: a
+# generated answer, extracted and parsed.
+SCORING_MODES = ("loglik", "cloze", "generate")
+LOGLIK_MODES = ("loglik", "cloze")
 QA_METRICS = ("acc", "acc_norm", "macro_f1", "parse_failure_rate")
 SUMMARY_METRICS = ("rouge_1", "rouge_2", "rouge_l", "rouge_lsum", "bertscore_f1")
 
@@ -68,6 +74,9 @@ class BenchmarkTask(Spec):
         "", description="Jinja text put once before the demos and the question (MMLU header)"
     )
     prompt: str = Field(description="Jinja template of one item; its fields come from the format")
+    cloze_prompt: str | None = Field(
+        None, description="Jinja template of one item without its options (cloze scoring mode)"
+    )
     target_delimiter: str = Field(" ", description="between the prompt and the answer choice")
     fewshot_delimiter: str = Field("\n\n", description="between demonstrations")
     instruction: str | None = Field(
@@ -78,16 +87,18 @@ class BenchmarkTask(Spec):
     metrics: list[str] = Field(min_length=1)
     generation: Generation = Generation()
 
-    @field_validator("prompt", "preamble")
+    @field_validator("prompt", "preamble", "cloze_prompt")
     @classmethod
-    def _template_compiles(cls, template: str) -> str:
-        return check_jinja_syntax(PROMPT_JINJA, template)
+    def _template_compiles(cls, template: str | None) -> str | None:
+        return None if template is None else check_jinja_syntax(PROMPT_JINJA, template)
 
     @field_validator("scoring_modes")
     @classmethod
     def _modes_fit_the_kind(cls, modes: list[str], info: ValidationInfo) -> list[str]:
         if info.data.get("kind") == "summarization" and modes != ["generate"]:
             raise ValueError("summarization is scored in generate mode only: [generate]")
+        if "cloze" in modes and not info.data.get("cloze_prompt"):
+            raise ValueError("the cloze mode needs a `cloze_prompt` (the question without options)")
         return modes
 
     @field_validator("metrics")

@@ -138,11 +138,12 @@ def prepare_data(
             if example.answer_tokens == 0:
                 dropped += 1
                 continue
-            ids.append(np.asarray(example.input_ids, dtype=np.int32))
-            labels.append(np.asarray(example.labels, dtype=np.int32))
-            tokens += len(example.input_ids)
-            answers += example.answer_tokens
-            kept += 1
+            for _ in range(source.repeat):
+                ids.append(np.asarray(example.input_ids, dtype=np.int32))
+                labels.append(np.asarray(example.labels, dtype=np.int32))
+            tokens += source.repeat * len(example.input_ids)
+            answers += source.repeat * example.answer_tokens
+            kept += source.repeat
         per_source[source.name] = kept
     if not problems and not ids:
         problems.append(

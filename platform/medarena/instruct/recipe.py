@@ -40,6 +40,9 @@ class InstructSource(Spec):
     task: Name | None = Field(None, description="benchmark task whose train split is used")
     chain_of_thought: bool = True
     limit: int | None = Field(None, gt=0, description="first N records only")
+    repeat: int = Field(
+        1, ge=1, description="each record this many times per epoch (upsamples a small source)"
+    )
 
     @model_validator(mode="after")
     def _has_its_data(self) -> InstructSource:

@@ -341,6 +341,11 @@ class Store:
                 session.scalars(select(ModelVariantRow.name).order_by(ModelVariantRow.name))
             )
 
+    def task_names(self) -> list[str]:
+        """Tasks that have been evaluated at least once."""
+        with self._session() as session:
+            return list(session.scalars(select(TaskRow.name).order_by(TaskRow.name)))
+
     # ---------------------------------------------------------------------------- evaluation
 
     def _variant_id(self, session: Session, name: str) -> int:

@@ -264,7 +264,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 class Recorder:
-    """Rank 0 writes step metrics to the store every checkpoint (idempotent after a resume)."""
+    """Rank 0 writes step metrics to the store every checkpoint (idempotent after a resume) and
+    shows them: a progress bar on a terminal, one line per step in logs and pipes."""
 
     def __init__(self, run: dict[str, Any]):
         from medarena.store import Store, TrainingStep
@@ -272,17 +273,57 @@ class Recorder:
         self.store, self.run_id, self.pending = Store(run["db_url"]), run["training_run_id"], []
         self.peak = run.get("peak_flops")
         self.TrainingStep = TrainingStep
+        self.bar = _terminal_bar(run["plan"]["steps"])
 
     def step(self, step, loss, lr, grad_norm, tokens_per_s, flops_per_token, tokens_seen) -> None:
         mfu = flops_per_token * tokens_per_s / self.peak if self.peak else None
         norm = float(grad_norm) if grad_norm is not None else None
         self.pending.append(self.TrainingStep(step, loss, lr, norm, tokens_per_s, mfu, tokens_seen))
-        print(f"step {step} loss {loss:.4f} lr {lr:.2e} {tokens_per_s:,.0f} tok/s", flush=True)
+        line = f"loss {loss:.4f} lr {lr:.2e} {tokens_per_s:,.0f} tok/s"
+        if self.bar is None:
+            print(f"step {step} {line}", flush=True)
+        else:
+            self.bar.update(self.bar.task_ids[0], completed=step, status=line)
 
     def flush(self) -> None:
         if self.pending:
             self.store.add_training_steps(self.run_id, self.pending)
             self.pending = []
+
+    def close(self) -> None:
+        self.flush()
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _terminal_bar(total_steps: int) -> Any:
+    """A live progress bar on stderr when it is a terminal (None otherwise)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return None
+    bar = Progress(
+        TextColumn("step"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    bar.add_task("train", total=total_steps, status="")
+    bar.start()
+    return bar
 
 
 def train_steps(
@@ -340,6 +381,8 @@ def train_steps(
             if recorder is not None:
                 recorder.flush()
             engine.save(run_dir, step, position)
+    if recorder is not None:
+        recorder.close()
 
 
 def read_run(argv: list[str], prog: str) -> tuple[Path, dict[str, Any]]:

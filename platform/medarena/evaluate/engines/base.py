@@ -35,6 +35,8 @@ class Sampling:
     n: int = 1
     stop: tuple[str, ...] = ()
     seed: int = 0
+    # the chat template's end-of-turn markers: a chat model's reply ends there, whatever the task
+    end_of_turn: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,18 @@ class Engine(ABC):
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release the model (GPU memory, engine processes)."""
+
+
+def stop_token_ids(tokenizer: Any, markers: Sequence[str]) -> list[int]:
+    """Ids of the markers that are single tokens (special tokens such as <|im_end|>), which a
+    decoder has to stop on by id: skipping special tokens in decoding hides them from a
+    string match."""
+    ids = []
+    for marker in markers:
+        encoded = tokenizer.encode(marker, add_special_tokens=False)
+        if len(encoded) == 1:
+            ids.append(encoded[0])
+    return ids
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

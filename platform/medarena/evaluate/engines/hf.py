@@ -24,6 +24,7 @@ from medarena.evaluate.engines.base import (
     Progress,
     Sampling,
     cut_at_stop,
+    stop_token_ids,
 )
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -183,8 +184,16 @@ class HFEngine(Engine):
             }
             if sampling.temperature > 0:
                 options.update(temperature=sampling.temperature, top_p=1.0, top_k=0)
-            if sampling.stop:
-                options.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+            stops = [*sampling.stop, *sampling.end_of_turn]
+            if stops:
+                options.update(stop_strings=stops, tokenizer=self.tokenizer)
+            ends = [
+                self.tokenizer.eos_token_id,
+                *stop_token_ids(self.tokenizer, sampling.end_of_turn),
+            ]
+            ends = [i for i in ends if i is not None]
+            if ends:
+                options["eos_token_id"] = ends
             if self.static_cache:
                 options["cache_implementation"] = "static"
             out = self.model.generate(
@@ -194,10 +203,10 @@ class HFEngine(Engine):
             for row, index in enumerate(chunk):
                 texts, count = [], 0
                 for sample in new[row]:
-                    tokens = _until_eos(sample.tolist(), self.tokenizer.eos_token_id)
+                    tokens = _until_end(sample.tolist(), ends)
                     count += len(tokens)
                     text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-                    texts.append(cut_at_stop(text, sampling.stop))
+                    texts.append(cut_at_stop(text, stops))
                 outputs[index] = Generation(tuple(texts), count)
         return [output for output in outputs if output is not None]
 
@@ -207,8 +216,8 @@ class HFEngine(Engine):
             torch.cuda.empty_cache()
 
 
-def _until_eos(tokens: list[int], eos_id: int | None) -> list[int]:
-    """Generated tokens up to (not including) end-of-sequence; padding only follows it."""
-    if eos_id is not None and eos_id in tokens:
-        return tokens[: tokens.index(eos_id)]
-    return tokens
+def _until_end(tokens: list[int], end_ids: list[int]) -> list[int]:
+    """Generated tokens up to (not including) the first end-of-sequence or end-of-turn token;
+    padding only follows it."""
+    ends = [tokens.index(i) for i in end_ids if i in tokens]
+    return tokens[: min(ends)] if ends else tokens

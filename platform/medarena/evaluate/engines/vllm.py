@@ -20,6 +20,7 @@ from medarena.evaluate.engines.base import (
     LoglikResult,
     Progress,
     Sampling,
+    stop_token_ids,
 )
 
 
@@ -96,7 +97,8 @@ class VLLMEngine(Engine):
             n=sampling.n,
             temperature=sampling.temperature,
             max_tokens=sampling.max_new_tokens,
-            stop=list(sampling.stop) or None,
+            stop=[*sampling.stop, *sampling.end_of_turn] or None,
+            stop_token_ids=stop_token_ids(self.tokenizer, sampling.end_of_turn) or None,
             seed=sampling.seed,
         )
         outputs = self.llm.generate(
