@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 #   chunk-before:K  chunk K scored, nothing of it stored yet
 #   chunk-mid:K     chunk K's INSERT executed, its transaction not committed
 #   chunk-after:K   chunk K committed
-#   finish-mid      every prediction stored; metrics flushed, the closing transaction open
+#   finish-mid      every prediction stored; inside the closing transaction (old metrics
+#                   deleted, new ones added), before its commit
 #   barrier:FOLDER  not a kill: after looking its run key up, wait until a second process has
 #                   done the same (both find no run, as two commands started together do)
 EVAL_PHASES = ("chunk-before", "chunk-mid", "chunk-after")
