@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 #   chunk-after:K   chunk K committed
 #   finish-mid      every prediction stored; inside the closing transaction (old metrics
 #                   deleted, new ones added), before its commit
-#   barrier:FOLDER  not a kill: after looking its run key up, wait until a second process has
-#                   done the same (both find no run, as two commands started together do)
+#   barrier:FOLDER  not a kill: after looking its first run key up, wait until a second process
+#                   has done the same (both find no run, as two commands started together do)
+#   barrier-late:FOLDER  the same, then 4 s more before going on (a slower model load)
 EVAL_PHASES = ("chunk-before", "chunk-mid", "chunk-after")
 
 EVAL_KILLER = r"""
@@ -34,7 +35,7 @@ from medarena.store import api
 
 point = os.environ["MEDARENA_FAULT"]
 phase, _, number = point.partition(":")
-calls, closing = [], []
+calls, closing, waited = [], [], []
 
 def die():
     sys.stdout.flush(); sys.stderr.flush()
@@ -72,13 +73,17 @@ original_find = api.Store.find_eval_run
 
 def find_eval_run(self, spec):
     found = original_find(self, spec)
-    if phase == "barrier":  # wait until the other process has looked the key up too
+    if phase in ("barrier", "barrier-late") and not waited:
+        # wait until the other process has looked the key up too (first task only)
         import pathlib, time
         folder = pathlib.Path(number)
         (folder / str(os.getpid())).touch()
         deadline = time.monotonic() + 120
         while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
+        if phase == "barrier-late":
+            time.sleep(4)  # then be slow, as a model that loads slowly: the other may finish
+        waited.append(1)
     return found
 
 api.Store.find_eval_run = find_eval_run

@@ -108,8 +108,11 @@ def test_two_eval_processes_share_one_database(eval_workspace, tmp_path):
     first = medarena_process(
         [*base, "-t", "pubmedqa", "-t", "medqa_4options"], fault=fault, folder=tmp_path
     )
+    # the second is slower to load its model: the first may have finished the shared run by
+    # then (it must be found, not run again); both creating at the same instant is covered in
+    # test_store_faults.py and by the campaign
     second = medarena_process(
-        [*base, "-t", "pubmedqa", "-t", "medmcqa"], fault=fault, folder=tmp_path
+        [*base, "-t", "pubmedqa", "-t", "medmcqa"], fault=f"barrier-late:{barrier}", folder=tmp_path
     )
     outputs = [process.communicate(timeout=600) for process in (first, second)]
     for process, (_out, err) in zip((first, second), outputs, strict=True):

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+from medarena.registry import load_registry
+from medarena.store import EvalRunSpec, MetricValue, Prediction, Store
 from medarena.store.database import current_revision, downgrade, head_revision, make_engine, upgrade
 from tests.faults.faults import orphans, rows
 from tests.seeded import seed_database
@@ -92,3 +94,34 @@ def test_open_key_migration_keeps_every_result(tmp_path):
     upgrade(engine)
     assert current_revision(engine) == head_revision() and rows(url, counted) == before
     engine.dispose()
+
+
+def test_two_stores_creating_one_run_key_share_the_run(workspace, tmp_path):
+    url = f"sqlite:///{tmp_path / 'key.db'}"
+    spec = EvalRunSpec(
+        variant="tiny-medical-base",
+        task="pubmedqa",
+        task_kind="multiple_choice",
+        dataset_hash="d" * 64,
+        prompt_template_hash="p" * 64,
+        scoring_mode="loglik",
+        shots=0,
+        seed=0,
+        engine="hf",
+        engine_version="x",
+        code_version="y",
+    )
+    with Store(url) as first, Store(url) as second:
+        first.sync_registry(load_registry(workspace))
+        # both looked the key up and found nothing; both create
+        one, two = first.create_eval_run(spec), second.create_eval_run(spec)
+        assert one.id == two.id and one.status == "running"
+        both = [Prediction(item_id=f"i{n}", prompt_hash="h", gold="A") for n in range(6)]
+        assert first.add_predictions(one.id, both[:4]) == 4
+        assert second.add_predictions(one.id, both) == 2  # the overlap is stored once
+        first.finish_eval_run(one.id, [MetricValue("acc", 0.5, 6)])
+        second.set_eval_run_status(one.id, "interrupted")  # the slower one stops: no downgrade
+        assert first.eval_runs("tiny-medical-base", "pubmedqa")[0].status == "completed"
+        # a completed run releases its key: --rerun starts a new one
+        assert second.create_eval_run(spec).id != one.id
+    assert rows(url, "SELECT COUNT(*), COUNT(DISTINCT item_id) FROM predictions") == [(6, 6)]

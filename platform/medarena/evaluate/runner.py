@@ -187,7 +187,12 @@ def evaluate(
     if run is None:
         # a new run scores every item: load first, so a model that cannot load leaves no run
         loaded.append(engine_loader())
-        run = store.create_eval_run(spec)
+        if not rerun:  # another process may have started or finished this key meanwhile
+            run = store.find_eval_run(spec)
+            if run is not None and run.status == "completed":
+                return EvalOutcome(run, store.metrics(run.id), 0, run.n_items or 0, True)
+        if run is None:
+            run = store.create_eval_run(spec)
     stored = store.stored_item_ids(run.id)
     todo = [prompt for prompt in prompts if prompt.item.id not in stored]
     if progress:
