@@ -154,12 +154,11 @@ def eval_command(
     ]
     for task, options in plans:
         options.check(task)  # refuse bad combinations before any model loads
-    checked = set()
+    loaded: dict[tuple[Any, ...], Any] = {}
     for task, options in plans:  # and bad data (file:line: field) before the store is opened
-        key = (task.name, options.data, options.limit, options.shots > 0)
-        if key not in checked:
-            checked.add(key)
-            load_task_data(
+        key = task_data_key(task, options)
+        if key not in loaded:
+            loaded[key] = load_task_data(
                 task,
                 registry.root,
                 data=options.data,
@@ -167,8 +166,15 @@ def eval_command(
                 need_pool=options.shots > 0,
             )
     with ctx.obj.store() as store:
-        outcomes = run_plans(store, registry, entries, plans, engine, batch_size, rerun=rerun)
+        outcomes = run_plans(
+            store, registry, entries, plans, engine, batch_size, rerun=rerun, task_data=loaded
+        )
     print_outcomes(outcomes)
+
+
+def task_data_key(task: BenchmarkTask, options: Any) -> tuple[Any, ...]:
+    """What load_task_data's result depends on, besides the task."""
+    return (task.name, options.data, options.limit, options.shots > 0)
 
 
 def run_plans(
@@ -180,9 +186,11 @@ def run_plans(
     batch_size: int = 32,
     *,
     rerun: bool = False,
+    task_data: dict[tuple[Any, ...], Any] | None = None,
 ) -> list[tuple[BenchmarkTask, Any, Any]]:
     """Every plan (task, options) for every variant; one engine per variant, loaded only if
-    some item still needs scoring, closed when the variant is done."""
+    some item still needs scoring, closed when the variant is done. `task_data`: items already
+    read, by task_data_key."""
     from medarena.evaluate.engines import load_engine
     from medarena.evaluate.runner import evaluate
 
@@ -220,6 +228,7 @@ def run_plans(
                         engine_loader,
                         advance,
                         rerun=rerun,
+                        task_data=(task_data or {}).get(task_data_key(task, options)),
                     )
                 outcomes.append((task, options, outcome))
         finally:

@@ -138,13 +138,16 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     *,
     rerun: bool = False,
+    task_data: TaskData | None = None,
 ) -> EvalOutcome:
     """Evaluate one variant on one task. `engine_loader` is called only if items remain (the
     caller caches the engine across tasks and closes it). `rerun` starts a new run even when
-    one with the same key is stored (a resumed run is always the latest with that key)."""
+    one with the same key is stored (a resumed run is always the latest with that key).
+    `task_data`: the task's items as load_task_data returned them for these options, when the
+    caller already read them (to check them before opening the store)."""
     options.check(task)
     entry = registry.variant(variant_name)
-    data = load_task_data(
+    data = task_data or load_task_data(
         task, registry.root, data=options.data, limit=options.limit, need_pool=options.shots > 0
     )
     template = None
