@@ -256,7 +256,10 @@ def concurrent_stage(ws: Path, tmp: Path, rounds: int) -> Stage:
             stage.resumed_ok += 1
         else:
             locked = any("locked" in err for err in errors)
-            stage.failures.append(f"round {round_}: exits {codes}, locked={locked}, {per_task}")
+            tails = [err.strip().splitlines()[-1:] for err in errors]
+            stage.failures.append(
+                f"round {round_}: exits {codes}, locked={locked}, {per_task}, stderr {tails}"
+            )
         # and two processes opening one new database at the same instant
         path = tmp / f"new-{round_}.db"
         start = str(time.time() + 3)
