@@ -117,7 +117,7 @@ def eval_command(
 ) -> None:
     """Evaluate variants on benchmark tasks; every item is stored, runs resume after a kill."""
     from medarena.evaluate.engines import ENGINES
-    from medarena.evaluate.runner import EvalOptions
+    from medarena.evaluate.runner import EvalOptions, load_task_data
     from medarena.evaluate.tokens import TRUNCATION_POLICIES
 
     if engine not in ENGINES:
@@ -154,9 +154,27 @@ def eval_command(
     ]
     for task, options in plans:
         options.check(task)  # refuse bad combinations before any model loads
+    loaded: dict[tuple[Any, ...], Any] = {}
+    for task, options in plans:  # and bad data (file:line: field) before the store is opened
+        key = task_data_key(task, options)
+        if key not in loaded:
+            loaded[key] = load_task_data(
+                task,
+                registry.root,
+                data=options.data,
+                limit=options.limit,
+                need_pool=options.shots > 0,
+            )
     with ctx.obj.store() as store:
-        outcomes = run_plans(store, registry, entries, plans, engine, batch_size, rerun=rerun)
+        outcomes = run_plans(
+            store, registry, entries, plans, engine, batch_size, rerun=rerun, task_data=loaded
+        )
     print_outcomes(outcomes)
+
+
+def task_data_key(task: BenchmarkTask, options: Any) -> tuple[Any, ...]:
+    """What load_task_data's result depends on, besides the task."""
+    return (task.name, options.data, options.limit, options.shots > 0)
 
 
 def run_plans(
@@ -168,9 +186,11 @@ def run_plans(
     batch_size: int = 32,
     *,
     rerun: bool = False,
+    task_data: dict[tuple[Any, ...], Any] | None = None,
 ) -> list[tuple[BenchmarkTask, Any, Any]]:
     """Every plan (task, options) for every variant; one engine per variant, loaded only if
-    some item still needs scoring, closed when the variant is done."""
+    some item still needs scoring, closed when the variant is done. `task_data`: items already
+    read, by task_data_key."""
     from medarena.evaluate.engines import load_engine
     from medarena.evaluate.runner import evaluate
 
@@ -208,6 +228,7 @@ def run_plans(
                         engine_loader,
                         advance,
                         rerun=rerun,
+                        task_data=(task_data or {}).get(task_data_key(task, options)),
                     )
                 outcomes.append((task, options, outcome))
         finally:

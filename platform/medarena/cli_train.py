@@ -116,7 +116,10 @@ def _resumable(registry: Registry, run_dir: Path, names: list[str]) -> dict[str,
             raise ValueError(
                 f"run {run_dir.name!r} is complete (its output is registered); use --output"
             )
-        out.print(f"resuming run {run_dir.name} from {run_dir}")
+        from medarena.training.loop import check_checkpoint
+
+        tag = check_checkpoint(run_dir)
+        out.print(f"resuming run {run_dir.name} from {run_dir} ({tag or 'no checkpoint yet'})")
         return run
     for name in names:
         if name in registry.families or name in registry.variants:
@@ -318,6 +321,10 @@ def _register_family(registry, run, name: str, variants: list[dict[str, Any]], w
             "variants": variants,
         }
     )
+    if registry.families.get(name) == family:
+        # written by this run before a kill stopped it short of closing the run: the card is
+        # this run's own, so the rerun finishes instead of refusing a duplicate
+        return
     add_family(registry, family, origin=f"training run {run['training_run_id']}")
 
 

@@ -145,7 +145,7 @@ def test_malformed_sample_line_is_named(eval_workspace, db_url):
     result = medarena(eval_workspace, db_url, *EVAL_TINY, "-t", "medmcqa")
     assert result.exit_code == 2
     assert f"{sample}:7: malformed JSON line" in result.stderr
-    assert rows(db_url, "SELECT COUNT(*) FROM eval_runs") == [(0,)]
+    assert not Path(db_url.removeprefix("sqlite:///")).exists()  # refused before the store opens
 
 
 def test_prompt_over_the_context_is_cut_by_policy_and_recorded(eval_workspace, db_url):

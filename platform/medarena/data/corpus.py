@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from medarena.data.records import FieldProblem, Record, convert_all, read_records
+from medarena.data.records import FieldProblem, Record, convert_all, read_records, read_utf8
 from medarena.pretrain.recipe import Source
 from medarena.schemas import FileData
 from medarena.yaml_source import Problem, ProblemsError
@@ -55,6 +55,4 @@ def _from_records(source: Source, records: list[Record]) -> list[Document]:
 
 def _from_folder(source: Source, folder: Path) -> list[Document]:
     files = sorted(folder.glob("*.txt"))
-    return [
-        Document(source.name, path.stem, path.read_text(encoding="utf-8").strip()) for path in files
-    ]
+    return [Document(source.name, path.stem, read_utf8(path).strip()) for path in files]

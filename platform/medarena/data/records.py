@@ -9,6 +9,7 @@ first error, and an empty source is an error.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,8 +93,13 @@ def _read_file(path: Path, source: FileData) -> list[Record]:
 def _read_jsonl(path: Path) -> list[Record]:
     records: list[Record] = []
     problems: list[Problem] = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problems.append(_not_utf8(path, line_number, raw, exc))
+                continue
             if not line.strip():
                 continue
             try:
@@ -112,11 +118,37 @@ def _read_jsonl(path: Path) -> list[Record]:
     return records
 
 
+def _not_utf8(path: Path, line_number: int, line: bytes, exc: UnicodeDecodeError) -> Problem:
+    column = len(line[: exc.start].decode("utf-8", errors="replace")) + 1
+    return Problem(
+        str(path),
+        line_number,
+        "",
+        f"not UTF-8: byte 0x{line[exc.start]:02x} at column {column} ({exc.reason})",
+    )
+
+
+def read_utf8(path: Path) -> str:
+    """The file's text; bytes that are not UTF-8 are a ProblemsError at their line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        end = data.find(b"\n", exc.start)
+        line = data[start : end if end >= 0 else len(data)]
+        shifted = UnicodeDecodeError(
+            exc.encoding, line, exc.start - start, exc.end - start, exc.reason
+        )
+        problem = _not_utf8(path, data.count(b"\n", 0, exc.start) + 1, line, shifted)
+        raise ProblemsError([problem], f"{path} is not UTF-8 text") from None
+
+
 def _read_json(path: Path) -> list[Record]:
     """A JSON list of objects, or an object of objects keyed by id (PubMedQA's files); the key
     is kept as `_key`."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(read_utf8(path))
     except json.JSONDecodeError as exc:
         raise ProblemsError(
             [Problem(str(path), exc.lineno, "", f"malformed JSON: {exc.msg}")], "malformed JSON"
@@ -139,7 +171,7 @@ def _read_json(path: Path) -> list[Record]:
 
 
 def _read_csv(path: Path) -> list[Record]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    with io.StringIO(read_utf8(path), newline="") as handle:
         reader = csv.DictReader(handle)
         records = []
         for row in reader:

@@ -138,13 +138,16 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     *,
     rerun: bool = False,
+    task_data: TaskData | None = None,
 ) -> EvalOutcome:
     """Evaluate one variant on one task. `engine_loader` is called only if items remain (the
     caller caches the engine across tasks and closes it). `rerun` starts a new run even when
-    one with the same key is stored (a resumed run is always the latest with that key)."""
+    one with the same key is stored (a resumed run is always the latest with that key).
+    `task_data`: the task's items as load_task_data returned them for these options, when the
+    caller already read them (to check them before opening the store)."""
     options.check(task)
     entry = registry.variant(variant_name)
-    data = load_task_data(
+    data = task_data or load_task_data(
         task, registry.root, data=options.data, limit=options.limit, need_pool=options.shots > 0
     )
     template = None
@@ -183,8 +186,16 @@ def evaluate(
     run = None if rerun else store.find_eval_run(spec)
     if run is not None and run.status == "completed":
         return EvalOutcome(run, store.metrics(run.id), 0, run.n_items or 0, True)
+    loaded: list[Engine] = []
     if run is None:
-        run = store.create_eval_run(spec)
+        # a new run scores every item: load first, so a model that cannot load leaves no run
+        loaded.append(engine_loader())
+        if not rerun:  # another process may have started or finished this key meanwhile
+            run = store.find_eval_run(spec)
+            if run is not None and run.status == "completed":
+                return EvalOutcome(run, store.metrics(run.id), 0, run.n_items or 0, True)
+        if run is None:
+            run = store.create_eval_run(spec)
     stored = store.stored_item_ids(run.id)
     todo = [prompt for prompt in prompts if prompt.item.id not in stored]
     if progress:
@@ -200,8 +211,9 @@ def evaluate(
             options.truncation,
             end_of_turn=tuple(template.stop_strings) if template else (),
         )
+        loader = (lambda: loaded[0]) if loaded else engine_loader
         items_per_s, tokens_per_s = _score_remaining(
-            store, run, task, todo, options, scoring, engine_loader, progress
+            store, run, task, todo, options, scoring, loader, progress
         )
     metrics = compute_metrics(store, run.id, task, options.mode)
     finished = store.finish_eval_run(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, Insert, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from medarena.registry import Registry
@@ -57,6 +60,21 @@ class EvalRunSpec:
     weights_hash: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     task_spec: dict[str, Any] = field(default_factory=dict)
+
+    def key_hash(self) -> str:
+        """The hash of the run key (what find_eval_run matches on)."""
+        key = [
+            self.variant,
+            self.task,
+            self.dataset_hash,
+            self.prompt_template_hash,
+            self.scoring_mode,
+            self.shots,
+            self.seed,
+            self.engine,
+            self.weights_hash,
+        ]
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -153,12 +171,28 @@ def _insert_new(
 ) -> int:
     """Insert the rows whose key the run has not stored yet, in one multi-row INSERT (the ORM
     unit of work is several times slower). Re-sent rows are skipped, so a resumed run never
-    duplicates. Returns how many were inserted."""
+    duplicates; rows another process inserts between the check and the INSERT (two processes
+    on one run) are skipped by the database (ON CONFLICT DO NOTHING). Returns how many were
+    inserted."""
     stored = set(session.scalars(select(key_column).where(run_column == run_id)))
     fresh = [{run_column.key: run_id, **row} for key, row in rows.items() if key not in stored]
-    if fresh:
-        session.execute(insert(table), fresh)
-    return len(fresh)
+    if not fresh:
+        return 0
+    result = session.connection().execute(_insert_skipping_duplicates(session, table), fresh)
+    return result.rowcount if result.rowcount >= 0 else len(fresh)
+
+
+def _insert_skipping_duplicates(session: Session, table: type) -> Insert:
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table).on_conflict_do_nothing()
+    return insert(table)
 
 
 class Store:
@@ -188,8 +222,19 @@ class Store:
         """Mirror families, variants and published results into SQL so queries can join them.
 
         Variants that left the YAML are kept (their results stay meaningful) but flagged
-        `in_registry = 0`.
+        `in_registry = 0`. Two processes syncing a new database at once both find a name
+        missing and insert it; the loser's transaction rolls back whole and is retried, when it
+        finds the rows and updates them.
         """
+        for attempt in range(3):
+            try:
+                return self._sync_registry(registry)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _sync_registry(self, registry: Registry) -> SyncReport:
         with self._session() as session:
             family_ids = {
                 family.name: self._upsert_family(session, family)
@@ -320,27 +365,39 @@ class Store:
         return row.id
 
     def create_eval_run(self, spec: EvalRunSpec) -> EvalRun:
-        with self._session() as session:
-            row = EvalRunRow(
-                run_uuid=str(uuid4()),
-                variant_id=self._variant_id(session, spec.variant),
-                task_id=self._task_id(session, spec.task, spec.task_kind, spec.task_spec),
-                variant_revision=spec.variant_revision,
-                weights_hash=spec.weights_hash,
-                dataset_hash=spec.dataset_hash,
-                prompt_template_hash=spec.prompt_template_hash,
-                scoring_mode=spec.scoring_mode,
-                shots=spec.shots,
-                seed=spec.seed,
-                engine=spec.engine,
-                engine_version=spec.engine_version,
-                code_version=spec.code_version,
-                config=spec.config,
-                status="running",
-            )
-            session.add(row)
-            session.flush()
-            return self._eval_run(session, row)
+        """A new run for `spec`, or the unfinished run with the same key that another process
+        created meanwhile (at most one run per key is open: two processes share it)."""
+        try:
+            with self._session() as session:
+                row = EvalRunRow(
+                    run_uuid=str(uuid4()),
+                    variant_id=self._variant_id(session, spec.variant),
+                    task_id=self._task_id(session, spec.task, spec.task_kind, spec.task_spec),
+                    variant_revision=spec.variant_revision,
+                    weights_hash=spec.weights_hash,
+                    dataset_hash=spec.dataset_hash,
+                    prompt_template_hash=spec.prompt_template_hash,
+                    scoring_mode=spec.scoring_mode,
+                    shots=spec.shots,
+                    seed=spec.seed,
+                    engine=spec.engine,
+                    engine_version=spec.engine_version,
+                    code_version=spec.code_version,
+                    config=spec.config,
+                    status="running",
+                    open_key=spec.key_hash(),
+                )
+                session.add(row)
+                session.flush()
+                return self._eval_run(session, row)
+        except IntegrityError:
+            with self._session() as session:
+                row = session.scalar(
+                    select(EvalRunRow).where(EvalRunRow.open_key == spec.key_hash())
+                )
+                if row is None:  # it was completed in between: a new run after all
+                    return self.create_eval_run(spec)
+                return self._eval_run(session, row)
 
     def find_eval_run(self, spec: EvalRunSpec) -> EvalRun | None:
         """The latest run with the same reproducibility key (for resuming), if any."""
@@ -422,6 +479,8 @@ class Store:
                 .where(PredictionRow.eval_run_id == run_id)
             )
             row.items_per_s, row.tokens_per_s = items_per_s, tokens_per_s
+            if status == "completed":
+                row.open_key = None  # the key may be run again (--rerun)
             row.finished_at = utcnow()
             session.flush()
             return self._eval_run(session, row)
@@ -431,7 +490,12 @@ class Store:
         if status not in RUN_STATUSES:
             raise ValueError(f"status must be one of {RUN_STATUSES}")
         with self._session() as session:
-            session.get_one(EvalRunRow, run_id).status = status
+            # a run another process completed meanwhile (two processes on one key) stays so
+            session.execute(
+                update(EvalRunRow)
+                .where(EvalRunRow.id == run_id, EvalRunRow.status != "completed")
+                .values(status=status)
+            )
 
     def metrics(self, run_id: int) -> list[MetricValue]:
         with self._session() as session:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
@@ -99,12 +101,44 @@ def has_tables(engine: Engine) -> bool:
         raise StoreError(f"{_describe(engine)} cannot be read as a database: {exc.orig}") from exc
 
 
+@contextmanager
+def _migration(engine: Engine) -> Iterator[Connection]:
+    """A connection whose whole migration is one transaction.
+
+    SQLite has transactional DDL, but Python's sqlite3 (before 3.12) commits before every
+    CREATE / ALTER / DROP on its own, so a migration killed half-way left some tables without a
+    revision stamp ("not a medarena database" ever after), and a second process opening a new
+    database at the same moment saw the first one's half-made schema. Here the driver's own
+    transaction handling is off and the migration runs inside BEGIN IMMEDIATE: all of it or
+    nothing, and a second migrator waits (busy_timeout) and then finds the work done (Alembic
+    reads the revision inside the transaction).
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        saved = driver.isolation_level
+        driver.isolation_level = None  # autocommit at the driver: we issue BEGIN / COMMIT
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.exec_driver_sql("ROLLBACK")
+                raise
+            connection.exec_driver_sql("COMMIT")
+        finally:
+            driver.isolation_level = saved
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
-    """Migrate to `revision`; returns (before, after)."""
+    """Migrate to `revision`, in one transaction; returns (before, after)."""
     before = current_revision(engine)
     config = alembic_config()
     try:
-        with engine.begin() as connection:
+        with _migration(engine) as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except OperationalError as exc:
@@ -114,7 +148,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
 
 def downgrade(engine: Engine, revision: str) -> None:
     config = alembic_config()
-    with engine.begin() as connection:
+    with _migration(engine) as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
 

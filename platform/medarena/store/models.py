@@ -141,6 +141,9 @@ class EvalRunRow(Base):
     tokens_per_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # the run key's hash while the run is unfinished, NULL once completed: at most one open run
+    # per key, so two processes that start the same evaluation share one run
+    open_key: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
 
 
 class MetricRow(Base):

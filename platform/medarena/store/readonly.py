@@ -94,13 +94,46 @@ class _Authorizer:
         return sqlite3.SQLITE_DENY
 
 
+# the authorizer's action codes only: the module's other SQLITE_* integers are result codes,
+# and several share a value with an action (SQLITE_INTERRUPT = SQLITE_DELETE = 9)
 _ACTION_NAMES = {
-    getattr(sqlite3, name): name.removeprefix("SQLITE_")
-    for name in dir(sqlite3)
-    if name.startswith("SQLITE_")
-    and isinstance(getattr(sqlite3, name), int)
-    and name not in {"SQLITE_OK", "SQLITE_DENY", "SQLITE_IGNORE"}
-    and not name.startswith(("SQLITE_LIMIT", "SQLITE_DBCONFIG"))
+    getattr(sqlite3, f"SQLITE_{name}"): name
+    for name in [
+        "CREATE_INDEX",
+        "CREATE_TABLE",
+        "CREATE_TEMP_INDEX",
+        "CREATE_TEMP_TABLE",
+        "CREATE_TEMP_TRIGGER",
+        "CREATE_TEMP_VIEW",
+        "CREATE_TRIGGER",
+        "CREATE_VIEW",
+        "DELETE",
+        "DROP_INDEX",
+        "DROP_TABLE",
+        "DROP_TEMP_INDEX",
+        "DROP_TEMP_TABLE",
+        "DROP_TEMP_TRIGGER",
+        "DROP_TEMP_VIEW",
+        "DROP_TRIGGER",
+        "DROP_VIEW",
+        "INSERT",
+        "PRAGMA",
+        "READ",
+        "SELECT",
+        "TRANSACTION",
+        "UPDATE",
+        "ATTACH",
+        "DETACH",
+        "ALTER_TABLE",
+        "REINDEX",
+        "ANALYZE",
+        "CREATE_VTABLE",
+        "DROP_VTABLE",
+        "FUNCTION",
+        "SAVEPOINT",
+        "RECURSIVE",
+    ]
+    if hasattr(sqlite3, f"SQLITE_{name}")
 }
 
 
@@ -131,6 +164,10 @@ def _sqlite_query(path: Any, sql: str, max_rows: int | None) -> QueryResult:
                 raise WriteRefused(
                     f"refused: the query tried {authorizer.denied or 'to write'}; "
                     "queries are read-only"
+                ) from exc
+            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                raise StoreError(
+                    f"database file {path} cannot be read as a database: {exc}"
                 ) from exc
             raise StoreError(f"query failed: {exc}") from exc
         columns = [column[0] for column in cursor.description or []]

@@ -223,6 +223,40 @@ class StepEngine:
         return int(client["step"]), int(client["position"])
 
 
+def check_checkpoint(run_dir: Path) -> str | None:
+    """The tag `latest` names, after checking its state files are whole (each a readable zip
+    archive, as torch.save writes them; a truncated file has no central directory); None when
+    the run has no checkpoint. A damaged checkpoint is a ValueError naming the file, raised
+    before any process starts, so a resume never dies half-way through loading it."""
+    import zipfile
+
+    folder = run_dir / CHECKPOINTS
+    marker = folder / LATEST
+    if not marker.is_file():
+        return None
+    tag = marker.read_text().strip()
+    where = folder / tag if tag else None
+    earlier = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name != tag)
+    remedy = (
+        f"; earlier checkpoints: {', '.join(earlier)} (write one of them into {marker} to "
+        "resume from it)"
+        if earlier
+        else "; no earlier checkpoint: start again with another --output"
+    )
+    if where is None or not where.is_dir():
+        raise ValueError(f"{marker} names checkpoint {tag!r}, which does not exist{remedy}")
+    files = sorted(where.glob("*.pt"))
+    if not files:
+        raise ValueError(f"checkpoint {where} holds no state file (*.pt){remedy}")
+    for path in files:
+        try:
+            with zipfile.ZipFile(path):
+                pass
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ValueError(f"checkpoint file {path} is damaged ({exc}){remedy}") from None
+    return tag
+
+
 def _write_atomic(path: Path, text: str) -> None:
     staging = path.with_name(path.name + ".partial")
     staging.write_text(text)

@@ -46,15 +46,21 @@ def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: A
         "dtype": variant.dtype,
         "max_length": variant.context_length,
     }
-    if name == "hf":
-        from medarena.evaluate.engines.hf import HFEngine
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    from safetensors import SafetensorError
 
-        return HFEngine(location, adapter=adapter, **common, **options)
-    if name == "vllm":
+    try:
+        if name == "hf":
+            from medarena.evaluate.engines.hf import HFEngine
+
+            return HFEngine(location, adapter=adapter, **common, **options)
         from medarena.evaluate.engines.vllm import VLLMEngine
 
         return VLLMEngine(location, **common, tensor_parallel=variant.tensor_parallel, **options)
-    raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    except (OSError, SafetensorError) as exc:
+        # a damaged or incomplete model folder: say which variant and where
+        raise ValueError(f"cannot load {variant.name} from {adapter or location}: {exc}") from exc
 
 
 __all__ = [
