@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -43,15 +44,38 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+BUSY_TIMEOUT_S = 30.0
+
+
 def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     # WAL lets readers (the dashboard) run beside a writer; busy_timeout makes two writers wait
     # for each other instead of failing with "database is locked".
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """`PRAGMA journal_mode = WAL`, waiting like busy_timeout would.
+
+    Switching a new file's journal mode needs a moment alone with it, and SQLite answers BUSY
+    at once, without its busy handler, while another connection holds the file (another process
+    creating the schema of the same new database): the campaign saw "database is locked" here.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def make_engine(url: str) -> Engine:
