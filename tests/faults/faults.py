@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import create_engine, inspect, text
 
+from tests.helpers import sql_rows
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Where a `medarena eval` process can be killed. K counts add_predictions calls (one per chunk).
@@ -141,13 +143,7 @@ def run_medarena(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
 # ------------------------------------------------------------------------------ store checks
 
 
-def rows(db_url: str, sql: str, **params: Any) -> list[tuple]:
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(text(sql), params)]
-    finally:
-        engine.dispose()
+rows = sql_rows  # one statement's rows, on a connection of its own
 
 
 def dump(db_url: str) -> dict[str, list[tuple]]:

@@ -6,8 +6,9 @@ import sys
 import time
 
 from medarena.registry import load_registry
-from medarena.store import EvalRunSpec, MetricValue, Prediction, Store
+from medarena.store import MetricValue, Prediction, Store
 from medarena.store.database import current_revision, downgrade, head_revision, make_engine, upgrade
+from tests.factories import eval_spec
 from tests.faults.faults import orphans, rows
 from tests.seeded import seed_database
 
@@ -98,19 +99,7 @@ def test_open_key_migration_keeps_every_result(tmp_path):
 
 def test_two_stores_creating_one_run_key_share_the_run(workspace, tmp_path):
     url = f"sqlite:///{tmp_path / 'key.db'}"
-    spec = EvalRunSpec(
-        variant="tiny-medical-base",
-        task="pubmedqa",
-        task_kind="multiple_choice",
-        dataset_hash="d" * 64,
-        prompt_template_hash="p" * 64,
-        scoring_mode="loglik",
-        shots=0,
-        seed=0,
-        engine="hf",
-        engine_version="x",
-        code_version="y",
-    )
+    spec = eval_spec(task="pubmedqa", seed=0)
     with Store(url) as first, Store(url) as second:
         first.sync_registry(load_registry(workspace))
         # both looked the key up and found nothing; both create
