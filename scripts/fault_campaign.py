@@ -40,6 +40,7 @@ sys.path[:0] = [str(REPO), str(REPO / "platform")]
 
 from tests.faults.faults import (  # noqa: E402
     COMMAND_POINTS,
+    OPEN_AND_SYNC,
     RANK_PHASES,
     eval_kill_points,
     medarena_process,
@@ -209,17 +210,6 @@ def training_stage(ws: Path, tmp: Path, rng: random.Random, n: int, kind: str) -
 
 
 # ------------------------------------------------------------------------------- concurrent
-
-OPEN_AND_SYNC = """
-import sys, time
-from medarena.registry import load_registry
-from medarena.store import Store
-registry = load_registry(sys.argv[2])
-while time.time() < float(sys.argv[3]):
-    time.sleep(0.001)
-with Store(f"sqlite:///{sys.argv[1]}") as store:
-    store.sync_registry(registry)
-"""
 
 
 def concurrent_stage(ws: Path, tmp: Path, rounds: int) -> Stage:

@@ -16,8 +16,7 @@ DEMO_PRETRAINED = "tiny-medical-base-tiny-demo"
 DEMO_TUNED = "tiny-medical-chat"
 DEMO_RECIPE = "tiny-demo"
 
-# metrics shown per kind of task in the leaderboard; the first is the one compared head to head
-QA_SHOWN = ("acc", "parse_failure_rate")
+# what a summarization cell of the leaderboard shows (QA cells: acc and parse failures)
 SUMMARY_SHOWN = ("rouge_l", "bertscore_f1")
 
 
@@ -110,12 +109,10 @@ def print_summary(store, variants: list[str]) -> None:
 
 def _latest_metrics(store, variants: list[str]) -> dict[tuple[str, str, str], dict[str, float]]:
     """(variant, task, mode) -> metric values of the latest completed 0-shot run."""
-    from medarena.store import EvalRun
-
     found: dict[tuple[str, str, str], dict[str, float]] = {}
     for variant in variants:
         for task in store.task_names():
-            runs: dict[str, EvalRun] = {
+            runs = {
                 run.scoring_mode: run for run in store.eval_runs(variant, task) if run.shots == 0
             }
             for mode, run in runs.items():
@@ -154,17 +151,14 @@ def _head_to_head(store, latest, comparison: HeadToHead) -> Table:
     )
     for column in ("task", "metric", "items", "A", "B", "A wins", "B wins", "p", "parse fail A/B"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
+    a, b = comparison.a, comparison.b
     tasks = sorted({task for variant, task, mode in latest if mode == comparison.mode})
     for task in tasks:
-        if (comparison.a, task, comparison.mode) not in latest:
+        if any((variant, task, comparison.mode) not in latest for variant in (a, b)):
             continue
-        if (comparison.b, task, comparison.mode) not in latest:
-            continue
-        stats = compare_variants(
-            store, comparison.a, comparison.b, task, scoring_mode=comparison.mode, shots=0
-        ).stats
-        fail_a = latest[(comparison.a, task, comparison.mode)].get("parse_failure_rate")
-        fail_b = latest[(comparison.b, task, comparison.mode)].get("parse_failure_rate")
+        stats = compare_variants(store, a, b, task, scoring_mode=comparison.mode, shots=0).stats
+        fail_a = latest[(a, task, comparison.mode)].get("parse_failure_rate")
+        fail_b = latest[(b, task, comparison.mode)].get("parse_failure_rate")
         table.add_row(
             task,
             stats.metric,

@@ -430,3 +430,18 @@ def train_process(args: list[str], fault: str | None, folder: Path) -> subproces
         text=True,
         env=environment,
     )
+
+
+# a process that opens (creating it if new) a SQLite store and syncs the registry into it at a
+# shared start time: argv = database file, workspace, start time (time.time())
+OPEN_AND_SYNC = """
+import sys, time
+from medarena.registry import load_registry
+from medarena.store import Store
+
+registry = load_registry(sys.argv[2])
+while time.time() < float(sys.argv[3]):
+    time.sleep(0.001)
+with Store(f"sqlite:///{sys.argv[1]}") as store:
+    store.sync_registry(registry)
+"""

@@ -9,20 +9,8 @@ from medarena.registry import load_registry
 from medarena.store import MetricValue, Prediction, Store
 from medarena.store.database import current_revision, downgrade, head_revision, make_engine, upgrade
 from tests.factories import eval_spec
-from tests.faults.faults import orphans, rows
+from tests.faults.faults import OPEN_AND_SYNC, orphans, rows
 from tests.seeded import seed_database
-
-OPEN_AND_SYNC = """
-import sys, time
-from medarena.registry import load_registry
-from medarena.store import Store
-
-registry = load_registry(sys.argv[2])
-while time.time() < float(sys.argv[3]):
-    time.sleep(0.001)
-with Store(f"sqlite:///{sys.argv[1]}") as store:
-    store.sync_registry(registry)
-"""
 
 KILLED_MIGRATION = """
 import os, signal, sys

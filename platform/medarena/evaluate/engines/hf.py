@@ -166,6 +166,17 @@ class HFEngine(Engine):
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
         outputs: list[Generation | None] = [None] * len(prompts)
         generator_seed = sampling.seed
+        # a reply ends at end-of-sequence or the template's end of turn (by id, as special tokens
+        # vanish from decoded text), and is cut at the first stop string
+        stops = [*sampling.stop, *sampling.end_of_turn]
+        ends = [
+            i
+            for i in (
+                self.tokenizer.eos_token_id,
+                *stop_token_ids(self.tokenizer, sampling.end_of_turn),
+            )
+            if i is not None
+        ]
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             width = max(len(prompts[i]) for i in chunk)
@@ -184,14 +195,8 @@ class HFEngine(Engine):
             }
             if sampling.temperature > 0:
                 options.update(temperature=sampling.temperature, top_p=1.0, top_k=0)
-            stops = [*sampling.stop, *sampling.end_of_turn]
             if stops:
                 options.update(stop_strings=stops, tokenizer=self.tokenizer)
-            ends = [
-                self.tokenizer.eos_token_id,
-                *stop_token_ids(self.tokenizer, sampling.end_of_turn),
-            ]
-            ends = [i for i in ends if i is not None]
             if ends:
                 options["eos_token_id"] = ends
             if self.static_cache:
