@@ -18,17 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from medarena.errors import StoreError, WriteRefused
-from medarena.registry import (
-    STATE_DIR,
-    Registry,
-    UnknownName,
-    WorkspaceNotFound,
-    add_family,
-    find_workspace,
-    load_family_file,
-    load_registry,
-)
-from medarena.yaml_source import Problem, ProblemsError, field_path
+from medarena.registry import STATE_DIR, Registry, add_family, find_workspace, load_family_file, load_registry
+from medarena.errors import UnknownName, WorkspaceNotFound
+from medarena.yaml_source import field_path
+from medarena.errors import Problem, ProblemsError
 
 app = typer.Typer(
     name="medarena",

@@ -22,7 +22,7 @@ from medarena.cli import EXIT_FAILED, app, err, out, reports_errors
 from medarena.cli_evaluate import refuses_bad_settings
 from medarena.pretrain.recipe import get_recipe, load_recipes
 from medarena.registry import Registry, add_family
-from medarena.yaml_source import Problem, ProblemsError
+from medarena.errors import Problem, ProblemsError
 
 train_app = typer.Typer(
     help="Training: continual pretraining (DeepSpeed), LoRA instruction tuning (PEFT).",

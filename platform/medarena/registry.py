@@ -25,35 +25,11 @@ from medarena.schemas import (
     ModelVariant,
     ReferenceSet,
 )
-from medarena.yaml_source import (
-    Problem,
-    ProblemsError,
-    YamlDocument,
-    dump_yaml,
-    field_path,
-    parse_yaml,
-    read_spec,
-    read_yaml,
-    write_atomic,
-)
+from medarena.yaml_source import YamlDocument, dump_yaml, field_path, parse_yaml, read_spec, read_yaml, write_atomic
+from medarena.errors import Problem, ProblemsError, UnknownName, WorkspaceNotFound
 
 WORKSPACE_ENV = "MEDARENA_WORKSPACE"
 STATE_DIR = ".medarena"
-
-
-class WorkspaceNotFound(Exception):
-    pass
-
-
-class UnknownName(KeyError):
-    """A name that is not in the registry; the message lists the known ones."""
-
-    def __init__(self, kind: str, name: str, known: list[str]):
-        self.message = f"unknown {kind} {name!r}; known: {', '.join(sorted(known)) or '(none)'}"
-        super().__init__(self.message)
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def find_workspace(explicit: str | Path | None = None, start: Path | None = None) -> Path:

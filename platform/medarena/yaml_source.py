@@ -12,31 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with one file, located as precisely as the input allows."""
-
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
-
-
-class ProblemsError(Exception):
-    """Raised with every problem found, so a user fixes them all in one pass."""
-
-    def __init__(self, problems: Sequence[Problem], headline: str = "invalid input"):
-        self.problems = list(problems)
-        self.headline = headline
-        lines = "\n".join(f"  {problem}" for problem in self.problems)
-        super().__init__(f"{headline} ({len(self.problems)} problem(s)):\n{lines}")
+from medarena.errors import Problem, ProblemsError
 
 
 def field_path(loc: Sequence[int | str]) -> str:

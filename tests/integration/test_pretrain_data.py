@@ -12,7 +12,7 @@ from medarena.data.corpus import Document, read_source
 from medarena.data.mix import select_documents
 from medarena.data.pack import PackedDataset, pack, tokenize
 from medarena.pretrain.recipe import Cleaning, PretrainRecipe, Source, load_recipes
-from medarena.yaml_source import ProblemsError
+from medarena.errors import ProblemsError
 from tests.conftest import REPO
 
 SENTENCE = (

@@ -8,8 +8,8 @@ from medarena.data.records import read_records
 from medarena.evaluate.formats import to_items
 from medarena.evaluate.runner import load_task_data
 from medarena.evaluate.spec import FileData, load_benchmarks, select_tasks
-from medarena.registry import UnknownName
-from medarena.yaml_source import ProblemsError
+from medarena.errors import UnknownName
+from medarena.errors import ProblemsError
 from tests.conftest import REPO
 
 SHIPPED_TASKS = {

@@ -13,7 +13,7 @@ from medarena.instruct.encode import IGNORE, encode
 from medarena.instruct.prepare import check_targets
 from medarena.instruct.recipe import InstructRecipe, InstructSource, LoraSettings
 from medarena.registry import load_registry
-from medarena.yaml_source import ProblemsError
+from medarena.errors import ProblemsError
 from tests.conftest import REPO
 
 REGISTRY = load_registry(REPO)

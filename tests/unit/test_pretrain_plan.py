@@ -5,7 +5,8 @@ import pytest
 
 from medarena.pretrain.recipe import load_recipes
 from medarena.registry import load_registry
-from medarena.training.plan import GIB, ModelShape, PlanError, memory, resolve
+from medarena.training.plan import GIB, ModelShape, memory, resolve
+from medarena.errors import PlanError
 from tests.conftest import REPO
 
 SEVEN_B = ModelShape(params=6.74e9, hidden=4096, layers=32)

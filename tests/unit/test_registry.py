@@ -2,15 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from medarena.registry import (
-    UnknownName,
-    WorkspaceNotFound,
-    add_family,
-    find_workspace,
-    load_registry,
-)
+from medarena.registry import add_family, find_workspace, load_registry
+from medarena.errors import UnknownName, WorkspaceNotFound
 from medarena.schemas import ModelFamily
-from medarena.yaml_source import ProblemsError
+from medarena.errors import ProblemsError
 
 NEW_CARD = {
     "name": "new-med",

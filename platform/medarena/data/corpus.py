@@ -13,7 +13,7 @@ from pathlib import Path
 from medarena.data.records import FieldProblem, Record, convert_all, read_records, read_utf8
 from medarena.pretrain.recipe import Source
 from medarena.schemas import FileData
-from medarena.yaml_source import Problem, ProblemsError
+from medarena.errors import Problem, ProblemsError
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from medarena.data.clean import clean
 from medarena.data.corpus import read_source
 from medarena.data.pack import PackReport, pack, tokenize
 from medarena.pretrain.recipe import PretrainRecipe
-from medarena.yaml_source import Problem, ProblemsError
+from medarena.errors import Problem, ProblemsError
 
 
 def prepare(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from medarena.schemas import DataSource, FileData, HubData
-from medarena.yaml_source import Problem, ProblemsError
+from medarena.errors import Problem, ProblemsError
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from medarena.data.records import FieldProblem, Record
-from medarena.yaml_source import Problem, ProblemsError
+from medarena.errors import Problem, ProblemsError
 
 LETTERS = "ABCDEFGHIJ"
 PUBMEDQA_LABELS = ("yes", "no", "maybe")

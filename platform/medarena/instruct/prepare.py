@@ -17,7 +17,7 @@ from medarena.instruct.data import read_source, to_template_roles
 from medarena.instruct.encode import encode
 from medarena.instruct.recipe import InstructRecipe, LoraSettings
 from medarena.schemas import ChatTemplate
-from medarena.yaml_source import Problem, ProblemsError
+from medarena.errors import Problem, ProblemsError
 
 EXAMPLES = "examples.npz"
 TOKENIZER = "tokenizer"

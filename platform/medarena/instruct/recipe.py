@@ -20,7 +20,7 @@ from medarena.training.recipe import (
     pick_recipe,
     refuse_duplicate_names,
 )
-from medarena.yaml_source import Problem, ProblemsError
+from medarena.errors import Problem, ProblemsError
 
 DATA_FORMATS = ("alpaca", "chat", "benchmark")
 

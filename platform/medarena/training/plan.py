@@ -17,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from medarena.errors import PlanError
 from medarena.registry import Registry, VariantEntry
 from medarena.schemas import HardwareProfile
 from medarena.training.recipe import TrainingRecipe
@@ -33,10 +34,6 @@ KNOWN_SHAPES = {
 # measured on one H100 (../shared/ENVIRONMENT.md): DeepSpeed ZeRO-2, 1.1B shape, seq 2048
 ASSUMED_MFU = 0.29
 USABLE_MEMORY = 0.9  # leave room for the CUDA context, fragmentation and buffers
-
-
-class PlanError(ValueError):
-    """An impossible plan; the message says what would make it possible."""
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,11 @@ from typing import Literal, TypeVar
 
 from pydantic import Field, model_validator
 
-from medarena.registry import UnknownName, find_workspace
+from medarena.registry import find_workspace
+from medarena.errors import UnknownName
 from medarena.schemas import Name, Spec
-from medarena.yaml_source import Problem, ProblemsError, read_spec
+from medarena.yaml_source import read_spec
+from medarena.errors import Problem, ProblemsError
 
 
 class Optimizer(Spec):
