@@ -17,12 +17,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def copy_models(root: Path) -> None:
-    """The shipped models/ into root/models, without the cards a `make demo` in this checkout
-    registered (git ignores them)."""
-    from medarena.cli_demo import DEMO_PRETRAINED, DEMO_TUNED
-
-    demo_cards = shutil.ignore_patterns(f"{DEMO_PRETRAINED}.yaml", f"{DEMO_TUNED}.yaml")
-    shutil.copytree(REPO / "models", root / "models", ignore=demo_cards)
+    """The shipped models/ into root/models (curated cards only: models a training run
+    produced are registered under the workspace's .medarena/models/)."""
+    shutil.copytree(REPO / "models", root / "models")
 
 
 @pytest.fixture(autouse=True)

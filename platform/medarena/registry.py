@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from medarena.errors import Problem, ProblemsError, UnknownName, WorkspaceNotFound
 from medarena.schemas import (
     ChatTemplate,
     HardwareProfile,
@@ -25,8 +26,16 @@ from medarena.schemas import (
     ModelVariant,
     ReferenceSet,
 )
-from medarena.yaml_source import YamlDocument, dump_yaml, field_path, parse_yaml, read_spec, read_yaml, write_atomic
-from medarena.errors import Problem, ProblemsError, UnknownName, WorkspaceNotFound
+from medarena.weights import WEIGHTS_SOURCES, WeightsSource
+from medarena.yaml_source import (
+    YamlDocument,
+    dump_yaml,
+    field_path,
+    parse_yaml,
+    read_spec,
+    read_yaml,
+    write_atomic,
+)
 
 WORKSPACE_ENV = "MEDARENA_WORKSPACE"
 STATE_DIR = ".medarena"
@@ -88,6 +97,12 @@ class Registry:
         return self.root / STATE_DIR
 
     @property
+    def generated_dir(self) -> Path:
+        """Where cards of models produced in this workspace (training runs) are written: a
+        second layer loaded after the curated models/, which holds only curated cards."""
+        return self.state_dir / "models"
+
+    @property
     def variants(self) -> dict[str, VariantEntry]:
         return {
             variant.name: VariantEntry(family, variant)
@@ -107,19 +122,15 @@ class Registry:
     def hardware_profile(self, name: str) -> HardwareProfile:
         return _lookup("hardware profile", self.hardware, name)
 
+    def weights_source(self, variant: ModelVariant) -> WeightsSource:
+        """The behaviour of the variant's source kind (hub, local, adapter, embedded, ...)."""
+        return WEIGHTS_SOURCES.get(variant.source.kind)
+
     def weights_location(self, variant: ModelVariant) -> str:
-        """Where from_pretrained should load this variant: a local folder or a hub repo id."""
-        source = variant.source
-        if source.kind == "hub":
-            return source.repo_id
-        if source.kind in ("local", "adapter"):
-            path = Path(source.path).expanduser()
-            return str(path if path.is_absolute() else self.root / path)
-        if source.kind == "embedded":
-            return str(self.state_dir / "models" / variant.name)
-        raise ValueError(
-            f"variant {variant.name!r} is distributed at {source.url} ({source.access}); "
-            "download it and register a copy of the variant with a local source"
+        """Where from_pretrained should load this variant: a local folder or a hub repo id;
+        Refused for weights that cannot be reached directly (an external distribution)."""
+        return self.weights_source(variant).location(
+            variant.source, variant.name, self.root, self.state_dir
         )
 
     def lineage(self, name: str) -> list[str]:
@@ -173,7 +184,10 @@ def load_registry(workspace: str | Path | None = None) -> Registry:
     documents: dict[str, YamlDocument] = {}
     invalid_families: list[_Declared] = []
     for folder, attribute, schema in _KINDS:
-        for path in sorted((registry.models_dir / folder).glob("*.yaml")):
+        paths = sorted((registry.models_dir / folder).glob("*.yaml"))
+        if attribute == "families":
+            paths += sorted(registry.generated_dir.glob("*.yaml"))
+        for path in paths:
             shown = str(path.relative_to(root))
             named = attribute != "references"  # one file per source, no name inside
             document, spec, found = read_spec(path, shown, schema, named=named)
@@ -187,6 +201,12 @@ def load_registry(workspace: str | Path | None = None) -> Registry:
                     invalid_families.append(_Declared(key, path.stem, _raw_variants(document)))
                 continue
             key = spec.name if named else path.stem
+            if f"{attribute}:{key}" in registry.files:
+                first = registry.files[f"{attribute}:{key}"]
+                problems.append(
+                    Problem(shown, None, "name", f"{key!r} is already defined by {first}")
+                )
+                continue
             documents[f"{attribute}:{key}"] = document
             registry.files[f"{attribute}:{key}"] = shown
             getattr(registry, attribute)[key] = spec
@@ -263,14 +283,17 @@ def add_family(
     *,
     source: YamlDocument | None = None,
     origin: str | None = None,
+    generated: bool = False,
 ) -> Path:
-    """Write models/<family>.yaml for a new family, atomically, after checking the registry
-    with the family included. Raises ProblemsError and writes nothing when anything is wrong.
+    """Write models/<family>.yaml for a new family (`generated`: the workspace's
+    .medarena/models/, for models a training run produced), atomically, after checking the
+    registry with the family included. Raises ProblemsError and writes nothing when anything is
+    wrong.
 
     Problems are reported against where the card came from: `source` (a YAML file the user
     wrote, with its lines) or `origin` (e.g. "command line").
     """
-    path = registry.models_dir / f"{family.name}.yaml"
+    path = (registry.generated_dir if generated else registry.models_dir) / f"{family.name}.yaml"
     shown = str(path.relative_to(registry.root))
     label = source.path if source is not None else (origin or shown)
     if family.name in registry.families or path.exists():

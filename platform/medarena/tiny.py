@@ -18,6 +18,9 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from medarena.errors import Problem, ProblemsError
+from medarena.registry import Registry
+
 BUILD_FORMAT = 1  # bump when the build changes, so stale builds are rebuilt
 MANIFEST = "medarena_build.json"
 SPECIAL_TOKENS = ["<s>", "</s>", "<unk>", "<pad>", "<|im_start|>", "<|im_end|>"]
@@ -199,4 +202,33 @@ def _matches(
         and build.build_format == BUILD_FORMAT
         and data.get("shape") == asdict(shape)
         and data.get("chat_template") == chat_template
+    )
+
+
+def build_embedded(registry: Registry, name: str, *, force: bool = False) -> TinyBuild:
+    """Build the registry's embedded variant `name` where the registry expects its weights,
+    with the variant's chat template (default: ChatML)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a 1 MB save needs no progress bar in the demo output
+
+    entry = registry.variant(name)
+    source = entry.variant.source
+    if source.kind != "embedded":
+        raise ProblemsError(
+            [
+                Problem(
+                    registry.files[f"families:{entry.family.name}"],
+                    None,
+                    "source",
+                    f"variant {name!r} is not embedded (source kind {source.kind!r})",
+                )
+            ]
+        )
+    template = registry.chat_template(entry.variant.chat_template or "chatml").template
+    return build_tiny(
+        registry.weights_location(entry.variant),
+        seed=source.seed,
+        chat_template=template,
+        force=force,
     )

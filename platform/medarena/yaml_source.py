@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from medarena.errors import Problem, ProblemsError
+from medarena.errors import Problem
 
 
 def field_path(loc: Sequence[int | str]) -> str:

@@ -322,7 +322,8 @@ if len(sys.argv) > 1 and sys.argv[1] == "--rank":  # the training process
                 setattr(module, name, export)
     module.main(*loop.read_run(sys.argv[3:], "fault"))
 else:  # the `medarena train` command
-    from medarena import adapters, cli_train
+    from medarena import adapters
+    from medarena.training import service
     from medarena.store import api
     from medarena.training import launch
 
@@ -339,11 +340,11 @@ else:  # the `medarena train` command
             return original_rename(self, target)
         adapters.Path.rename = rename
     if phase == "registered":
-        original_add = cli_train.add_family
+        original_add = service.add_family
         def add_family(*args, **kwargs):
             original_add(*args, **kwargs)
             die()
-        cli_train.add_family = add_family
+        service.add_family = add_family
     if phase == "finished":
         original_finish = api.Store.finish_training_run
         def finish_training_run(*args, **kwargs):

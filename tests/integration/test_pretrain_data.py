@@ -11,8 +11,8 @@ from medarena.data.clean import clean, normalise
 from medarena.data.corpus import Document, read_source
 from medarena.data.mix import select_documents
 from medarena.data.pack import PackedDataset, pack, tokenize
-from medarena.pretrain.recipe import Cleaning, PretrainRecipe, Source, load_recipes
 from medarena.errors import ProblemsError
+from medarena.pretrain.recipe import Cleaning, PretrainRecipe, Source, load_recipes
 from tests.conftest import REPO
 
 SENTENCE = (

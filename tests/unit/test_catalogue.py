@@ -2,6 +2,7 @@
 
 import pytest
 
+from medarena.errors import Refused
 from medarena.registry import load_registry
 from tests.conftest import REPO
 
@@ -57,7 +58,7 @@ def test_me_llama_is_credentialed_and_not_on_the_hub():
     for name in ("me-llama-13b", "me-llama-70b", "me-llama-13b-chat", "me-llama-70b-chat"):
         variant = REGISTRY.variant(name).variant
         assert variant.gated and variant.source.kind == "external"
-        with pytest.raises(ValueError, match="physionet"):
+        with pytest.raises(Refused, match="physionet"):
             REGISTRY.weights_location(variant)
 
 

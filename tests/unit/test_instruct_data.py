@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from medarena.errors import ProblemsError
 from medarena.evaluate.extract import extract_choice
 from medarena.evaluate.formats import Item
 from medarena.instruct.data import Conversation, answer_text, read_source, to_template_roles
@@ -13,7 +14,6 @@ from medarena.instruct.encode import IGNORE, encode
 from medarena.instruct.prepare import check_targets
 from medarena.instruct.recipe import InstructRecipe, InstructSource, LoraSettings
 from medarena.registry import load_registry
-from medarena.errors import ProblemsError
 from tests.conftest import REPO
 
 REGISTRY = load_registry(REPO)

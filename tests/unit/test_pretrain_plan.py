@@ -3,10 +3,10 @@ offload, and impossible plans refused with a suggestion."""
 
 import pytest
 
+from medarena.errors import PlanError
 from medarena.pretrain.recipe import load_recipes
 from medarena.registry import load_registry
 from medarena.training.plan import GIB, ModelShape, memory, resolve
-from medarena.errors import PlanError
 from tests.conftest import REPO
 
 SEVEN_B = ModelShape(params=6.74e9, hidden=4096, layers=32)

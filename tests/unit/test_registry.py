@@ -2,10 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from medarena.errors import ProblemsError, UnknownName, WorkspaceNotFound
 from medarena.registry import add_family, find_workspace, load_registry
-from medarena.errors import UnknownName, WorkspaceNotFound
 from medarena.schemas import ModelFamily
-from medarena.errors import ProblemsError
 
 NEW_CARD = {
     "name": "new-med",

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medarena.data.records import FieldProblem, Record, convert_all, read_records, read_utf8
+from medarena.errors import Problem, ProblemsError
 from medarena.pretrain.recipe import Source
 from medarena.schemas import FileData
-from medarena.errors import Problem, ProblemsError
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from typing import Any
 from medarena.data.clean import clean
 from medarena.data.corpus import read_source
 from medarena.data.pack import PackReport, pack, tokenize
-from medarena.pretrain.recipe import PretrainRecipe
 from medarena.errors import Problem, ProblemsError
+from medarena.pretrain.recipe import PretrainRecipe
 
 
 def prepare(

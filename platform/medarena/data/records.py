@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from medarena.schemas import DataSource, FileData, HubData
 from medarena.errors import Problem, ProblemsError
+from medarena.schemas import DataSource, FileData, HubData
 
 T = TypeVar("T")
 

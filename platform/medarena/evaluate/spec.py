@@ -13,11 +13,10 @@ import jinja2
 import jinja2.sandbox
 from pydantic import Field, ValidationInfo, field_validator
 
+from medarena.errors import Problem, ProblemsError, UnknownName
 from medarena.registry import find_workspace
-from medarena.errors import UnknownName
 from medarena.schemas import DataSource, FileData, HubData, Name, Spec, check_jinja_syntax
 from medarena.yaml_source import read_spec
-from medarena.errors import Problem, ProblemsError
 
 SOURCE_FORMATS = (
     "medqa_4options",  # GBaker/MedQA-USMLE-4-options: question, options{A..D}, answer_idx

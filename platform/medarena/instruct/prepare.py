@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from medarena.errors import Problem, ProblemsError
 from medarena.instruct.data import read_source, to_template_roles
 from medarena.instruct.encode import encode
 from medarena.instruct.recipe import InstructRecipe, LoraSettings
 from medarena.schemas import ChatTemplate
-from medarena.errors import Problem, ProblemsError
 
 EXAMPLES = "examples.npz"
 TOKENIZER = "tokenizer"

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from medarena.errors import Problem, ProblemsError
 from medarena.schemas import DataSource, Name, Spec
 from medarena.training.recipe import (
     TrainingRecipe,
@@ -20,7 +21,6 @@ from medarena.training.recipe import (
     pick_recipe,
     refuse_duplicate_names,
 )
-from medarena.errors import Problem, ProblemsError
 
 DATA_FORMATS = ("alpaca", "chat", "benchmark")
 

@@ -19,49 +19,50 @@ import torch
 
 from medarena.instruct.encode import IGNORE
 from medarena.instruct.prepare import TOKENIZER, Examples
+from medarena.training.contract import RunContract
 from medarena.training.loop import StepEngine, init_distributed, read_run, train_steps
 
 ADAPTER = "adapter"
 
 
-def build_model(run: dict[str, Any], tokenizer: Any) -> Any:
+def build_model(run: RunContract, tokenizer: Any) -> Any:
     """Base model (bf16 / fp32, or 4-bit for QLoRA) with LoRA adapters attached."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
-    plan, lora = run["plan"], run["lora"]
-    dtype = torch.bfloat16 if plan["bf16"] else torch.float32
+    plan, lora = run.plan, run.lora
+    dtype = torch.bfloat16 if plan.bf16 else torch.float32
     extra: dict[str, Any] = {}
-    if run["qlora"]:
+    if run.qlora:
         from transformers import BitsAndBytesConfig
 
         extra["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
-            bnb_4bit_quant_type=run["qlora"]["quant_type"],
-            bnb_4bit_use_double_quant=run["qlora"]["double_quant"],
+            bnb_4bit_quant_type=run.qlora.quant_type,
+            bnb_4bit_use_double_quant=run.qlora.double_quant,
             bnb_4bit_compute_dtype=dtype,
         )
         extra["device_map"] = {"": torch.cuda.current_device()}
-    model = AutoModelForCausalLM.from_pretrained(run["base_location"], dtype=dtype, **extra)
+    model = AutoModelForCausalLM.from_pretrained(run.base_location, dtype=dtype, **extra)
     if len(tokenizer) != model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
-    if run["qlora"]:
+    if run.qlora:
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=plan["activation_checkpointing"]
+            model, use_gradient_checkpointing=plan.activation_checkpointing
         )
-    elif plan["activation_checkpointing"]:
+    elif plan.activation_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks need a grad
     config = LoraConfig(
-        r=lora["r"],
-        lora_alpha=lora["alpha"],
-        lora_dropout=lora["dropout"],
-        target_modules=lora["target_modules"],
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
         # new token rows must be learned, in the input and the output layer
-        modules_to_save=["embed_tokens", "lm_head"] if run["added_tokens"] else None,
+        modules_to_save=["embed_tokens", "lm_head"] if run.added_tokens else None,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config, autocast_adapter_dtype=lora["adapter_dtype"] == "float32")
+    return get_peft_model(model, config, autocast_adapter_dtype=lora.adapter_dtype == "float32")
 
 
 def collate(examples: Examples, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
@@ -81,20 +82,19 @@ def collate(examples: Examples, indices: list[int], pad_id: int) -> dict[str, to
     }
 
 
-def main(run_dir: Path, run: dict[str, Any]) -> None:
+def main(run_dir: Path, run: RunContract) -> None:
     from transformers import AutoTokenizer
 
-    plan = run["plan"]
+    plan = run.plan
     rank = init_distributed(plan)
-    torch.manual_seed(run["seed"])
+    torch.manual_seed(run.seed)
     tokenizer = AutoTokenizer.from_pretrained(run_dir / TOKENIZER)
     model = build_model(run, tokenizer)
-    engine = StepEngine(model, plan, run["optimizer"], run["schedule"])
+    engine = StepEngine(model, plan, run.optimizer, run.schedule)
     if rank == 0:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(
-            f"engine: {engine.describe()}, {plan['steps']} steps, {trainable:,} trainable "
-            "parameters",
+            f"engine: {engine.describe()}, {plan.steps} steps, {trainable:,} trainable parameters",
             flush=True,
         )
     step, position = engine.resume(run_dir)
@@ -103,12 +103,12 @@ def main(run_dir: Path, run: dict[str, Any]) -> None:
         engine,
         run,
         run_dir,
-        examples.order(run["seed"], position),
+        examples.order(run.seed, position),
         lambda indices: collate(examples, indices, tokenizer.pad_token_id),
         start=(step, position),
-        tokens_seen=examples.tokens_before(run["seed"], position),
+        tokens_seen=examples.tokens_before(run.seed, position),
         # frozen weights: forward 2N plus the backward's activation gradients 2N per token
-        flops_per_token=4 * run["params"] + 6 * run["trainable_params"],
+        flops_per_token=4 * run.params + 6 * run.trainable_params,
     )
     _save_adapter(model, tokenizer, run_dir, rank)
     torch.distributed.barrier()

@@ -16,28 +16,29 @@ from typing import Any
 import numpy as np
 import torch
 
+from medarena.training.contract import RunContract
 from medarena.training.loop import StepEngine, init_distributed, read_run, train_steps
 
 EXPORT = "export"
 
 
-def main(run_dir: Path, run: dict[str, Any]) -> None:
+def main(run_dir: Path, run: RunContract) -> None:
     from transformers import AutoModelForCausalLM
 
     from medarena.data.pack import PackedDataset
 
-    plan = run["plan"]
+    plan = run.plan
     rank = init_distributed(plan)
-    torch.manual_seed(run["seed"])
-    dtype = torch.bfloat16 if plan["bf16"] else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(run["base_location"], dtype=dtype)
-    if plan["activation_checkpointing"]:
+    torch.manual_seed(run.seed)
+    dtype = torch.bfloat16 if plan.bf16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(run.base_location, dtype=dtype)
+    if plan.activation_checkpointing:
         model.gradient_checkpointing_enable()
-    engine = StepEngine(model, plan, run["optimizer"], run["schedule"])
+    engine = StepEngine(model, plan, run.optimizer, run.schedule)
     if rank == 0:
-        print(f"engine: {engine.describe()}, {plan['steps']} steps", flush=True)
+        print(f"engine: {engine.describe()}, {plan.steps} steps", flush=True)
     step, position = engine.resume(run_dir)
-    stream = PackedDataset(run_dir / "data").sequences(run["seed"], start=position)
+    stream = PackedDataset(run_dir / "data").sequences(run.seed, start=position)
 
     def to_inputs(sequences: list[np.ndarray]) -> dict[str, torch.Tensor]:
         ids = torch.from_numpy(np.stack(sequences).astype(np.int64))
@@ -50,10 +51,10 @@ def main(run_dir: Path, run: dict[str, Any]) -> None:
         stream,
         to_inputs,
         start=(step, position),
-        tokens_seen=position * plan["sequence_length"],
-        flops_per_token=6 * run["params"],  # ZeRO-3 partitions the module's own tensors
+        tokens_seen=position * plan.sequence_length,
+        flops_per_token=6 * run.params,  # ZeRO-3 partitions the module's own tensors
     )
-    _export(model, run_dir, rank, run["base_location"])
+    _export(model, run_dir, rank, run.base_location)
     torch.distributed.barrier()
 
 

@@ -6,7 +6,6 @@ that writes step metrics to the store."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -17,6 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from medarena.errors import Refused
+from medarena.training.contract import RunContract
+from medarena.training.plan import Plan
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"  # DeepSpeed's name for the file holding the newest complete tag
@@ -45,22 +48,22 @@ def lr_lambda(schedule: dict[str, Any], steps: int, base_lr: float):
     return factor
 
 
-def deepspeed_config(plan: dict[str, Any], grad_clip: float | None) -> dict[str, Any]:
+def deepspeed_config(plan: Plan, grad_clip: float | None) -> dict[str, Any]:
     """DeepSpeed's config from the resolved plan (the optimizer is a torch AdamW handed to
     `initialize`, so no fused_adam JIT build is needed)."""
-    zero: dict[str, Any] = {"stage": plan["zero_stage"]}
-    if plan["zero_stage"] == 3:
+    zero: dict[str, Any] = {"stage": plan.zero_stage}
+    if plan.zero_stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True
-    if plan["offload_optimizer"]:
+    if plan.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
-    if plan["offload_params"]:
+    if plan.offload_params:
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
     config: dict[str, Any] = {
-        "train_batch_size": plan["global_batch"],
-        "train_micro_batch_size_per_gpu": plan["micro_batch"],
-        "gradient_accumulation_steps": plan["grad_accum"],
+        "train_batch_size": plan.global_batch,
+        "train_micro_batch_size_per_gpu": plan.micro_batch,
+        "gradient_accumulation_steps": plan.grad_accum,
         "zero_optimization": zero,
-        "bf16": {"enabled": plan["bf16"]},
+        "bf16": {"enabled": plan.bf16},
         "steps_per_print": 10**9,
         "zero_allow_untested_optimizer": True,
     }
@@ -69,7 +72,7 @@ def deepspeed_config(plan: dict[str, Any], grad_clip: float | None) -> dict[str,
     return config
 
 
-def init_distributed(plan: dict[str, Any]) -> int:
+def init_distributed(plan: Plan) -> int:
     """Join the process group (nccl on GPUs, gloo on CPU), checking its size against the plan;
     returns this process's rank."""
     import deepspeed
@@ -77,15 +80,15 @@ def init_distributed(plan: dict[str, Any]) -> int:
     on_gpu = torch.cuda.is_available()
     deepspeed.init_distributed(dist_backend="nccl" if on_gpu else "gloo")
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    if world != plan["world_size"]:
-        raise RuntimeError(f"launched with {world} ranks; the plan has {plan['world_size']}")
+    if world != plan.world_size:
+        raise RuntimeError(f"launched with {world} ranks; the plan has {plan.world_size}")
     return rank
 
 
-def adamw(params: Any, plan: dict[str, Any], optim: dict[str, Any]) -> torch.optim.Optimizer:
+def adamw(params: Any, plan: Plan, optim: dict[str, Any]) -> torch.optim.Optimizer:
     return torch.optim.AdamW(
         params,
-        lr=plan["lr"],
+        lr=plan.lr,
         betas=tuple(optim["betas"]),
         eps=optim["eps"],
         weight_decay=optim["weight_decay"],
@@ -97,15 +100,15 @@ class StepEngine:
     """One interface over DeepSpeed and a plain loop: call `forward` / `backward` / `step` once
     per micro-batch; the optimizer steps at accumulation boundaries."""
 
-    def __init__(self, model: Any, plan: dict[str, Any], optim: dict[str, Any], schedule: Any):
+    def __init__(self, model: Any, plan: Plan, optim: dict[str, Any], schedule: Any):
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = adamw(trainable, plan, optim)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_lambda(schedule, plan["steps"], plan["lr"])
+            optimizer, lr_lambda(schedule, plan.steps, plan.lr)
         )
         self.module, self.plan, self.grad_clip = model, plan, optim["grad_clip"]
         self.frozen = len(trainable) < len(list(model.parameters()))
-        if plan["deepspeed"]:
+        if plan.deepspeed:
             import deepspeed
 
             self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
@@ -115,8 +118,8 @@ class StepEngine:
                 config=deepspeed_config(plan, self.grad_clip),
             )
             if (
-                self.engine.zero_optimization_stage() != plan["zero_stage"]
-                or self.engine.dp_world_size != plan["world_size"]
+                self.engine.zero_optimization_stage() != plan.zero_stage
+                or self.engine.dp_world_size != plan.world_size
             ):
                 raise RuntimeError(
                     "DeepSpeed did not start the planned ZeRO stage / data parallelism"
@@ -144,14 +147,14 @@ class StepEngine:
         if self.engine is not None:
             self.engine.backward(loss)
         else:
-            (loss / self.plan["grad_accum"]).backward()
+            (loss / self.plan.grad_accum).backward()
 
     def step(self) -> None:
         if self.engine is not None:
             self.engine.step()
             return
         self.micro_steps += 1
-        if self.micro_steps % self.plan["grad_accum"]:
+        if self.micro_steps % self.plan.grad_accum:
             return
         params = [p for p in self.module.parameters() if p.requires_grad]
         norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip or float("inf"))
@@ -244,16 +247,16 @@ def check_checkpoint(run_dir: Path) -> str | None:
         else "; no earlier checkpoint: start again with another --output"
     )
     if where is None or not where.is_dir():
-        raise ValueError(f"{marker} names checkpoint {tag!r}, which does not exist{remedy}")
+        raise Refused(f"{marker} names checkpoint {tag!r}, which does not exist{remedy}")
     files = sorted(where.glob("*.pt"))
     if not files:
-        raise ValueError(f"checkpoint {where} holds no state file (*.pt){remedy}")
+        raise Refused(f"checkpoint {where} holds no state file (*.pt){remedy}")
     for path in files:
         try:
             with zipfile.ZipFile(path):
                 pass
         except (zipfile.BadZipFile, OSError) as exc:
-            raise ValueError(f"checkpoint file {path} is damaged ({exc}){remedy}") from None
+            raise Refused(f"checkpoint file {path} is damaged ({exc}){remedy}") from None
     return tag
 
 
@@ -267,13 +270,13 @@ class Recorder:
     """Rank 0 writes step metrics to the store every checkpoint (idempotent after a resume) and
     shows them: a progress bar on a terminal, one line per step in logs and pipes."""
 
-    def __init__(self, run: dict[str, Any]):
+    def __init__(self, run: RunContract):
         from medarena.store import Store, TrainingStep
 
-        self.store, self.run_id, self.pending = Store(run["db_url"]), run["training_run_id"], []
-        self.peak = run.get("peak_flops")
+        self.store, self.run_id, self.pending = Store(run.db_url), run.training_run_id, []
+        self.peak = run.peak_flops
         self.TrainingStep = TrainingStep
-        self.bar = _terminal_bar(run["plan"]["steps"])
+        self.bar = _terminal_bar(run.plan.steps)
 
     def step(self, step, loss, lr, grad_norm, tokens_per_s, flops_per_token, tokens_seen) -> None:
         mfu = flops_per_token * tokens_per_s / self.peak if self.peak else None
@@ -328,7 +331,7 @@ def _terminal_bar(total_steps: int) -> Any:
 
 def train_steps(
     engine: StepEngine,
-    run: dict[str, Any],
+    run: RunContract,
     run_dir: Path,
     items: Iterator[Any],
     to_inputs: Callable[[list[Any]], dict[str, torch.Tensor]],
@@ -344,16 +347,16 @@ def train_steps(
     inputs (an `attention_mask` marks real tokens where there is padding). Rank 0 records the
     mean loss, lr, grad norm and tokens/s of every step and writes them at each checkpoint.
     """
-    plan = run["plan"]
+    plan = run.plan
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     recorder = Recorder(run) if rank == 0 else None
     step, position = start
-    micro = plan["micro_batch"]
-    while step < plan["steps"]:
+    micro = plan.micro_batch
+    while step < plan.steps:
         started = time.perf_counter()
-        batch = [next(items) for _ in range(plan["global_batch"])]
+        batch = [next(items) for _ in range(plan.global_batch)]
         losses, tokens = [], 0
-        for m in range(plan["grad_accum"]):
+        for m in range(plan.grad_accum):
             first = (m * world + rank) * micro
             inputs = to_inputs(batch[first : first + micro])
             mask = inputs.get("attention_mask")
@@ -362,7 +365,7 @@ def train_steps(
             engine.backward(loss)
             engine.step()
             losses.append(loss.detach().float())
-        step, position = step + 1, position + plan["global_batch"]
+        step, position = step + 1, position + plan.global_batch
         totals = torch.stack([torch.stack(losses).mean(), torch.tensor(float(tokens))])
         torch.distributed.all_reduce(totals)
         seconds = time.perf_counter() - started
@@ -377,7 +380,7 @@ def train_steps(
                 flops_per_token,
                 tokens_seen,
             )
-        if step % run["checkpoint_every"] == 0 or step == plan["steps"]:
+        if step % run.checkpoint_every == 0 or step == plan.steps:
             if recorder is not None:
                 recorder.flush()
             engine.save(run_dir, step, position)
@@ -385,11 +388,11 @@ def train_steps(
         recorder.close()
 
 
-def read_run(argv: list[str], prog: str) -> tuple[Path, dict[str, Any]]:
+def read_run(argv: list[str], prog: str) -> tuple[Path, RunContract]:
     """RUN_DIR and its run.json; the deepspeed launcher adds `--local_rank=N` (LOCAL_RANK is set
     too)."""
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--local_rank", type=int, default=None)
     run_dir = parser.parse_args(argv).run_dir
-    return run_dir, json.loads((run_dir / "run.json").read_text())
+    return run_dir, RunContract.read(run_dir)

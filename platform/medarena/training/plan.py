@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from medarena.errors import PlanError
+from medarena.errors import PlanError, Refused
 from medarena.registry import Registry, VariantEntry
 from medarena.schemas import HardwareProfile
 from medarena.training.recipe import TrainingRecipe
@@ -94,7 +94,7 @@ def model_shape(registry: Registry, entry: VariantEntry) -> ModelShape:
     params = entry.variant.params_b * 1e9
     try:
         config_file = Path(registry.weights_location(entry.variant)) / "config.json"
-    except ValueError:
+    except Refused:
         config_file = None
     if config_file is not None and config_file.is_file():
         config = json.loads(config_file.read_text())

@@ -9,11 +9,10 @@ from typing import Literal, TypeVar
 
 from pydantic import Field, model_validator
 
+from medarena.errors import Problem, ProblemsError, UnknownName
 from medarena.registry import find_workspace
-from medarena.errors import UnknownName
 from medarena.schemas import Name, Spec
 from medarena.yaml_source import read_spec
-from medarena.errors import Problem, ProblemsError
 
 
 class Optimizer(Spec):

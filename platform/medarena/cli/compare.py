@@ -1,6 +1,6 @@
 """`medarena compare` (paired statistics of two variants on a task) and `medarena dashboard`.
 
-Imported by medarena.cli after its commands are defined; neither command imports torch.
+Neither command imports torch.
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from medarena.cli import EXIT_REFUSED, app, err, out, reports_errors
-from medarena.cli_evaluate import refuses_bad_settings
+from medarena.cli.common import EXIT_REFUSED, err, fail, out, reports_errors
 from medarena.registry import find_workspace
 
 DASHBOARD_APP = Path("dashboard") / "app.py"
 
 
-@app.command("compare")
 @reports_errors
-@refuses_bad_settings
 def compare(
     ctx: typer.Context,
     variant_a: str = typer.Argument(..., help="Variant A."),
@@ -84,7 +81,6 @@ def compare(
         )
 
 
-@app.command("dashboard")
 @reports_errors
 def dashboard(
     ctx: typer.Context,
@@ -99,8 +95,7 @@ def dashboard(
     url = resolve_url(db, None) if db else ctx.obj.db_url()
     app_path = find_workspace(ctx.obj.workspace) / DASHBOARD_APP
     if not app_path.is_file():
-        err.print(f"error: {app_path} not found: run from a medarena checkout", style="red")
-        raise typer.Exit(EXIT_REFUSED)
+        raise fail(f"{app_path} not found: run from a medarena checkout", EXIT_REFUSED)
     env = {**os.environ, "MEDARENA_DB_URL": url}
     command = [
         sys.executable,

@@ -1,5 +1,6 @@
 """`medarena demo`: the whole loop on the embedded tiny family, offline, then a summary of what
-each stage changed (the leaderboard and paired head-to-heads read back from the store)."""
+each stage changed (the leaderboard and paired head-to-heads read back from the store). Every
+stage calls a service (the tiny build, training, evaluation, the store), never another command."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from dataclasses import dataclass
 import typer
 from rich.table import Table
 
-from medarena.cli import _build_embedded, app, models_ls, out, reports_errors
-from medarena.registry import Registry
+from medarena.cli.common import out, reports_errors
+from medarena.cli.evaluate import print_outcomes, progress_bar
+from medarena.cli.models import models_table
+from medarena.cli.train import run_prepared
+from medarena.registry import Registry, load_registry
 
 DEMO_BASE = "tiny-medical-base"
 DEMO_PRETRAINED = "tiny-medical-base-tiny-demo"
@@ -30,7 +34,6 @@ class HeadToHead:
     claim: str
 
 
-@app.command("demo")
 @reports_errors
 def demo(ctx: typer.Context) -> None:
     """The offline demo: build the tiny family, create the database, register the catalogue,
@@ -38,15 +41,15 @@ def demo(ctx: typer.Context) -> None:
     on the bundled instruction samples, evaluate all three on every bundled benchmark in every
     scoring mode, and summarise. Run twice, it reuses what is already built, trained and
     evaluated."""
-    from medarena.cli_evaluate import demo_evaluation
-    from medarena.cli_train import demo_training
+    from medarena.tiny import build_embedded
 
     registry: Registry = ctx.obj.registry()
+    db_url = ctx.obj.db_url()
     embedded = [
         name for name, entry in registry.variants.items() if entry.variant.source.kind == "embedded"
     ]
     for name in embedded:
-        build = _build_embedded(registry, name)
+        build = build_embedded(registry, name)
         out.print(
             f"[1/7] tiny model {name}: {build.num_parameters:,} parameters, vocab "
             f"{build.vocab_size}, weights sha256 {build.weights_sha256[:12]} at {build.path}"
@@ -54,29 +57,29 @@ def demo(ctx: typer.Context) -> None:
     with ctx.obj.store() as store:
         report = store.sync_registry(registry)
     out.print(
-        f"[2/7] database {ctx.obj.db_url()}: {report.families} families, "
+        f"[2/7] database {db_url}: {report.families} families, "
         f"{report.variants} variants, {report.reference_results} published results"
     )
     out.print("[3/7] the registry:")
-    models_ls(ctx, family=None, as_json=False)
+    out.print(models_table(registry))
     out.print(
         f"[4/7] continual pretraining of {DEMO_BASE} on the {DEMO_RECIPE} mix "
         "(pretrain/tiny-demo.yaml; DeepSpeed ZeRO-2 on the CPU):"
     )
-    pretrained = demo_training(ctx, "pretrain", DEMO_BASE, DEMO_RECIPE, DEMO_PRETRAINED)
+    pretrained = train_once(registry, db_url, "pretrain", DEMO_BASE, DEMO_PRETRAINED)
     tuned = None
     if pretrained:
         out.print(
             f"[5/7] LoRA instruction tuning of {pretrained} (instruct/tiny-demo.yaml; PEFT + "
             "DeepSpeed, ChatML):"
         )
-        tuned = demo_training(ctx, "instruct", pretrained, DEMO_RECIPE, DEMO_TUNED)
+        tuned = train_once(load_registry(registry.root), db_url, "instruct", pretrained, DEMO_TUNED)
     variants = embedded + [name for name in (pretrained, tuned) if name]
     out.print(
         f"[6/7] evaluating {', '.join(variants)} on every bundled benchmark, every scoring mode "
         "(hf engine, 0-shot, seed 0):"
     )
-    demo_evaluation(ctx, variants)
+    evaluate_all(ctx, variants)
     out.print("[7/7] what each stage changed (read back from the database):")
     with ctx.obj.store() as store:
         print_summary(store, variants)
@@ -86,9 +89,43 @@ def demo(ctx: typer.Context) -> None:
         'medarena query "SELECT kind, step, loss FROM training_steps JOIN training_runs r '
         'ON r.id = training_run_id ORDER BY r.id, step"'
     )
-    out.print(
-        f"open the dashboard: medarena dashboard --db {ctx.obj.db_url()}   (http://127.0.0.1:8501)"
-    )
+    out.print(f"open the dashboard: medarena dashboard --db {db_url}   (http://127.0.0.1:8501)")
+
+
+def train_once(registry: Registry, db_url: str, kind: str, model: str, output: str) -> str | None:
+    """The demo's training steps: recipe tiny-demo of `kind` (pretrain or instruct) on one CPU
+    process, once. Returns the trained variant's name (None when the workspace lacks the
+    recipe)."""
+    from medarena.instruct.recipe import load_recipes as load_instruct_recipes
+    from medarena.pretrain.recipe import load_recipes
+    from medarena.training.service import Placement, prepare_instruct, prepare_pretrain
+
+    recipes = (load_recipes if kind == "pretrain" else load_instruct_recipes)(registry.root)
+    if DEMO_RECIPE not in recipes:
+        out.print(f"no recipe {DEMO_RECIPE!r} under {registry.root / kind}: skipped")
+        return None
+    if output in registry.variants:
+        out.print(f"{output} is already trained and registered: reused")
+        return output
+    prepare = prepare_pretrain if kind == "pretrain" else prepare_instruct
+    prepared = prepare(registry, db_url, DEMO_RECIPE, model, Placement(), output)
+    run_prepared(registry, prepared, hostfile=None)
+    return output
+
+
+def evaluate_all(ctx: typer.Context, variants: list[str]) -> None:
+    """Every bundled task in each of its scoring modes, 0-shot, for every variant."""
+    from medarena.evaluate.plans import every_mode, run_plans
+
+    registry = ctx.obj.registry()
+    plans = every_mode(registry)
+    if not plans:
+        out.print(f"no benchmark specs in {registry.root / 'benchmarks'}: nothing to evaluate")
+        return
+    entries = [registry.variant(v) for v in variants]
+    with ctx.obj.store() as store:
+        outcomes = run_plans(store, registry, entries, plans, "hf", progress=progress_bar)
+    print_outcomes(outcomes)
 
 
 def print_summary(store, variants: list[str]) -> None:

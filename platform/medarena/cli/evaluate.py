@@ -1,43 +1,24 @@
-"""`medarena benchmarks`, `medarena eval` and `medarena results`: evaluation from the command line.
-
-Imported by medarena.cli after its commands are defined; torch and the engines load only inside
-`eval`, so listing benchmarks and printing results stay fast.
-"""
+"""`medarena benchmarks ...`, `medarena eval` and `medarena results`: evaluation from the command
+line. torch and the engines load only inside `eval`, so listing benchmarks and printing results
+stay fast."""
 
 from __future__ import annotations
 
-import functools
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from medarena.cli import EXIT_REFUSED, app, err, out, reports_errors
-from medarena.evaluate.spec import BenchmarkTask, load_benchmarks, select_tasks
+from medarena.cli.common import err, out, reports_errors
+from medarena.evaluate.spec import BenchmarkTask, load_benchmarks
+from medarena.registry import find_workspace
 
 benchmarks_app = typer.Typer(help="Benchmark task specs (benchmarks/*.yaml).", no_args_is_help=True)
-app.add_typer(benchmarks_app, name="benchmarks")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def refuses_bad_settings(command: F) -> F:
-    """Settings that cannot be scored (wrong mode, too few demos, a prompt over the context
-    with --truncation error, an unbuilt model) exit 2 with the reason."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (ValueError, FileNotFoundError) as exc:
-            err.print(f"error: {exc}", style="red", markup=False, highlight=False)
-            raise typer.Exit(EXIT_REFUSED) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @benchmarks_app.command("ls")
@@ -62,14 +43,12 @@ def benchmarks_ls(ctx: typer.Context) -> None:
     out.print(table)
 
 
-@benchmarks_app.command("validate")
-@reports_errors
-def benchmarks_validate(ctx: typer.Context) -> dict[str, Any]:
-    """Check every spec, and that its bundled items load in its source format."""
+def validate_benchmarks(workspace: str | None) -> dict[str, BenchmarkTask]:
+    """Check every spec, and that its bundled items load in its source format; print a line
+    per task."""
     from medarena.evaluate.runner import load_task_data
-    from medarena.registry import find_workspace
 
-    root = find_workspace(ctx.obj.workspace)
+    root = find_workspace(workspace)
     tasks = load_benchmarks(root)
     for task in tasks.values():
         data = load_task_data(task, root, need_pool=task.data.fewshot is not None)
@@ -77,9 +56,14 @@ def benchmarks_validate(ctx: typer.Context) -> dict[str, Any]:
     return tasks
 
 
-@app.command("eval")
+@benchmarks_app.command("validate")
 @reports_errors
-@refuses_bad_settings
+def benchmarks_validate(ctx: typer.Context) -> None:
+    """Check every spec, and that its bundled items load in its source format."""
+    validate_benchmarks(ctx.obj.workspace)
+
+
+@reports_errors
 def eval_command(
     ctx: typer.Context,
     models: list[str] = typer.Option(..., "--model", "-m", help="Variant(s) to evaluate."),
@@ -116,129 +100,43 @@ def eval_command(
     ),
 ) -> None:
     """Evaluate variants on benchmark tasks; every item is stored, runs resume after a kill."""
-    from medarena.evaluate.engines import ENGINES
-    from medarena.evaluate.runner import EvalOptions, load_task_data
-    from medarena.evaluate.tokens import TRUNCATION_POLICIES
+    from medarena.evaluate.plans import plan_evaluation, run_plans
+    from medarena.evaluate.runner import EvalOptions
 
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
-    if truncation not in TRUNCATION_POLICIES:
-        raise ValueError(f"--truncation must be one of {TRUNCATION_POLICIES}")
     registry = ctx.obj.registry()
-    entries = [registry.variant(name) for name in models]
-    benchmarks = load_benchmarks(registry.root)
-    tasks = (
-        list(benchmarks.values()) if task_names == ["all"] else select_tasks(benchmarks, task_names)
+    options = EvalOptions(
+        engine=engine,
+        shots=shots,
+        cot=cot,
+        samples=samples,
+        temperature=temperature,
+        limit=limit,
+        data=data,
+        truncation=truncation,
+        chunk_size=chunk_size,
+        bertscore_encoder=bertscore_model,
+        use_chat_template=chat_template,
     )
-    plans = [
-        (
-            task,
-            EvalOptions(
-                engine=engine,
-                mode=mode or task.scoring_modes[0],
-                shots=shots,
-                seed=seed,
-                cot=cot,
-                samples=samples,
-                temperature=temperature,
-                limit=limit,
-                data=data,
-                truncation=truncation,
-                chunk_size=chunk_size,
-                bertscore_encoder=bertscore_model,
-                use_chat_template=chat_template,
-            ),
-        )
-        for task in tasks
-        for seed in seeds
-    ]
-    for task, options in plans:
-        options.check(task)  # refuse bad combinations before any model loads
-    loaded: dict[tuple[Any, ...], Any] = {}
-    for task, options in plans:  # and bad data (file:line: field) before the store is opened
-        key = task_data_key(task, options)
-        if key not in loaded:
-            loaded[key] = load_task_data(
-                task,
-                registry.root,
-                data=options.data,
-                limit=options.limit,
-                need_pool=options.shots > 0,
-            )
+    planned = plan_evaluation(registry, models, task_names, options, mode=mode, seeds=seeds)
     with ctx.obj.store() as store:
         outcomes = run_plans(
-            store, registry, entries, plans, engine, batch_size, rerun=rerun, task_data=loaded
+            store,
+            registry,
+            planned.entries,
+            planned.plans,
+            engine,
+            batch_size,
+            rerun=rerun,
+            task_data=planned.task_data,
+            progress=progress_bar,
         )
     print_outcomes(outcomes)
 
 
-def task_data_key(task: BenchmarkTask, options: Any) -> tuple[Any, ...]:
-    """What load_task_data's result depends on, besides the task."""
-    return (task.name, options.data, options.limit, options.shots > 0)
-
-
-def run_plans(
-    store: Any,
-    registry: Any,
-    entries: list[Any],
-    plans: list[tuple[BenchmarkTask, Any]],
-    engine: str,
-    batch_size: int = 32,
-    *,
-    rerun: bool = False,
-    task_data: dict[tuple[Any, ...], Any] | None = None,
-) -> list[tuple[BenchmarkTask, Any, Any]]:
-    """Every plan (task, options) for every variant; one engine per variant, loaded only if
-    some item still needs scoring, closed when the variant is done. `task_data`: items already
-    read, by task_data_key."""
-    from medarena.evaluate.engines import load_engine
-    from medarena.evaluate.runner import evaluate
-
-    store.sync_registry(registry)
-    outcomes = []
-    for entry in entries:
-        loaded: list[Any] = []
-
-        def engine_loader(entry: Any = entry, loaded: list[Any] = loaded) -> Any:
-            if not loaded:
-                extra = {"batch_size": batch_size} if engine == "hf" else {}
-                loaded.append(load_engine(engine, registry, entry, **extra))
-            return loaded[0]
-
-        try:
-            for task, options in plans:
-                label = f"{entry.variant.name} {task.name} {options.mode} seed={options.seed}"
-                with _progress() as bar:
-                    bar_id = bar.add_task(label, total=None)
-
-                    def advance(
-                        done: int, total: int, bar: Any = bar, bar_id: Any = bar_id
-                    ) -> None:
-                        if total:
-                            bar.update(bar_id, total=total, completed=done)
-                        else:
-                            bar.advance(bar_id, done)
-
-                    outcome = evaluate(
-                        store,
-                        registry,
-                        entry.variant.name,
-                        task,
-                        options,
-                        engine_loader,
-                        advance,
-                        rerun=rerun,
-                        task_data=(task_data or {}).get(task_data_key(task, options)),
-                    )
-                outcomes.append((task, options, outcome))
-        finally:
-            if loaded:
-                loaded[0].close()
-    return outcomes
-
-
-def _progress() -> Progress:
-    return Progress(
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient bar on a terminal (none in logs and pipes) fed with (done, total)."""
+    bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -247,6 +145,16 @@ def _progress() -> Progress:
         transient=True,
         disable=not err.is_terminal,  # no bar redraws in logs and pipes
     )
+    with bar:
+        bar_id = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            if total:
+                bar.update(bar_id, total=total, completed=done)
+            else:
+                bar.advance(bar_id, done)
+
+        yield advance
 
 
 def _fmt(metric: Any) -> str:
@@ -297,7 +205,6 @@ def print_outcomes(outcomes: list[tuple[BenchmarkTask, Any, Any]]) -> None:
         out.print(summary)
 
 
-@app.command("results")
 @reports_errors
 def results(
     ctx: typer.Context,
@@ -336,20 +243,3 @@ def results(
         for row in published:
             ref.add_row(row.task, row.variant, row.scoring_mode, f"{row.value:.3f}", row.source)
         out.print(ref)
-
-
-def demo_evaluation(ctx: typer.Context, variants: list[str]) -> None:
-    """`medarena demo`'s evaluation: every bundled task in each of its scoring modes, 0-shot."""
-    from medarena.evaluate.runner import EvalOptions
-
-    registry = ctx.obj.registry()
-    tasks = load_benchmarks(registry.root)
-    if not tasks:
-        out.print(f"no benchmark specs in {registry.root / 'benchmarks'}: nothing to evaluate")
-        return
-    plans = [
-        (task, EvalOptions(mode=mode)) for task in tasks.values() for mode in task.scoring_modes
-    ]
-    with ctx.obj.store() as store:
-        outcomes = run_plans(store, registry, [registry.variant(v) for v in variants], plans, "hf")
-    print_outcomes(outcomes)

@@ -1,0 +1,134 @@
+"""`medarena train pretrain` and `medarena train instruct`: plan, run (one process or several),
+or write cluster launchers. The work is done by `medarena.training.service`; these commands
+parse options and print what it reports."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from medarena.cli.common import out, reports_errors
+from medarena.training.service import (
+    Placement,
+    PreparedRun,
+    plan_instruct,
+    plan_pretrain,
+    prepare_instruct,
+    prepare_pretrain,
+    register_outputs,
+    train_locally,
+    write_cluster,
+)
+
+app = typer.Typer(
+    help="Training: continual pretraining (DeepSpeed), LoRA instruction tuning (PEFT).",
+    no_args_is_help=True,
+)
+# where and how a run goes: the same options for both kinds of training
+HARDWARE = typer.Option(
+    None, help="Hardware profile (a100-80gb-sxm, h100-80gb-sxm); none: CPU processes."
+)
+GPUS = typer.Option(None, min=1, help="GPUs (or CPU processes) per node.")
+NODES = typer.Option(1, min=1, help="Machines; more than one writes cluster launchers.")
+PLAN_ONLY = typer.Option(False, "--plan", help="Print the resolved run; start nothing.")
+LAUNCHER = typer.Option("auto", help="auto, torchrun or deepspeed (on one machine).")
+HOSTFILE = typer.Option(None, help="DeepSpeed hostfile for several machines.")
+
+
+@app.command("pretrain")
+@reports_errors
+def pretrain(
+    ctx: typer.Context,
+    recipe_name: str = typer.Option(..., "--recipe", "-r", help="A recipe under pretrain/."),
+    model: str = typer.Option(..., "--model", "-m", help="The registry variant to continue."),
+    hardware: str | None = HARDWARE,
+    gpus: int | None = GPUS,
+    nodes: int = NODES,
+    plan_only: bool = PLAN_ONLY,
+    launcher: str = LAUNCHER,
+    hostfile: Path | None = HOSTFILE,
+    output: str | None = typer.Option(
+        None, help="Name of the new variant (default: model-recipe)."
+    ),
+) -> None:
+    """Continually pretrain a registry variant on a recipe's data mix with DeepSpeed."""
+    registry = ctx.obj.registry()
+    where = Placement(hardware, gpus, nodes, launcher)
+    if plan_only:
+        print_plan(plan_pretrain(registry, recipe_name, model, where))
+        return
+    prepared = prepare_pretrain(registry, ctx.obj.db_url(), recipe_name, model, where, output)
+    run_prepared(registry, prepared, hostfile, launcher)
+
+
+@app.command("instruct")
+@reports_errors
+def instruct(
+    ctx: typer.Context,
+    recipe_name: str = typer.Option(..., "--recipe", "-r", help="A recipe under instruct/."),
+    model: str = typer.Option(..., "--model", "-m", help="The registry variant to tune."),
+    hardware: str | None = HARDWARE,
+    gpus: int | None = GPUS,
+    nodes: int = NODES,
+    plan_only: bool = PLAN_ONLY,
+    launcher: str = LAUNCHER,
+    hostfile: Path | None = HOSTFILE,
+    output: str | None = typer.Option(
+        None, help="Name of the new variant (default: model-recipe); its adapter: NAME-adapter."
+    ),
+) -> None:
+    """LoRA-tune a registry variant on a recipe's instruction data (PEFT, optionally DeepSpeed),
+    then register the merged model and the adapter as variants."""
+    registry = ctx.obj.registry()
+    where = Placement(hardware, gpus, nodes, launcher)
+    if plan_only:
+        planned = plan_instruct(registry, recipe_name, model, where)
+        out.print(planned.data_summary)
+        print_plan(planned.plan)
+        return
+    prepared = prepare_instruct(registry, ctx.obj.db_url(), recipe_name, model, where, output)
+    run_prepared(registry, prepared, hostfile, launcher)
+
+
+def run_prepared(
+    registry: Any, prepared: PreparedRun, hostfile: Path | None, launcher: str = "auto"
+) -> None:
+    """Report the prepared run, then write cluster launchers (several nodes) or train here and
+    register the outputs."""
+    if prepared.resumed:
+        out.print(
+            f"resuming run {prepared.name} from {prepared.run_dir} "
+            f"({prepared.checkpoint or 'no checkpoint yet'})"
+        )
+    else:
+        out.print(prepared.data_summary)
+    if prepared.contract.plan.nodes > 1:
+        out.print("cluster launchers written (run one of them on the cluster):")
+        for script in write_cluster(prepared, hostfile):
+            out.print(f"  {script}")
+        return
+    train_locally(prepared, launcher)
+    done = register_outputs(registry, prepared)
+    out.print(
+        f"done: {done.tokens_seen:,} tokens; registered {', '.join(done.registered)} "
+        f"(parent {done.base_variant}) from {prepared.run_dir}"
+    )
+
+
+def print_plan(plan: Any) -> None:
+    table = Table(title=f"plan: {plan.recipe} on {plan.variant}", show_header=False)
+    for key, value in asdict(plan).items():
+        if key == "memory_gib" and value:
+            value = ", ".join(f"{k} {v:.1f}" for k, v in value.items()) + (
+                f" (total {plan.memory_gib.total:.1f} GiB per GPU)"
+            )
+        if isinstance(value, float) and key != "lr":
+            value = f"{value:,.1f}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        table.add_row(key, "\n".join(value) if isinstance(value, list) else str(value))
+    out.print(table)

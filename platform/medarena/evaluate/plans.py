@@ -1,0 +1,147 @@
+"""Evaluation plans as plain functions: which (task, options) pairs a request makes, checked and
+with their data read before the store is opened, then run for every variant with one engine per
+variant. `medarena eval` and the demo call these; nothing here prints (progress goes to a
+callback the caller provides)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
+from typing import Any
+
+from medarena.errors import Refused
+from medarena.evaluate.runner import EvalOptions, EvalOutcome, TaskData, evaluate, load_task_data
+from medarena.evaluate.spec import BenchmarkTask, load_benchmarks, select_tasks
+from medarena.registry import Registry, VariantEntry
+
+Plan = tuple[BenchmarkTask, EvalOptions]
+Outcome = tuple[BenchmarkTask, EvalOptions, EvalOutcome]
+# label -> a context whose value is called with (done, total) as items are scored
+Progress = Callable[[str], AbstractContextManager[Callable[[int, int], None]]]
+
+
+@dataclass(frozen=True)
+class PlannedEvaluation:
+    """Everything checked before a model loads or the store opens."""
+
+    entries: list[VariantEntry]
+    plans: list[Plan]
+    task_data: dict[tuple[Any, ...], TaskData]
+
+
+def plan_evaluation(
+    registry: Registry,
+    models: list[str],
+    task_names: list[str],
+    options: EvalOptions,
+    *,
+    mode: str | None = None,
+    seeds: list[int] | None = None,
+) -> PlannedEvaluation:
+    """One plan per task and seed (`task_names` ["all"]: every benchmark); `mode` None: each
+    task's first scoring mode. Bad combinations are refused and bad data (file:line: field)
+    reported here, before any model loads."""
+    from medarena.evaluate.engines import ENGINES
+    from medarena.evaluate.tokens import TRUNCATION_POLICIES
+
+    if options.engine not in ENGINES:
+        raise Refused(f"unknown engine {options.engine!r}; known: {', '.join(ENGINES)}")
+    if options.truncation not in TRUNCATION_POLICIES:
+        raise Refused(f"--truncation must be one of {TRUNCATION_POLICIES}")
+    entries = [registry.variant(name) for name in models]
+    benchmarks = load_benchmarks(registry.root)
+    tasks = (
+        list(benchmarks.values()) if task_names == ["all"] else select_tasks(benchmarks, task_names)
+    )
+    plans = [
+        (task, replace(options, mode=mode or task.scoring_modes[0], seed=seed))
+        for task in tasks
+        for seed in seeds or [options.seed]
+    ]
+    for task, task_options in plans:
+        task_options.check(task)
+    return PlannedEvaluation(entries, plans, read_task_data(registry, plans))
+
+
+def read_task_data(registry: Registry, plans: list[Plan]) -> dict[tuple[Any, ...], TaskData]:
+    """Each plan's items, read once per task_data_key."""
+    loaded: dict[tuple[Any, ...], TaskData] = {}
+    for task, options in plans:
+        key = task_data_key(task, options)
+        if key not in loaded:
+            loaded[key] = load_task_data(
+                task,
+                registry.root,
+                data=options.data,
+                limit=options.limit,
+                need_pool=options.shots > 0,
+            )
+    return loaded
+
+
+def task_data_key(task: BenchmarkTask, options: EvalOptions) -> tuple[Any, ...]:
+    """What load_task_data's result depends on, besides the task."""
+    return (task.name, options.data, options.limit, options.shots > 0)
+
+
+def every_mode(registry: Registry) -> list[Plan]:
+    """Every bundled task in each of its scoring modes, 0-shot, seed 0 (the demo's sweep)."""
+    tasks = load_benchmarks(registry.root)
+    return [
+        (task, EvalOptions(mode=mode)) for task in tasks.values() for mode in task.scoring_modes
+    ]
+
+
+def run_plans(
+    store: Any,
+    registry: Registry,
+    entries: list[VariantEntry],
+    plans: list[Plan],
+    engine: str,
+    batch_size: int = 32,
+    *,
+    rerun: bool = False,
+    task_data: dict[tuple[Any, ...], TaskData] | None = None,
+    progress: Progress | None = None,
+) -> list[Outcome]:
+    """Every plan for every variant; one engine per variant, loaded only if some item still
+    needs scoring, closed when the variant is done. `task_data`: items already read, by
+    task_data_key."""
+    from medarena.evaluate.engines import load_engine
+
+    store.sync_registry(registry)
+    outcomes = []
+    for entry in entries:
+        loaded: list[Any] = []
+
+        def engine_loader(entry: VariantEntry = entry, loaded: list[Any] = loaded) -> Any:
+            if not loaded:
+                extra = {"batch_size": batch_size} if engine == "hf" else {}
+                loaded.append(load_engine(engine, registry, entry, **extra))
+            return loaded[0]
+
+        try:
+            for task, options in plans:
+                label = f"{entry.variant.name} {task.name} {options.mode} seed={options.seed}"
+                with (progress or _silent)(label) as advance:
+                    outcome = evaluate(
+                        store,
+                        registry,
+                        entry.variant.name,
+                        task,
+                        options,
+                        engine_loader,
+                        advance,
+                        rerun=rerun,
+                        task_data=(task_data or {}).get(task_data_key(task, options)),
+                    )
+                outcomes.append((task, options, outcome))
+        finally:
+            if loaded:
+                loaded[0].close()
+    return outcomes
+
+
+def _silent(label: str) -> AbstractContextManager[Callable[[int, int], None]]:
+    return nullcontext(lambda done, total: None)
