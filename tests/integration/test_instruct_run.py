@@ -286,6 +286,26 @@ def test_plan_on_gpus_and_cluster_launchers(tune_workspace, db_url):
     assert (run_dir / "data/examples.npz").is_file() and (run_dir / "tokenizer").is_dir()
 
 
+def test_a_plan_for_a_hub_model_stays_offline_and_says_what_it_assumed(tune_workspace, db_url):
+    """meditron-7b is not on disk and HF_HUB_OFFLINE is set: the plan sizes LoRA on the
+    published Llama-2-7B shape and counts examples without the tokenizer, and says both."""
+    plan = invoke(
+        tune_workspace,
+        db_url,
+        *("train", "instruct", "-r", "meditron-medqa-sft", "-m", "meditron-7b"),
+        *("--hardware", "h100-80gb-sxm", "--gpus", "8", "--plan"),
+    )
+    assert plan.exit_code == 0, plan.output
+    assert "no config of epfl-llm/meditron-7b on disk: LoRA targets sized on " in plan.stdout
+    assert "meta-llama/Llama-2-7b-hf config.json" in plan.stdout
+    assert "data not encoded: no tokenizer of epfl-llm/meditron-7b on disk" in plan.stdout
+    # r x (in + out) per adapted layer: 4 attention projections of 4096 x 4096 and 3 MLP
+    # projections of 4096 x 11008, 32 layers, r = 16 (the recipe's)
+    trainable = 16 * 32 * (4 * (4096 + 4096) + 3 * (4096 + 11008))
+    assert f"{trainable:,}" in plan.stdout
+    assert not (tune_workspace / ".medarena/runs").exists()  # a plan keeps nothing
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="QLoRA needs CUDA (bitsandbytes)")
 def test_qlora_on_a_gpu(tune_workspace, db_url):

@@ -81,8 +81,12 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_one
     assert [loss for _, loss in after] == pytest.approx([loss for _, loss in before], abs=1e-5)
     assert before[-1][1] < before[0][1] - 0.5  # it learns
 
-    entry = load_registry(train_workspace).variant("resumed")
+    registry = load_registry(train_workspace)
+    entry = registry.variant("resumed")
     assert entry.variant.parent == "tiny-medical-base" and entry.variant.recipes == ["ci-z2"]
+    # a trained model's card joins the workspace's generated layer, never the curated models/
+    assert registry.files["families:resumed"] == ".medarena/models/resumed.yaml"
+    assert not (train_workspace / "models" / "resumed.yaml").exists()
     produced = sql_rows(
         db_url,
         "SELECT r.id FROM model_variants v JOIN training_runs r ON r.id = v.produced_by_run_id "

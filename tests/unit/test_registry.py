@@ -154,3 +154,24 @@ def test_an_invalid_card_does_not_cascade_and_its_references_are_still_checked(w
         "known: alpaca, chatml, llama-2, me-llama, med42, meditron-chatml, mistral-instruct, "
         "zephyr",
     ]  # and no "unknown variant 'meditron-7b'" from the published-results file
+
+
+def test_generated_cards_are_a_second_layer_outside_models(workspace: Path):
+    registry = load_registry(workspace)
+    path = add_family(registry, ModelFamily.model_validate(NEW_CARD), generated=True)
+    assert path == workspace / ".medarena" / "models" / "new-med.yaml"
+    assert not (workspace / "models" / "new-med.yaml").exists()
+    reloaded = load_registry(workspace)
+    assert reloaded.files["families:new-med"] == ".medarena/models/new-med.yaml"
+    assert reloaded.lineage("new-med-7b") == ["new-med-7b", "tiny-medical-base"]
+
+
+def test_a_generated_card_cannot_shadow_a_curated_one(workspace: Path):
+    curated = (workspace / "models" / "tiny-medical.yaml").read_text()
+    generated = workspace / ".medarena" / "models"
+    generated.mkdir(parents=True)
+    (generated / "tiny-medical.yaml").write_text(curated)
+    assert problems_of(workspace) == [
+        ".medarena/models/tiny-medical.yaml: name: 'tiny-medical' is already defined by "
+        "models/tiny-medical.yaml"
+    ]

@@ -7,17 +7,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medarena.errors import Problem, ProblemsError
+from medarena.errors import Problem, ProblemsError, Refused
 from medarena.instruct.data import read_source, to_template_roles
 from medarena.instruct.encode import encode
-from medarena.instruct.recipe import InstructRecipe, LoraSettings
+from medarena.instruct.recipe import InstructRecipe, InstructSource, LoraSettings
 from medarena.schemas import ChatTemplate
+from medarena.training.plan import KnownShape
 
 EXAMPLES = "examples.npz"
 TOKENIZER = "tokenizer"
@@ -33,13 +35,42 @@ class PreparedData:
     per_source: dict[str, int]
 
 
-def linear_layers(location: str) -> dict[str, tuple[int, int]]:
+def linear_layers(location: str, *, local_only: bool = False) -> dict[str, tuple[int, int]] | None:
     """(in, out) features of the model's linear layers by qualified name, from its config on
-    the meta device (no weights loaded)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    the meta device (no weights loaded). `local_only`: None when the config is not on disk
+    (a plan never reaches for the network)."""
+    from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(location)
+    try:
+        config = AutoConfig.from_pretrained(location, local_files_only=local_only)
+    except OSError:
+        if not local_only:
+            raise
+        return None
+    return _linear_layers(config)
+
+
+def assumed_linear_layers(shape: KnownShape) -> dict[str, tuple[int, int]]:
+    """The linear layers of a Llama-architecture model of the published `shape` (Mistral's
+    layers have the same names and shapes)."""
+    from transformers import LlamaConfig
+
+    return _linear_layers(
+        LlamaConfig(
+            hidden_size=shape.hidden,
+            intermediate_size=shape.intermediate,
+            num_hidden_layers=shape.layers,
+            num_attention_heads=shape.heads,
+            num_key_value_heads=shape.kv_heads,
+            vocab_size=shape.vocab,
+        )
+    )
+
+
+def _linear_layers(config: Any) -> dict[str, tuple[int, int]]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return {
@@ -83,13 +114,19 @@ def adapter_parameters(layers: dict[str, tuple[int, int]], targets: list[str], r
 
 
 def prepare_tokenizer(
-    location: str, template: ChatTemplate, out_dir: Path
-) -> tuple[Any, list[str]]:
+    location: str, template: ChatTemplate, out_dir: Path, *, local_only: bool = False
+) -> tuple[Any, list[str]] | None:
     """The base tokenizer plus the template's special tokens it lacks, with the template set as
-    its chat_template; saved to out_dir/tokenizer."""
+    its chat_template; saved to out_dir/tokenizer. `local_only`: None when the tokenizer is not
+    on disk."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(location)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
+    except OSError:
+        if not local_only:
+            raise
+        return None
     vocab = tokenizer.get_vocab()
     missing = [token for token in template.added_special_tokens if token not in vocab]
     if missing:
@@ -114,37 +151,20 @@ def prepare_data(
     problems: list[Problem] = []
     ids: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    per_source: dict[str, int] = {}
+    per_source = {source.name: 0 for source in recipe.data}
     tokens = answers = truncated = dropped = 0
-    for source in recipe.data:
-        where = f"instruct/{recipe.name}.yaml: data[{source.name}]"
-        try:
-            conversations = read_source(source, root)
-        except ProblemsError as error:
-            problems += error.problems
+    for source, messages in _conversations(recipe, template, root, problems):
+        example = encode(tokenizer, template, messages, sequence_length)
+        truncated += example.truncated
+        if example.answer_tokens == 0:
+            dropped += 1
             continue
-        except (ValueError, FileNotFoundError) as error:
-            problems.append(Problem(where, None, "data", str(error)))
-            continue
-        kept = 0
-        for conversation in conversations:
-            try:
-                messages = to_template_roles(conversation, template, recipe.system)
-            except ValueError as error:
-                problems.append(Problem(where, None, "chat_template", str(error)))
-                break
-            example = encode(tokenizer, template, messages, sequence_length)
-            truncated += example.truncated
-            if example.answer_tokens == 0:
-                dropped += 1
-                continue
-            for _ in range(source.repeat):
-                ids.append(np.asarray(example.input_ids, dtype=np.int32))
-                labels.append(np.asarray(example.labels, dtype=np.int32))
-            tokens += source.repeat * len(example.input_ids)
-            answers += source.repeat * example.answer_tokens
-            kept += source.repeat
-        per_source[source.name] = kept
+        for _ in range(source.repeat):
+            ids.append(np.asarray(example.input_ids, dtype=np.int32))
+            labels.append(np.asarray(example.labels, dtype=np.int32))
+        tokens += source.repeat * len(example.input_ids)
+        answers += source.repeat * example.answer_tokens
+        per_source[source.name] += source.repeat
     if not problems and not ids:
         problems.append(
             Problem(f"instruct/{recipe.name}.yaml", None, "data", "the instruction set is empty")
@@ -158,6 +178,42 @@ def prepare_data(
         np.savez(handle, ids=np.concatenate(ids), labels=np.concatenate(labels), offsets=offsets)
     os.replace(staging, out_dir / EXAMPLES)
     return PreparedData(len(ids), tokens, answers, truncated, dropped, per_source)
+
+
+def count_examples(recipe: InstructRecipe, template: ChatTemplate, root: Path) -> dict[str, int]:
+    """Examples per source as read (repeats included), without a tokenizer: what a plan can
+    know of the data when the model's tokenizer is not on disk."""
+    problems: list[Problem] = []
+    per_source = {source.name: 0 for source in recipe.data}
+    for source, _messages in _conversations(recipe, template, root, problems):
+        per_source[source.name] += source.repeat
+    if problems:
+        raise ProblemsError(problems, f"instruction data of recipe {recipe.name!r} is unusable")
+    return per_source
+
+
+def _conversations(
+    recipe: InstructRecipe, template: ChatTemplate, root: Path, problems: list[Problem]
+) -> Iterator[tuple[InstructSource, list[dict[str, str]]]]:
+    """Every conversation of every source, in the template's roles; what cannot be read or
+    mapped is appended to `problems` (reading goes on, so all are reported together)."""
+    for source in recipe.data:
+        where = f"instruct/{recipe.name}.yaml: data[{source.name}]"
+        try:
+            conversations = read_source(source, root)
+        except ProblemsError as error:
+            problems += error.problems
+            continue
+        except (Refused, ValueError, FileNotFoundError) as error:
+            problems.append(Problem(where, None, "data", str(error)))
+            continue
+        for conversation in conversations:
+            try:
+                messages = to_template_roles(conversation, template, recipe.system)
+            except (Refused, ValueError) as error:
+                problems.append(Problem(where, None, "chat_template", str(error)))
+                break
+            yield source, messages
 
 
 def write_summary(data: PreparedData, out_dir: Path) -> None:

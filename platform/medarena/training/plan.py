@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medarena.errors import PlanError, Refused
@@ -23,13 +23,29 @@ from medarena.schemas import HardwareProfile
 from medarena.training.recipe import TrainingRecipe
 
 GIB = 1024**3
-# Llama-family shapes by size (hidden, layers), for variants whose config is not on disk
+
+
+@dataclass(frozen=True)
+class KnownShape:
+    """A published architecture, for variants whose config is not on disk (plans stay offline).
+    Values from each model's config.json on the hub."""
+
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    source: str
+
+
+# by parameter count in billions; the nearest one stands in for a variant without a local config
 KNOWN_SHAPES = {
-    1.1: (2048, 22),
-    6.74: (4096, 32),
-    7.24: (4096, 32),
-    13.02: (5120, 40),
-    68.98: (8192, 80),
+    1.1: KnownShape(2048, 5632, 22, 32, 4, 32000, "TinyLlama/TinyLlama-1.1B config.json"),
+    6.74: KnownShape(4096, 11008, 32, 32, 32, 32000, "meta-llama/Llama-2-7b-hf config.json"),
+    7.24: KnownShape(4096, 14336, 32, 32, 8, 32000, "mistralai/Mistral-7B-v0.1 config.json"),
+    13.02: KnownShape(5120, 13824, 40, 40, 40, 32000, "meta-llama/Llama-2-13b-hf config.json"),
+    68.98: KnownShape(8192, 28672, 80, 64, 8, 32000, "meta-llama/Llama-2-70b-hf config.json"),
 }
 # measured on one H100 (../shared/ENVIRONMENT.md): DeepSpeed ZeRO-2, 1.1B shape, seq 2048
 ASSUMED_MFU = 0.29
@@ -85,9 +101,6 @@ class Plan:
     trainable_params: float | None = None
     notes: list[str] = field(default_factory=list)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
 
 def model_shape(registry: Registry, entry: VariantEntry) -> ModelShape:
     """Shape from the model's config.json when it is on disk, else from the known sizes."""
@@ -101,9 +114,13 @@ def model_shape(registry: Registry, entry: VariantEntry) -> ModelShape:
         return ModelShape(
             params, config["hidden_size"], config["num_hidden_layers"], config.get("vocab_size")
         )
-    nearest = min(KNOWN_SHAPES, key=lambda size: abs(size - entry.variant.params_b))
-    hidden, layers = KNOWN_SHAPES[nearest]
-    return ModelShape(params, hidden, layers)
+    known = known_shape(entry.variant.params_b)
+    return ModelShape(params, known.hidden, known.layers)
+
+
+def known_shape(params_b: float) -> KnownShape:
+    """The published shape nearest in size to `params_b`."""
+    return KNOWN_SHAPES[min(KNOWN_SHAPES, key=lambda size: abs(size - params_b))]
 
 
 def memory(

@@ -11,6 +11,7 @@ demo call these functions; nothing here prints.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import signal
 import tempfile
@@ -22,7 +23,7 @@ from medarena.errors import PlanError, Problem, ProblemsError, Refused, Training
 from medarena.registry import Registry, VariantEntry, add_family, load_registry
 from medarena.training.contract import LoraContract, QloraContract, RunContract
 from medarena.training.launch import LAUNCHERS
-from medarena.training.plan import Plan, model_shape, resolve
+from medarena.training.plan import Plan, known_shape, model_shape, resolve
 
 Kind = Literal["pretrain", "instruct"]
 RUNS = "runs"  # under the workspace's .medarena/
@@ -137,13 +138,43 @@ def prepare_pretrain(
 def plan_instruct(
     registry: Registry, recipe_name: str, model: str, where: Placement
 ) -> InstructPlan:
-    """The plan with the data encoded to count its tokens (in a temporary folder, removed)."""
+    """The plan with the data encoded to count its tokens (in a temporary folder, removed).
+    Offline: a config or tokenizer not on disk is not fetched; the plan then assumes the
+    published shape of the nearest size and counts examples without encoding them, and says so
+    in its notes."""
     where.check()
     recipe, entry = _instruct_inputs(registry, recipe_name, model)
+    checked = _check_instruct(registry, recipe, entry, where, local_only=True)
+    from medarena.instruct import prepare as prep
+
     with tempfile.TemporaryDirectory(prefix="medarena-plan-") as staging:
-        checked = _check_instruct(registry, recipe, entry, where)
-        plan, summary, _ = _encode_instruct(registry, recipe, entry, where, checked, Path(staging))
-    return InstructPlan(plan, summary)
+        tokenized = prep.prepare_tokenizer(
+            checked.location, checked.template, Path(staging), local_only=True
+        )
+        if tokenized is not None:
+            plan, summary, _ = _encode_instruct(
+                registry, recipe, entry, where, checked, tokenized, Path(staging)
+            )
+            return InstructPlan(_noted(plan, checked.assumed), summary)
+    per_source = prep.count_examples(recipe, checked.template, registry.root)
+    examples = sum(per_source.values())
+    first = _resolve(registry, recipe, entry, where, **checked.sizes)
+    plan = _resolve(
+        registry, recipe, entry, where, tokens=examples * first.sequence_length, **checked.sizes
+    )
+    assumed = [
+        *checked.assumed,
+        f"data not encoded: no tokenizer of {checked.location} on disk; steps assume all "
+        f"{examples:,} examples are kept (token counts and cuts unknown)",
+    ]
+    summary = f"data: {examples:,} examples read; " + ", ".join(
+        f"{k} {v}" for k, v in per_source.items()
+    )
+    return InstructPlan(_noted(plan, assumed), summary)
+
+
+def _noted(plan: Plan, notes: list[str]) -> Plan:
+    return dataclasses.replace(plan, notes=[*plan.notes, *notes])
 
 
 def prepare_instruct(
@@ -168,9 +199,12 @@ def prepare_instruct(
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.preparing-"))
     try:
-        plan, summary, prepared = _encode_instruct(registry, recipe, entry, where, checked, staging)
         from medarena.instruct import prepare as prep
 
+        tokenized = prep.prepare_tokenizer(checked.location, checked.template, staging)
+        plan, summary, prepared = _encode_instruct(
+            registry, recipe, entry, where, checked, tokenized, staging
+        )
         data, added, template = prepared
         prep.write_summary(data, staging / "data")
         contract = _start_run(
@@ -207,6 +241,7 @@ class _CheckedInstruct:
     targets: list[str]
     trainable: int
     sizes: dict[str, float]
+    assumed: list[str]  # what a plan assumed because it stayed offline
 
 
 def _instruct_inputs(registry: Registry, recipe_name: str, model: str) -> tuple[Any, VariantEntry]:
@@ -216,10 +251,11 @@ def _instruct_inputs(registry: Registry, recipe_name: str, model: str) -> tuple[
 
 
 def _check_instruct(
-    registry: Registry, recipe: Any, entry: VariantEntry, where: Placement
+    registry: Registry, recipe: Any, entry: VariantEntry, where: Placement, *, local_only=False
 ) -> _CheckedInstruct:
     """The chat template, QLoRA's requirements and the LoRA targets against the model's real
-    linear layers, before anything is encoded."""
+    linear layers (`local_only` and no config on disk: those of the published shape nearest in
+    size), before anything is encoded."""
     from medarena.instruct import prepare as prep
 
     template_name = recipe.chat_template or entry.variant.chat_template
@@ -234,13 +270,17 @@ def _check_instruct(
             "bitsandbytes 4-bit weights are not sharded by ZeRO here"
         )
     location = registry.weights_location(entry.variant)
-    layers = prep.linear_layers(location)
+    layers = prep.linear_layers(location, local_only=local_only)
+    assumed = []
+    if layers is None:
+        shape = known_shape(entry.variant.params_b)
+        layers = prep.assumed_linear_layers(shape)
+        assumed.append(f"no config of {location} on disk: LoRA targets sized on {shape.source}")
     targets = prep.check_targets(recipe.lora, layers, f"instruct/{recipe.name}.yaml")
     trainable = prep.adapter_parameters(layers, targets, recipe.lora.r)
     sizes = {"trainable": trainable, "weight_bytes": 0.5 if recipe.qlora else 2.0}
-    return _CheckedInstruct(
-        location, registry.chat_template(template_name), targets, trainable, sizes
-    )
+    template = registry.chat_template(template_name)
+    return _CheckedInstruct(location, template, targets, trainable, sizes, assumed)
 
 
 def _encode_instruct(
@@ -249,13 +289,15 @@ def _encode_instruct(
     entry: VariantEntry,
     where: Placement,
     checked: _CheckedInstruct,
+    tokenized: tuple[Any, list[str]],
     staging: Path,
 ) -> tuple[Plan, str, tuple[Any, list[str], Any]]:
-    """Tokenizer and encoded examples into `staging`; the plan sized by the encoded data."""
+    """Encoded examples into `staging` with the prepared (tokenizer, added tokens); the plan
+    sized by the encoded data."""
     from medarena.instruct import prepare as prep
 
     first = _resolve(registry, recipe, entry, where, **checked.sizes)
-    tokenizer, added = prep.prepare_tokenizer(checked.location, checked.template, staging)
+    tokenizer, added = tokenized
     data = prep.prepare_data(
         recipe, checked.template, tokenizer, registry.root, staging / "data", first.sequence_length
     )
