@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 
 H100_BF16_FLOPS = 989.4e12  # dense bf16 peak, models/hardware/h100-80gb-sxm.yaml
-# TinyLlama's shape: the 1.1B model of the baselines in ../shared/ENVIRONMENT.md
+# TinyLlama's shape: the 1.1B model of the baselines in docs/PERFORMANCE.md (Baselines)
 LLAMA_1_1B = dict(
     hidden_size=2048,
     intermediate_size=5632,

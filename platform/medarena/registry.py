@@ -86,7 +86,7 @@ class Registry:
     chat_templates: dict[str, ChatTemplate] = field(default_factory=dict)
     hardware: dict[str, HardwareProfile] = field(default_factory=dict)
     references: dict[str, ReferenceSet] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)  # "family:<name>" -> relative path
+    files: dict[str, str] = field(default_factory=dict)  # "families:<name>" -> path relative to root
 
     @property
     def models_dir(self) -> Path:

@@ -6,7 +6,6 @@ field instead of a silently ignored setting. `json_schemas()` emits the JSON Sch
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 import jinja2
@@ -314,7 +313,3 @@ SCHEMAS: dict[str, type[Spec]] = {
 def json_schemas() -> dict[str, dict]:
     """JSON Schema of every YAML kind, keyed by kind (for docs and editor completion)."""
     return {kind: model.model_json_schema() for kind, model in SCHEMAS.items()}
-
-
-def is_valid_name(text: str) -> bool:
-    return re.fullmatch(NAME_PATTERN, text) is not None

@@ -47,7 +47,7 @@ KNOWN_SHAPES = {
     13.02: KnownShape(5120, 13824, 40, 40, 40, 32000, "meta-llama/Llama-2-13b-hf config.json"),
     68.98: KnownShape(8192, 28672, 80, 64, 8, 32000, "meta-llama/Llama-2-70b-hf config.json"),
 }
-# measured on one H100 (../shared/ENVIRONMENT.md): DeepSpeed ZeRO-2, 1.1B shape, seq 2048
+# measured on one H100 (docs/PERFORMANCE.md, Baselines): DeepSpeed ZeRO-2, 1.1B shape, seq 2048
 ASSUMED_MFU = 0.29
 USABLE_MEMORY = 0.9  # leave room for the CUDA context, fragmentation and buffers
 
