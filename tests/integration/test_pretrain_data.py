@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medarena.data.clean import clean, normalise
-from medarena.data.corpus import Document, read_source
+from medarena.data.clean import Cleaning, clean, normalise
+from medarena.data.corpus import CORPUS_READERS, Document, Source, local_path, read_source
 from medarena.data.mix import select_documents
 from medarena.data.pack import PackedDataset, pack, tokenize
-from medarena.errors import ProblemsError
-from medarena.pretrain.recipe import Cleaning, PretrainRecipe, Source, load_recipes
+from medarena.errors import OperationFailed, ProblemsError, Refused
+from medarena.pretrain.recipe import PretrainRecipe, load_recipes
 from tests.conftest import REPO
 
 SENTENCE = (
@@ -186,6 +186,21 @@ def test_shipped_recipes_load_with_published_settings():
     assert isinstance(recipes["tiny-demo"], PretrainRecipe)
 
 
+def small_recipe(sources: list[dict]) -> PretrainRecipe:
+    return PretrainRecipe.model_validate(
+        {
+            "name": "small",
+            "description": "x",
+            "citation": "x",
+            "sources": sources,
+            "cleaning": {"min_words": 10, "near_dedup_threshold": None},
+            "sequence_length": 16,
+            "global_batch_sequences": 2,
+            "optimizer": {"lr": 1e-3},
+        }
+    )
+
+
 def test_a_source_emptied_by_cleaning_is_an_error_before_packing(tokenizer, tmp_path):
     from medarena.data.prepare import prepare
 
@@ -193,20 +208,11 @@ def test_a_source_emptied_by_cleaning_is_an_error_before_packing(tokenizer, tmp_
         "".join(json.dumps({"text": " ".join(WORDS) + f" case {i}"}) + "\n" for i in range(5))
     )
     (tmp_path / "short.jsonl").write_text(json.dumps({"text": "far too short"}) + "\n")
-    recipe = PretrainRecipe.model_validate(
-        {
-            "name": "emptied",
-            "description": "x",
-            "citation": "x",
-            "sources": [
-                {"name": "long", "kind": "general", "data": {"path": "long.jsonl"}, "ratio": 1},
-                {"name": "short", "kind": "general", "data": {"path": "short.jsonl"}, "ratio": 1},
-            ],
-            "cleaning": {"min_words": 10, "near_dedup_threshold": None},
-            "sequence_length": 16,
-            "global_batch_sequences": 2,
-            "optimizer": {"lr": 1e-3},
-        }
+    recipe = small_recipe(
+        [
+            {"name": "long", "kind": "general", "data": {"path": "long.jsonl"}, "ratio": 1},
+            {"name": "short", "kind": "general", "data": {"path": "short.jsonl"}, "ratio": 1},
+        ]
     )
     with pytest.raises(ProblemsError, match="empty source after cleaning") as caught:
         prepare(recipe, tokenizer, tmp_path, tmp_path / "packed")
@@ -241,3 +247,107 @@ def test_hub_corpus_reads_the_same_fields(monkeypatch):
     assert asked == [("epfl-llm/guidelines", None, "train", None)]
     assert [d.id for d in documents] == ["a1", "b2"]
     assert documents[0].text.startswith("Malaria\n\nTreat early.")
+
+
+def one_document_per_line(source: Source, pretrain_dir: Path) -> list[Document]:
+    """A toy corpus reader: every line of a text file is a document."""
+    path = local_path(source, pretrain_dir)
+    assert path is not None
+    lines = path.read_text().splitlines()
+    return [Document(source.name, f"line-{i}", line) for i, line in enumerate(lines, start=1)]
+
+
+def test_a_registered_reader_is_named_by_a_recipe_and_feeds_preparation(tokenizer, tmp_path):
+    from medarena.data.prepare import prepare
+
+    lines = [" ".join(WORDS) + f" case {i}" for i in range(6)]
+    (tmp_path / "notes.txt").write_text("\n".join(lines) + "\n")
+    notes = {"name": "notes", "kind": "clinical_notes", "data": {"path": "notes.txt"}, "ratio": 1}
+    with CORPUS_READERS.temporarily("lines", one_document_per_line):
+        recipe = small_recipe([{**notes, "reader": "lines"}])
+        packed, cleaning = prepare(recipe, tokenizer, tmp_path, tmp_path / "packed")
+    assert cleaning["documents_in"] == cleaning["documents_out"] == {"notes": 6}
+    assert packed.mix["notes"].documents == 6 and packed.mix["notes"].epochs == 1.0
+    written = sum(len(tokenizer(line, add_special_tokens=False).input_ids) + 1 for line in lines)
+    assert packed.tokens + packed.dropped_tail_tokens == written  # every line, each with its EOS
+    assert len(PackedDataset(tmp_path / "packed")) == packed.sequences == written // 16
+    with pytest.raises(ValueError, match="unknown corpus reader 'lines'"):
+        small_recipe([{**notes, "reader": "lines"}])  # gone with the `with` block
+    with pytest.raises(ProblemsError, match="cannot read 'txt' files"):
+        prepare(small_recipe([notes]), tokenizer, tmp_path, tmp_path / "default")  # records
+
+
+def test_the_reader_comes_from_the_recipe_or_the_data(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.txt").write_text("one paper\n")
+    (tmp_path / "rows.jsonl").write_text(json.dumps({"id": "r1", "text": "one row"}) + "\n")
+
+    def source(path: str, reader: str | None = None) -> Source:
+        return Source(name="s", kind="papers", data={"path": path}, reader=reader, ratio=1)
+
+    assert [d.id for d in read_source(source("folder"), tmp_path)] == ["a"]
+    assert [d.id for d in read_source(source("folder", "text-folder"), tmp_path)] == ["a"]
+    assert [d.id for d in read_source(source("rows.jsonl"), tmp_path)] == ["r1"]
+    with pytest.raises(ProblemsError, match="expected a folder") as caught:
+        read_source(source("rows.jsonl", "text-folder"), tmp_path)
+    assert caught.value.problems[0].field == "sources.s.data"
+    # an unset reader is left out of the recipe's dump, so its content hash is what it was
+    assert "reader" not in source("folder").model_dump()
+    assert source("folder", "text-folder").model_dump()["reader"] == "text-folder"
+
+
+def test_an_unknown_reader_is_located_and_the_known_ones_listed(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "pretrain").mkdir()
+    (tmp_path / "pretrain" / "odd.yaml").write_text(
+        "name: odd\ndescription: x\ncitation: x\n"
+        "sources:\n"
+        "  - name: a\n    kind: papers\n    data: {path: a.pdf}\n    reader: pdf\n    ratio: 1\n"
+        "sequence_length: 8\nglobal_batch_sequences: 8\noptimizer: {lr: 1.0e-3}\n"
+    )
+    with pytest.raises(ProblemsError) as caught:
+        load_recipes(tmp_path)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line, problem.field) == (
+        "pretrain/odd.yaml",
+        8,
+        "sources[0].reader",
+    )
+    assert "unknown corpus reader 'pdf'; known: records, text-folder" in problem.message
+
+
+def test_a_tokenizer_without_eos_is_refused_and_a_foreign_index_is_located(tmp_path):
+    from types import SimpleNamespace
+
+    no_eos = SimpleNamespace(eos_token_id=None, name_or_path="plain-bpe")
+    with pytest.raises(Refused, match="tokenizer plain-bpe has no EOS token"):
+        tokenize([Document("a", "1", "text")], no_eos)
+    (tmp_path / "index.json").write_text(json.dumps({"format": 2}))
+    with pytest.raises(ProblemsError, match="unknown packed-data format") as caught:
+        PackedDataset(tmp_path)
+    problem = caught.value.problems[0]
+    assert (problem.file, problem.field) == (str(tmp_path / "index.json"), "format")
+
+
+def test_hub_failures_are_a_located_problem_or_an_operation_failure(monkeypatch):
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+
+    from medarena.data.records import read_records
+    from medarena.schemas import HubData
+
+    def missing(*args, **kwargs):
+        raise DatasetNotFoundError("Dataset 'epfl-llm/guideline' doesn't exist on the Hub")
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'epfl-llm/guidelines' on the Hub")
+
+    hub = HubData(kind="hub", dataset="epfl-llm/guideline", split="train")
+    monkeypatch.setattr(datasets, "load_dataset", missing)
+    with pytest.raises(ProblemsError, match="doesn't exist on the Hub") as caught:
+        read_records(hub, Path("."))
+    assert caught.value.problems[0].file == "hub:epfl-llm/guideline:train"
+    assert caught.value.problems[0].field == "dataset"
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(OperationFailed, match="cannot read hub:epfl-llm/guideline:train"):
+        read_records(hub, Path("."))

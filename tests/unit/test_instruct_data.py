@@ -4,15 +4,26 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from medarena.errors import ProblemsError
+from medarena.data.records import Record
+from medarena.errors import ProblemsError, Refused
 from medarena.evaluate.extract import extract_choice
 from medarena.evaluate.formats import Item
-from medarena.instruct.data import Conversation, answer_text, read_source, to_template_roles
-from medarena.instruct.encode import IGNORE, encode
+from medarena.instruct.data import (
+    INSTRUCTION_FORMATS,
+    Conversation,
+    InstructSource,
+    Messages,
+    answer_text,
+    from_records,
+    read_source,
+    to_template_roles,
+)
+from medarena.instruct.encode import IGNORE, encode, reply_spans
 from medarena.instruct.prepare import check_targets
-from medarena.instruct.recipe import InstructRecipe, InstructSource, LoraSettings
+from medarena.instruct.recipe import InstructRecipe, LoraSettings, load_recipes
 from medarena.registry import load_registry
 from tests.conftest import REPO
 
@@ -125,7 +136,7 @@ def test_roles_map_onto_the_template_and_a_missing_role_is_refused():
     assert mapped[0]["content"] == MEDITRON.default_system
     no_system = MEDITRON.model_copy(update={"roles": ["question", "answer"]})
     with_system = Conversation(({"role": "system", "content": "S"}, *conversation.messages), "x:9")
-    with pytest.raises(ValueError, match=r"x:9: a 'system' message.*\['question', 'answer'\]"):
+    with pytest.raises(Refused, match=r"x:9: a 'system' message.*\['question', 'answer'\]"):
         to_template_roles(with_system, no_system, None)
 
 
@@ -231,9 +242,62 @@ def test_repeat_upsamples_a_source_in_the_prepared_examples(tmp_path, tiny_model
         _source(format="alpaca", data={"path": "a.jsonl"}, repeat=0)
 
 
+def question_answer(record: Record) -> Messages:
+    """A toy instruction-data format: records with `q` and `a`."""
+    return (
+        {"role": "user", "content": record.data["q"]},
+        {"role": "assistant", "content": record.data["a"]},
+    )
+
+
+def test_a_registered_format_is_named_by_a_recipe_and_prepared(tmp_path, tiny_model_dir):
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from medarena.instruct.prepare import prepare_data
+
+    rows = [{"q": f"Dose {i}?", "a": f"{i} mg."} for i in range(4)]
+    source = {"name": "qa", "format": "qa-pairs", "data": _write(tmp_path, "qa.jsonl", rows)}
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    with INSTRUCTION_FORMATS.temporarily("qa-pairs", from_records(question_answer)):
+        recipe = InstructRecipe.model_validate({**yaml_recipe_fields(), "data": [source]})
+        data = prepare_data(recipe, CHATML, tokenizer, tmp_path, tmp_path / "out", 64)
+        [first, *_] = read_source(recipe.data[0], tmp_path)
+    assert data.per_source == {"qa": 4} and data.examples == 4
+    assert first.messages[1] == {"role": "assistant", "content": "0 mg."}
+    assert first.origin.endswith("qa.jsonl:1")
+    stored = np.load(tmp_path / "out" / "examples.npz")
+    replies = stored["labels"][stored["labels"] != IGNORE]
+    assert "3 mg." in tokenizer.decode(replies)  # the replies are what is learned
+    with pytest.raises(ValidationError, match="unknown instruction-data format 'qa-pairs'"):
+        _source(**source)  # gone with the `with` block
+
+
+def test_an_unknown_format_is_located_and_the_known_ones_listed(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "instruct").mkdir()
+    recipe = {**yaml_recipe_fields(), "name": "odd", "data": [{"name": "x", "format": "dolly"}]}
+    (tmp_path / "instruct" / "odd.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    with pytest.raises(ProblemsError) as caught:
+        load_recipes(tmp_path)
+    [problem] = caught.value.problems
+    line = yaml.safe_dump(recipe, sort_keys=False).splitlines().index("  format: dolly") + 1
+    assert (problem.file, problem.line, problem.field) == (
+        "instruct/odd.yaml",
+        line,
+        "data[0].format",
+    )
+    assert "unknown instruction-data format 'dolly'; known: alpaca, chat, benchmark" in str(problem)
+
+
+def test_a_template_that_does_not_render_prefixes_is_refused():
+    counting = CHATML.model_copy(update={"template": CHATML.template + "{{ messages | length }}"})
+    messages = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
+    with pytest.raises(Refused, match="'chatml' does not render a conversation's beginning"):
+        reply_spans(counting, messages, bos="", eos="")
+
+
 def yaml_recipe_fields() -> dict:
     """Everything but `data` of the bundled tiny-demo recipe."""
-    import yaml
-
     fields = yaml.safe_load((REPO / "instruct" / "tiny-demo.yaml").read_text())
     return {key: value for key, value in fields.items() if key != "data"}

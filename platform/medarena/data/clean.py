@@ -2,7 +2,8 @@
 removal (MinHash LSH over word shingles, datasketch), with a count of what each step removed.
 
 Duplicates are looked for across all sources together (a replayed web page can repeat an
-abstract), and the first occurrence in recipe order is the one kept.
+abstract), and the first occurrence in recipe order is the one kept. `Cleaning` is the settings
+block a pretraining recipe writes (`cleaning:`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,24 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pydantic import Field
+
 from medarena.data.corpus import Document
-from medarena.pretrain.recipe import Cleaning
+from medarena.schemas import Spec
 
 _SPACES = re.compile(r"[^\S\n]+")  # whitespace except newlines
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
+
+
+class Cleaning(Spec):
+    min_words: int = Field(20, ge=0)
+    max_words: int | None = Field(None, gt=0)
+    exact_dedup: bool = True
+    near_dedup_threshold: float | None = Field(
+        0.8, gt=0, le=1, description="MinHash Jaccard above which a document is a near duplicate"
+    )
+    minhash_permutations: int = Field(128, ge=16)
+    shingle_words: int = Field(5, ge=1)
 
 
 def normalise(text: str) -> str:

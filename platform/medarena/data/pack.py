@@ -19,6 +19,7 @@ import numpy as np
 
 from medarena.data.corpus import Document
 from medarena.data.mix import SourceShare, select_documents
+from medarena.errors import Problem, ProblemsError, Refused
 
 INDEX = "index.json"
 FORMAT = 1
@@ -43,7 +44,11 @@ def tokenize(
 ) -> TokenizedSource:
     """Token ids of each document plus EOS, batched through the fast (Rust) tokenizer."""
     if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no EOS token to separate packed documents")
+        name = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+        raise Refused(
+            f"tokenizer {name} has no EOS token to separate packed documents; "
+            "choose one that has (the recipe's `tokenizer`)"
+        )
     dtype = token_dtype(len(tokenizer))
     # the Rust tokenizer directly: `encode_batch_fast` skips the offsets that the Python wrapper
     # computes and converts (1.9x the tokens/s of `tokenizer(texts)` on 2 cores)
@@ -171,7 +176,9 @@ class PackedDataset:
         self.folder = Path(folder)
         self.index = json.loads((self.folder / INDEX).read_text())
         if self.index.get("format") != FORMAT:
-            raise ValueError(f"{self.folder / INDEX}: unknown packed-data format")
+            found = self.index.get("format")
+            problem = Problem(str(self.folder / INDEX), None, "format", f"{found!r}, not {FORMAT}")
+            raise ProblemsError([problem], "unknown packed-data format")
         self.sequence_length = int(self.index["sequence_length"])
         dtype = np.dtype(self.index["dtype"])
         self.shards = [

@@ -5,17 +5,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from medarena.data.clean import clean
-from medarena.data.corpus import read_source
+from medarena.data.clean import Cleaning, clean
+from medarena.data.corpus import Source, read_source
 from medarena.data.pack import PackReport, pack, tokenize
 from medarena.errors import Problem, ProblemsError
-from medarena.pretrain.recipe import PretrainRecipe
+
+
+class MixRecipe(Protocol):
+    """What preparation reads from a recipe. A `PretrainRecipe` is one; data/ does not import
+    it (pretrain/ builds on data/, never the other way round)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def sequence_length(self) -> int: ...
+    @property
+    def sources(self) -> list[Source]: ...
+    @property
+    def cleaning(self) -> Cleaning: ...
+    def mix_ratios(self) -> dict[str, float]: ...
+    def content_hash(self) -> str: ...
 
 
 def prepare(
-    recipe: PretrainRecipe,
+    recipe: MixRecipe,
     tokenizer: Any,
     pretrain_dir: Path,
     out_dir: Path,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from medarena.errors import Problem, ProblemsError
+from medarena.errors import OperationFailed, Problem, ProblemsError
 from medarena.schemas import DataSource, FileData, HubData
 
 T = TypeVar("T")
@@ -189,8 +189,14 @@ def _read_parquet(path: Path) -> list[Record]:
 def _read_hub(source: HubData) -> list[Record]:
     import datasets
 
-    dataset = datasets.load_dataset(
-        source.dataset, source.config, split=source.split, revision=source.revision
-    )
     label = f"hub:{source.dataset}:{source.split}"
+    try:
+        dataset = datasets.load_dataset(
+            source.dataset, source.config, split=source.split, revision=source.revision
+        )
+    except FileNotFoundError as exc:  # datasets' DatasetNotFoundError: no such dataset, or gated
+        problem = Problem(label, None, "dataset", f"not found or not accessible: {exc}")
+        raise ProblemsError([problem], "hub dataset not found") from exc
+    except OSError as exc:  # no network, a broken download
+        raise OperationFailed(f"cannot read {label} from the hub: {exc}") from exc
     return [Record(dict(row), label, None, index) for index, row in enumerate(dataset)]

@@ -1,6 +1,12 @@
-"""Instruction data as conversations: Alpaca records, chat conversations (OpenAI / Hugging Face
-`messages` or ShareGPT `conversations`), and benchmark train splits turned into question ->
-answer pairs with exactly the prompt the evaluation's generate mode shows the model.
+"""Instruction data as conversations, one registered format per kind of data.
+
+`InstructSource` is one entry of an instruction recipe's `data:`; its `format` names an
+`InstructionFormat` registered in `INSTRUCTION_FORMATS`. Built in: `alpaca` (instruction / input /
+output records), `chat` (OpenAI / Hugging Face `messages` or ShareGPT `conversations`) and
+`benchmark` (a benchmark's train split turned into question -> answer pairs with exactly the
+prompt the evaluation's generate mode shows the model). A new format whose every record is one
+conversation is one converter `(record) -> messages` under `@record_format("name")`; any other
+is an `InstructionFormat` registered with `INSTRUCTION_FORMATS.register`.
 
 Messages use the canonical roles system / user / assistant; `to_template_roles` maps them onto a
 chat template's own names (Meditron's question / answer) and refuses what it cannot express.
@@ -9,36 +15,112 @@ Problems are collected with file and line, and raised together.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from medarena.data.records import FieldProblem, Record, convert_all, read_records
-from medarena.instruct.recipe import InstructSource
-from medarena.schemas import ChatTemplate
+from medarena.errors import Refused
+from medarena.extensions import ExtensionRegistry
+from medarena.schemas import ChatTemplate, DataSource, Name, Spec
 
 SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
+
+Messages = tuple[dict[str, str], ...]
+Converter = Callable[[Record], Messages]  # one record -> one conversation's messages
 
 
 @dataclass(frozen=True)
 class Conversation:
-    messages: tuple[dict[str, str], ...]
+    messages: Messages
     origin: str  # "file:line" (or hub row, or task/item id), for error messages
+
+
+class InstructSource(Spec):
+    """One instruction dataset: records (`data`, a path relative to instruct/ or a hub dataset)
+    or a benchmark `task` whose train split is used, read by its `format`. `chain_of_thought`:
+    benchmark answers give the dataset's explanation first when it has one."""
+
+    name: Name
+    format: Name = Field(
+        description="a registered instruction-data format: alpaca, chat, benchmark, ..."
+    )
+    data: DataSource | None = Field(None, description="the records (alpaca, chat)")
+    task: Name | None = Field(None, description="benchmark task whose train split is used")
+    chain_of_thought: bool = True
+    limit: int | None = Field(None, gt=0, description="first N records only")
+    repeat: int = Field(
+        1, ge=1, description="each record this many times per epoch (upsamples a small source)"
+    )
+
+    @field_validator("format")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in INSTRUCTION_FORMATS:
+            known = ", ".join(INSTRUCTION_FORMATS.names())
+            raise ValueError(f"unknown instruction-data format {name!r}; known: {known}")
+        return name
+
+    @model_validator(mode="after")
+    def _has_its_data(self) -> InstructSource:
+        reads = INSTRUCTION_FORMATS.get(self.format).reads
+        if reads == "task" and self.task is None:
+            raise ValueError(f"a {self.format} source names its `task`")
+        if reads == "data" and self.data is None:
+            raise ValueError(f"a {self.format} source needs `data` (a path or hub dataset)")
+        if reads == "data" and self.task is not None:
+            raise ValueError(
+                f"`task` is only for sources that read a benchmark task, not {self.format}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class InstructionFormat:
+    """How one kind of instruction data becomes conversations; `reads` is what a source of the
+    format must name (its `data` records, or a benchmark `task`)."""
+
+    read: Callable[[InstructSource, Path], list[Conversation]]
+    reads: Literal["data", "task"] = "data"
+
+
+INSTRUCTION_FORMATS: ExtensionRegistry[InstructionFormat] = ExtensionRegistry(
+    "instruction-data format"
+)
 
 
 def read_source(source: InstructSource, root: Path) -> list[Conversation]:
     """The source's conversations; `root` is the workspace (data paths are relative to
     instruct/, benchmark tasks are looked up under benchmarks/)."""
-    if source.format == "benchmark":
-        return _benchmark(source, root)
-    assert source.data is not None  # the schema requires it
-    records = read_records(source.data, root / "instruct")[: source.limit]
-    reader = _alpaca if source.format == "alpaca" else _chat
-    return convert_all(
-        records,
-        lambda record: Conversation(reader(record), _origin(record)),
-        f"instruction source {source.name!r} has bad records",
-    )
+    return INSTRUCTION_FORMATS.get(source.format).read(source, root)
+
+
+def from_records(convert: Converter) -> InstructionFormat:
+    """A format in which every record of the source's `data` is one conversation."""
+
+    def read(source: InstructSource, root: Path) -> list[Conversation]:
+        assert source.data is not None  # the schema requires it of a format that reads data
+        records = read_records(source.data, root / "instruct")[: source.limit]
+        return convert_all(
+            records,
+            lambda record: Conversation(convert(record), _origin(record)),
+            f"instruction source {source.name!r} has bad records",
+        )
+
+    return InstructionFormat(read)
+
+
+def record_format(name: str) -> Callable[[Converter], Converter]:
+    """Register the decorated converter (one record -> one conversation) as format `name`."""
+
+    def register(convert: Converter) -> Converter:
+        INSTRUCTION_FORMATS.register(name, from_records(convert))
+        return convert
+
+    return register
 
 
 def _origin(record: Record) -> str:
@@ -54,7 +136,8 @@ def _text(data: dict[str, Any], field: str, *, required: bool = True) -> str:
     return value
 
 
-def _alpaca(record: Record) -> tuple[dict[str, str], ...]:
+@record_format("alpaca")
+def _alpaca(record: Record) -> Messages:
     data = record.data
     instruction, extra = _text(data, "instruction"), _text(data, "input", required=False)
     prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
@@ -64,7 +147,8 @@ def _alpaca(record: Record) -> tuple[dict[str, str], ...]:
     )
 
 
-def _chat(record: Record) -> tuple[dict[str, str], ...]:
+@record_format("chat")
+def _chat(record: Record) -> Messages:
     data = record.data
     if "messages" in data:
         field, role_key, text_key, roles = "messages", "role", "content", None
@@ -111,6 +195,9 @@ def _benchmark(source: InstructSource, root: Path) -> list[Conversation]:
     return conversations
 
 
+INSTRUCTION_FORMATS.register("benchmark", InstructionFormat(_benchmark, reads="task"))
+
+
 def answer_text(item: Any, chain_of_thought: bool) -> str:
     """What the model should write: the reference summary, or a statement the evaluation's
     answer extraction reads ("The answer is (B)." / "The answer is yes."), after the dataset's
@@ -139,7 +226,7 @@ def to_template_roles(
     for message in conversation.messages:
         role = message["role"]
         if role not in names:
-            raise ValueError(
+            raise Refused(
                 f"{conversation.origin}: a {role!r} message, but chat template {template.name!r} "
                 f"has the roles {template.roles}"
             )

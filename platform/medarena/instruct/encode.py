@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from medarena.errors import Refused
 from medarena.schemas import ChatTemplate
 
 IGNORE = -100
@@ -43,7 +44,7 @@ def reply_spans(
             continue
         before, through = render(messages[:index], True), render(messages[: index + 1], False)
         if not (text.startswith(through) and through.startswith(before)):
-            raise ValueError(
+            raise Refused(
                 f"chat template {template.name!r} does not render a conversation's beginning as "
                 "a prefix of the whole; replies cannot be located for the loss mask"
             )

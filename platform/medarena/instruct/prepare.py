@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from medarena.errors import Problem, ProblemsError, Refused
-from medarena.instruct.data import read_source, to_template_roles
+from medarena.errors import Problem, ProblemsError, Refused, UserError
+from medarena.instruct.data import InstructSource, read_source, to_template_roles
 from medarena.instruct.encode import encode
-from medarena.instruct.recipe import InstructRecipe, InstructSource, LoraSettings
+from medarena.instruct.recipe import InstructRecipe, LoraSettings
 from medarena.schemas import ChatTemplate
 from medarena.training.plan import KnownShape
 
@@ -204,13 +204,13 @@ def _conversations(
         except ProblemsError as error:
             problems += error.problems
             continue
-        except (Refused, ValueError, FileNotFoundError) as error:
+        except UserError as error:  # e.g. a benchmark task without a train split
             problems.append(Problem(where, None, "data", str(error)))
             continue
         for conversation in conversations:
             try:
                 messages = to_template_roles(conversation, template, recipe.system)
-            except (Refused, ValueError) as error:
+            except Refused as error:
                 problems.append(Problem(where, None, "chat_template", str(error)))
                 break
             yield source, messages

@@ -3,7 +3,8 @@
 A recipe names its instruction data (Alpaca files, chat conversations, benchmark train splits),
 the chat template (default: the base variant's own), the LoRA adapter (rank, alpha, dropout,
 target modules), optional 4-bit QLoRA, and the optimizer / schedule / DeepSpeed settings it shares
-with pretraining recipes.
+with pretraining recipes. A data source (`InstructSource`, with its registered format) belongs to
+`medarena.instruct.data`.
 """
 
 from __future__ import annotations
@@ -11,48 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from medarena.errors import Problem, ProblemsError
-from medarena.schemas import DataSource, Name, Spec
+from medarena.instruct.data import InstructSource
+from medarena.schemas import Name, Spec
 from medarena.training.recipe import (
     TrainingRecipe,
     load_recipe_folder,
     pick_recipe,
     refuse_duplicate_names,
 )
-
-DATA_FORMATS = ("alpaca", "chat", "benchmark")
-
-
-class InstructSource(Spec):
-    """One instruction dataset.
-
-    alpaca: records with instruction / input / output. chat: `messages` (role / content, OpenAI
-    and Hugging Face style) or `conversations` (from / value, ShareGPT style). benchmark: the
-    train split of a task under benchmarks/ turned into question -> answer pairs, answered with
-    the dataset's explanation first when it has one and `chain_of_thought` is set.
-    """
-
-    name: Name
-    format: Literal[DATA_FORMATS]  # type: ignore[valid-type]
-    data: DataSource | None = Field(None, description="the records (alpaca, chat)")
-    task: Name | None = Field(None, description="benchmark task whose train split is used")
-    chain_of_thought: bool = True
-    limit: int | None = Field(None, gt=0, description="first N records only")
-    repeat: int = Field(
-        1, ge=1, description="each record this many times per epoch (upsamples a small source)"
-    )
-
-    @model_validator(mode="after")
-    def _has_its_data(self) -> InstructSource:
-        if self.format == "benchmark" and self.task is None:
-            raise ValueError("a benchmark source names its `task`")
-        if self.format != "benchmark" and self.data is None:
-            raise ValueError(f"a {self.format} source needs `data` (a path or hub dataset)")
-        if self.format != "benchmark" and self.task is not None:
-            raise ValueError("`task` is only for benchmark sources")
-        return self
 
 
 class LoraSettings(Spec):

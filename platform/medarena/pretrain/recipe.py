@@ -2,49 +2,25 @@
 
 A recipe names its sources and their token ratios, the cleaning, the sequence length, the
 optimizer, the schedule and the DeepSpeed settings; the model comes from the registry. Per-model
-overrides hold what a paper set differently by size (Meditron-70B: lr 1.5e-4, seq 4096).
+overrides hold what a paper set differently by size (Meditron-70B: lr 1.5e-4, seq 4096). The
+schemas of a source (`Source`, with its corpus reader) and of `Cleaning` belong to the data
+pipeline, `medarena.data`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator
 
-from medarena.schemas import DataSource, Name, Spec
+from medarena.data.clean import Cleaning
+from medarena.data.corpus import Source
 from medarena.training.recipe import (
     TrainingRecipe,
     load_recipe_folder,
     pick_recipe,
     refuse_duplicate_names,
 )
-
-SOURCE_KINDS = ("guidelines", "pubmed_abstracts", "papers", "clinical_notes", "general")
-
-
-class Source(Spec):
-    """One corpus of the mix. `text_fields` are joined (title + abstract) into a document."""
-
-    name: Name
-    kind: Literal[SOURCE_KINDS]  # type: ignore[valid-type]
-    data: DataSource
-    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
-    ratio: float = Field(ge=0, description="share of the mix in tokens (normalised over sources)")
-    published_tokens: float | None = Field(
-        None, gt=0, description="tokens of this source in the paper's full mix (documentation)"
-    )
-
-
-class Cleaning(Spec):
-    min_words: int = Field(20, ge=0)
-    max_words: int | None = Field(None, gt=0)
-    exact_dedup: bool = True
-    near_dedup_threshold: float | None = Field(
-        0.8, gt=0, le=1, description="MinHash Jaccard above which a document is a near duplicate"
-    )
-    minhash_permutations: int = Field(128, ge=16)
-    shingle_words: int = Field(5, ge=1)
 
 
 class PretrainRecipe(TrainingRecipe):
