@@ -17,9 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medarena.errors import StoreError, WriteRefused
+from medarena.errors import StoreError, UserError
 from medarena.registry import STATE_DIR, Registry, add_family, find_workspace, load_family_file, load_registry
-from medarena.errors import UnknownName, WorkspaceNotFound
 from medarena.yaml_source import field_path
 from medarena.errors import Problem, ProblemsError
 
@@ -78,7 +77,7 @@ def reports_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ProblemsError, WorkspaceNotFound, UnknownName, WriteRefused) as exc:
+        except UserError as exc:
             err.print(f"error: {exc}", style="red", markup=False, highlight=False)
             raise typer.Exit(EXIT_REFUSED) from None
         except StoreError as exc:

@@ -9,7 +9,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 from medarena.registry import load_registry
-from medarena.store import MetricValue, Prediction, Store, WriteRefused
+from medarena.results import MetricValue, Prediction
+from medarena.store import Store, WriteRefused
 from medarena.store import run_readonly_query as query
 from medarena.store.database import current_revision, downgrade, make_engine
 from medarena.store.models import Base

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -18,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from medarena.errors import StoreError, WriteRefused
+from medarena.results import QueryResult
 from medarena.store.database import make_engine, sqlite_path
 
 ALLOWED_FIRST_WORDS = {"select", "with", "values", "explain", "pragma"}
@@ -38,13 +38,6 @@ READ_ONLY_PRAGMAS = {
     "module_list",
 }
 DENIED_FUNCTIONS = {"load_extension", "writefile", "edit"}
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    columns: list[str]
-    rows: list[tuple[Any, ...]]
-    truncated: bool
 
 
 def _strip_comments_and_strings(sql: str) -> str:

@@ -268,7 +268,8 @@ class Recorder:
     shows them: a progress bar on a terminal, one line per step in logs and pipes."""
 
     def __init__(self, run: dict[str, Any]):
-        from medarena.store import Store, TrainingStep
+        from medarena.results import TrainingStep
+        from medarena.store import Store
 
         self.store, self.run_id, self.pending = Store(run["db_url"]), run["training_run_id"], []
         self.peak = run.get("peak_flops")
