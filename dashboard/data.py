@@ -23,6 +23,7 @@ from medarena.errors import StoreError
 from medarena.results import Prediction, QueryResult, RunMetric, TrainingStep, VariantInfo
 from medarena.store import Store, queries, run_readonly_query
 from medarena.store.database import DB_URL_ENV, check_schema, make_engine, resolve_url, sqlite_path
+from medarena.store.readonly import DEFAULT_TIMEOUT_S
 
 QUERIES_DOC = Path(__file__).resolve().parents[1] / "docs" / "queries.md"
 MEASURED = "measured"
@@ -268,9 +269,12 @@ def lineage(url: str, variant: str, metric: str) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------- SQL
 
 
-def run_sql(url: str, sql: str, max_rows: int = 10_000) -> QueryResult:
-    """A read-only query (never cached: the user asks for fresh rows). Raises WriteRefused."""
-    return run_readonly_query(url, sql, max_rows=max_rows)
+def run_sql(
+    url: str, sql: str, max_rows: int = 10_000, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> QueryResult:
+    """A read-only query (never cached: the user asks for fresh rows), stopped after
+    `timeout_s` seconds. Raises WriteRefused, QueryTimeout."""
+    return run_readonly_query(url, sql, max_rows=max_rows, timeout_s=timeout_s)
 
 
 @st.cache_data(show_spinner=False)

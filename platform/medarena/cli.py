@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medarena.errors import StoreError, UserError
+from medarena.errors import QueryTimeout, StoreError, UserError
 from medarena.registry import STATE_DIR, Registry, add_family, find_workspace, load_family_file, load_registry
 from medarena.yaml_source import field_path
 from medarena.errors import Problem, ProblemsError
@@ -444,13 +444,19 @@ def query(
     sql: str = typer.Argument(..., help="One SELECT / WITH / EXPLAIN statement."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
     max_rows: int = typer.Option(10_000, help="Stop after this many rows."),
+    timeout: float = typer.Option(
+        10.0, "--timeout", metavar="SECONDS", help="Stop the query after this many seconds."
+    ),
 ) -> None:
     """Run a read-only SQL query over the results history (writes are refused, exit 2)."""
     from medarena.store import run_readonly_query
 
     if fmt not in {"table", "csv", "json"}:
         raise ProblemsError([Problem("command line", None, "--format", f"unknown {fmt!r}")])
-    result = run_readonly_query(ctx.obj.db_url(), sql, max_rows=max_rows)
+    try:
+        result = run_readonly_query(ctx.obj.db_url(), sql, max_rows=max_rows, timeout_s=timeout)
+    except QueryTimeout as exc:
+        raise QueryTimeout(f"{exc} (raise --timeout to give it longer)") from None
     if fmt == "json":
         rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
