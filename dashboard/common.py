@@ -28,9 +28,3 @@ def task_picker(url: str, key: str) -> str | None:
         st.info("No completed evaluation run yet.")
         return None
     return st.selectbox("Task", names, key=key)
-
-
-def fmt_ci(value: float, low: float | None, high: float | None) -> str:
-    if low is None or high is None or low != low:  # None or NaN
-        return f"{value:.4f}"
-    return f"{value:.4f} [{low:.4f}, {high:.4f}]"

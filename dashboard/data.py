@@ -1,8 +1,9 @@
-"""Every read the dashboard makes, in one place: the database URL, its state, and cached queries.
+"""Every read the dashboard makes, in one place: the database URL, its state, and cached reads.
 
-Views never touch SQL or the Store themselves. Results are cached per (URL, arguments) with
-`st.cache_data`; the sidebar's refresh button clears the caches. Imports medarena.store and
-medarena.compare only (no torch: a test checks it).
+Views never touch SQL or the Store themselves. The Store answers every question (it returns
+entities, medarena.results); this module caches its answers per (URL, arguments) with
+`st.cache_data` and shapes them into frames. The sidebar's refresh button clears the caches.
+Imports medarena.store, medarena.results and medarena.compare only (no torch: a test checks).
 """
 
 from __future__ import annotations
@@ -16,22 +17,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 from lineage import lineage_rows
-from sqlalchemy import func, select
 
-from medarena.compare import ACCURACY, Comparison, compare_variants
+from medarena.compare import Comparison, compare_variants
 from medarena.errors import StoreError
-from medarena.store import QueryResult, Store, TrainingStep, run_readonly_query
+from medarena.results import Prediction, QueryResult, RunMetric, TrainingStep, VariantInfo
+from medarena.store import Store, queries, run_readonly_query
 from medarena.store.database import DB_URL_ENV, check_schema, make_engine, resolve_url, sqlite_path
-from medarena.store.models import (
-    EvalRunRow,
-    MetricRow,
-    ModelFamilyRow,
-    ModelVariantRow,
-    PredictionRow,
-    ReferenceResultRow,
-    TaskRow,
-    TrainingRunRow,
-)
+from medarena.store.readonly import DEFAULT_TIMEOUT_S
 
 QUERIES_DOC = Path(__file__).resolve().parents[1] / "docs" / "queries.md"
 MEASURED = "measured"
@@ -78,10 +70,7 @@ def database_problem(url: str) -> tuple[str, str] | None:
         return "error", str(exc)
     finally:
         engine.dispose()
-    with _store(url).engine.connect() as connection:
-        runs = connection.scalar(select(func.count()).select_from(EvalRunRow))
-        trainings = connection.scalar(select(func.count()).select_from(TrainingRunRow))
-    if not runs and not trainings:
+    if not _store(url).has_runs():
         return "empty", f"The database {url} holds no evaluation or training run yet. Run:"
     return None
 
@@ -91,9 +80,9 @@ def _store(url: str) -> Store:
     return Store(url, create_if_empty=False)
 
 
-def _frame(url: str, query) -> pd.DataFrame:
-    with _store(url).engine.connect() as connection:
-        return pd.read_sql(query, connection)
+def _rows(entities: list, columns: list[str]) -> pd.DataFrame:
+    # vars(), not dataclasses.asdict: asdict deep-copies every field (10x slower here)
+    return pd.DataFrame([vars(entity) for entity in entities], columns=columns)
 
 
 def refresh() -> None:
@@ -106,47 +95,21 @@ def refresh() -> None:
 
 @st.cache_data(show_spinner=False)
 def metric_names(url: str) -> list[str]:
-    measured = select(MetricRow.name).distinct()
-    published = select(ReferenceResultRow.metric).distinct()
-    names = set(_frame(url, measured)["name"]) | set(_frame(url, published)["metric"])
-    return sorted(names, key=lambda name: (name != "acc", name))
+    return sorted(_store(url).metric_names(), key=lambda name: (name != queries.ACCURACY, name))
 
 
 @st.cache_data(show_spinner=False)
 def variants(url: str) -> pd.DataFrame:
     """The registry as synced: one row per variant with its family and lineage links."""
-    query = select(
-        ModelVariantRow.id,
-        ModelVariantRow.name.label("variant"),
-        ModelFamilyRow.name.label("family"),
-        ModelVariantRow.params_b,
-        ModelVariantRow.parent_id,
-        ModelVariantRow.produced_by_run_id,
-        ModelVariantRow.instruction_tuned,
-        ModelVariantRow.chat_template,
-        ModelVariantRow.quant_method,
-        ModelVariantRow.quant_bits,
-        ModelVariantRow.gated,
-        ModelVariantRow.context_length,
-        ModelVariantRow.in_registry,
-        ModelVariantRow.spec,
-    ).join(ModelFamilyRow, ModelFamilyRow.id == ModelVariantRow.family_id)
-    frame = _frame(url, query.order_by(ModelFamilyRow.name, ModelVariantRow.params_b))
-    frame["recipes"] = [", ".join(_json(spec).get("recipes") or []) for spec in frame.pop("spec")]
-    return frame
+    frame = _rows(_store(url).variants(), [f.name for f in fields(VariantInfo)])
+    frame["recipes"] = [", ".join(recipes) for recipes in frame["recipes"]]
+    return frame.rename(columns={"name": "variant"})
 
 
 @st.cache_data(show_spinner=False)
 def families(url: str) -> pd.DataFrame:
-    query = select(
-        ModelFamilyRow.name.label("family"),
-        ModelFamilyRow.display_name,
-        ModelFamilyRow.developer,
-        ModelFamilyRow.license,
-        ModelFamilyRow.paper,
-        ModelFamilyRow.continued_from,
-    ).order_by(ModelFamilyRow.name)
-    return _frame(url, query)
+    columns = ["name", "display_name", "developer", "license", "paper", "continued_from"]
+    return _rows(_store(url).families(), columns).rename(columns={"name": "family"})
 
 
 @st.cache_data(show_spinner=False)
@@ -154,9 +117,7 @@ def leaderboard(url: str, metric: str) -> pd.DataFrame:
     """Latest completed run per variant x task x setting, then published results: `source` is
     "measured" or "published" (then `reference` cites the paper or card), with each variant's
     family and size."""
-    rows = _store(url).leaderboard(metric)
-    # vars(), not dataclasses.asdict: asdict deep-copies every field (10x slower here)
-    frame = pd.DataFrame([vars(row) for row in rows], columns=_LEADERBOARD_COLUMNS)
+    frame = _rows(_store(url).leaderboard(metric), _LEADERBOARD_COLUMNS)
     measured = frame["source"] == MEASURED
     frame["reference"] = frame["source"].where(~measured, "")
     frame["source"] = [MEASURED if m else PUBLISHED for m in measured]
@@ -194,72 +155,40 @@ _LEADERBOARD_COLUMNS = [
 @st.cache_data(show_spinner=False)
 def tasks(url: str) -> list[str]:
     """Tasks with at least one completed run."""
-    query = (
-        select(TaskRow.name)
-        .join(EvalRunRow, EvalRunRow.task_id == TaskRow.id)
-        .where(EvalRunRow.status == "completed")
-        .distinct()
-        .order_by(TaskRow.name)
-    )
-    return list(_frame(url, query)["name"])
+    return _store(url).task_names(completed=True)
 
 
 @st.cache_data(show_spinner=False)
 def latest_runs(url: str, task: str) -> pd.DataFrame:
     """The latest completed run of each variant on `task` per scoring mode and shots."""
-    latest = (
-        select(func.max(EvalRunRow.id).label("run_id"))
-        .join(TaskRow, TaskRow.id == EvalRunRow.task_id)
-        .where(TaskRow.name == task, EvalRunRow.status == "completed")
-        .group_by(EvalRunRow.variant_id, EvalRunRow.scoring_mode, EvalRunRow.shots)
-        .subquery()
-    )
-    query = (
-        select(
-            ModelVariantRow.name.label("variant"),
-            EvalRunRow.scoring_mode,
-            EvalRunRow.shots,
-            EvalRunRow.id.label("run_id"),
-        )
-        .join(latest, latest.c.run_id == EvalRunRow.id)
-        .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
-        .order_by(ModelVariantRow.name)
-    )
-    return _frame(url, query)
+    runs = _store(url).latest_runs(task=task)
+    columns = ["variant", "scoring_mode", "shots", "id"]
+    return _rows(runs, columns).rename(columns={"id": "run_id"})
 
 
 @st.cache_data(show_spinner=False)
+def _first_item(url: str, run_id: int) -> list[Prediction]:
+    return _store(url).predictions(run_id, limit=1)
+
+
 def paired_metrics(url: str, run_id: int) -> list[str]:
     """What two runs of this kind can be compared on item by item: `acc` when items are right
     or wrong, else the per-item scores stored in the details (ROUGE-L first)."""
-    query = select(PredictionRow.correct, PredictionRow.details).where(
-        PredictionRow.eval_run_id == run_id
-    )
-    frame = _frame(url, query.limit(1))
-    if frame.empty or frame["correct"].notna().all():
-        return [ACCURACY]
-    details = _json(frame["details"].iloc[0])
-    scores = [key for key, value in details.items() if isinstance(value, int | float)]
-    return sorted(scores, key=lambda name: (name != "rouge_l", name))
+    return queries.paired_metrics(_first_item(url, run_id))
 
 
 def default_metric(url: str, task: str) -> str:
     """`acc` for tasks scored right or wrong, else the first per-item score (ROUGE-L)."""
     runs = latest_runs(url, task)
-    return paired_metrics(url, int(runs["run_id"].iloc[0]))[0] if len(runs) else ACCURACY
+    if not len(runs):
+        return queries.ACCURACY
+    return queries.default_paired_metric(_first_item(url, int(runs["run_id"].iloc[0])))
 
 
 @st.cache_data(show_spinner=False)
 def predictions(url: str, run_id: int, limit: int = ITEM_LIMIT) -> pd.DataFrame:
     """Per-item rows of one run (without log-probs and details), first `limit` by item id."""
-    columns = [getattr(PredictionRow, name) for name in ITEM_COLUMNS]
-    query = (
-        select(*columns)
-        .where(PredictionRow.eval_run_id == run_id)
-        .order_by(PredictionRow.item_id)
-        .limit(limit)
-    )
-    return _frame(url, query)
+    return _rows(_store(url).predictions(run_id, limit=limit), list(ITEM_COLUMNS))
 
 
 @st.cache_data(show_spinner=False)
@@ -275,32 +204,8 @@ def head_to_head(
 @st.cache_data(show_spinner=False)
 def history(url: str, variant: str, task: str, metric: str) -> pd.DataFrame:
     """Every completed run of a variant on a task, oldest first, with the metric's value."""
-    query = (
-        select(
-            EvalRunRow.id.label("run_id"),
-            EvalRunRow.created_at,
-            EvalRunRow.scoring_mode,
-            EvalRunRow.shots,
-            EvalRunRow.seed,
-            EvalRunRow.engine,
-            EvalRunRow.code_version,
-            MetricRow.value,
-            MetricRow.ci_low,
-            MetricRow.ci_high,
-            MetricRow.n,
-        )
-        .join(MetricRow, MetricRow.eval_run_id == EvalRunRow.id)
-        .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
-        .join(TaskRow, TaskRow.id == EvalRunRow.task_id)
-        .where(
-            ModelVariantRow.name == variant,
-            TaskRow.name == task,
-            MetricRow.name == metric,
-            EvalRunRow.status == "completed",
-        )
-        .order_by(EvalRunRow.id)
-    )
-    return _frame(url, query)
+    points = _store(url).metric_history(variant, task, metric)
+    return _rows(points, [f.name for f in fields(RunMetric)])
 
 
 # ----------------------------------------------------------------------------- training
@@ -308,55 +213,41 @@ def history(url: str, variant: str, task: str, metric: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False)
 def training_runs(url: str) -> pd.DataFrame:
-    base = ModelVariantRow.__table__.alias("base")
-    output = ModelVariantRow.__table__.alias("output")
-    query = (
-        select(
-            TrainingRunRow.id.label("run_id"),
-            TrainingRunRow.kind,
-            TrainingRunRow.recipe_name,
-            base.c.name.label("base"),
-            output.c.name.label("output"),
-            TrainingRunRow.status,
-            TrainingRunRow.tokens_seen,
-            TrainingRunRow.world_size,
-            TrainingRunRow.hardware,
-            TrainingRunRow.started_at,
-            TrainingRunRow.wall_seconds,
-        )
-        .join(base, base.c.id == TrainingRunRow.base_variant_id)
-        .outerjoin(output, output.c.id == TrainingRunRow.output_variant_id)
-        .order_by(TrainingRunRow.id)
+    frame = _rows(_store(url).training_runs(), _TRAINING_RUN_COLUMNS)
+    return frame.rename(
+        columns={"id": "run_id", "base_variant": "base", "output_variant": "output"}
     )
-    return _frame(url, query)
+
+
+_TRAINING_RUN_COLUMNS = [
+    "id",
+    "kind",
+    "recipe_name",
+    "base_variant",
+    "output_variant",
+    "status",
+    "tokens_seen",
+    "world_size",
+    "hardware",
+    "started_at",
+    "wall_seconds",
+]
 
 
 @st.cache_data(show_spinner=False)
 def training_steps(url: str, run_id: int) -> pd.DataFrame:
-    steps = _store(url).training_steps(run_id)
-    return pd.DataFrame(
-        [vars(step) for step in steps], columns=[f.name for f in fields(TrainingStep)]
-    )
+    return _rows(_store(url).training_steps(run_id), [f.name for f in fields(TrainingStep)])
 
 
 @st.cache_data(show_spinner=False)
 def data_mix(url: str, run_id: int) -> pd.DataFrame:
     """The realised mix the run trained on: one row per source (empty if none was recorded)."""
-    frame = _frame(url, select(TrainingRunRow.data_mix).where(TrainingRunRow.id == run_id))
-    mix = _json(frame["data_mix"].iloc[0]) if len(frame) else {}
+    mix = _store(url).data_mix(run_id)
     rows = [
         {"source": name, **(share if isinstance(share, dict) else {"value": share})}
         for name, share in sorted(mix.items())
     ]
     return pd.DataFrame(rows)
-
-
-def _json(value: object) -> dict:
-    import json
-
-    if isinstance(value, str):
-        return json.loads(value)
-    return value if isinstance(value, dict) else {}
 
 
 @st.cache_data(show_spinner=False)
@@ -378,9 +269,12 @@ def lineage(url: str, variant: str, metric: str) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------- SQL
 
 
-def run_sql(url: str, sql: str, max_rows: int = 10_000) -> QueryResult:
-    """A read-only query (never cached: the user asks for fresh rows). Raises WriteRefused."""
-    return run_readonly_query(url, sql, max_rows=max_rows)
+def run_sql(
+    url: str, sql: str, max_rows: int = 10_000, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> QueryResult:
+    """A read-only query (never cached: the user asks for fresh rows), stopped after
+    `timeout_s` seconds. Raises WriteRefused, QueryTimeout."""
+    return run_readonly_query(url, sql, max_rows=max_rows, timeout_s=timeout_s)
 
 
 @st.cache_data(show_spinner=False)

@@ -2,8 +2,8 @@
 
 1. Log-likelihood multiple choice: questions of `--prompt-tokens` random tokens with four
    one-token answers. Plain HF (one forward per question, full logits, log-softmax over the whole
-   vocabulary at every position: the baseline in docs/PERFORMANCE.md (Baselines)) against the hf engine
-   (one forward per distinct input, LM head only where a choice is scored).
+   vocabulary at every position: the baseline in docs/PERFORMANCE.md, Baselines) against the hf
+   engine (one forward per distinct input, LM head only where a choice is scored).
 2. Generation: `--gen-batch` prompts of `--gen-prompt` tokens, `--new-tokens` greedy tokens.
    Plain HF `generate` with its default cache against the hf engine (static cache on GPU) and,
    with `--vllm`, the vllm engine.

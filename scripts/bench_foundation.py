@@ -82,7 +82,8 @@ def main() -> None:
 
 def store_figures(tmp: Path) -> list[str]:
     from medarena.registry import load_registry
-    from medarena.store import EvalRunSpec, MetricValue, Prediction, Store
+    from medarena.results import EvalRunSpec, MetricValue, Prediction
+    from medarena.store import Store
 
     store = Store(f"sqlite:///{tmp / 'bench.db'}")
     store.sync_registry(load_registry(REPO))

@@ -1,6 +1,6 @@
 """Small builders of store inputs shared by the tests."""
 
-from medarena.store import EvalRunSpec
+from medarena.results import EvalRunSpec
 
 
 def eval_spec(variant: str = "tiny-medical-base", task: str = "medqa_4options", **overrides):

@@ -15,8 +15,9 @@ import numpy as np
 
 from medarena.compare import bootstrap_ci
 from medarena.registry import add_family, load_registry
+from medarena.results import MetricValue, Prediction, TrainingStep
 from medarena.schemas import ModelFamily
-from medarena.store import MetricValue, Prediction, Store, TrainingStep
+from medarena.store import Store
 from tests.conftest import copy_models
 from tests.factories import eval_spec
 

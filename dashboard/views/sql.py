@@ -1,4 +1,5 @@
-"""SQL: a read-only query box with the examples of docs/queries.md, results and CSV download."""
+"""SQL: a read-only query box with the examples of docs/queries.md, a time limit, results and
+CSV download."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import data
 import pandas as pd
 import streamlit as st
 
-from medarena.errors import StoreError, WriteRefused
+from medarena.errors import QueryTimeout, StoreError, WriteRefused
 
 OWN = "(your own query)"
 
@@ -16,19 +17,25 @@ def render(url: str) -> None:
     st.title("SQL")
     st.caption(
         "Read-only: one SELECT / WITH / EXPLAIN statement; anything that could write is refused "
-        "and the database is left unchanged."
+        "and the database is left unchanged. A query running past the time limit is stopped."
     )
     examples = data.example_queries()
     # opens on the first worked example, so the box shows what a query looks like
     options = [OWN, *examples]
     choice = st.selectbox("Example", options, index=min(1, len(examples)), key="sql_example")
     sql = st.text_area("Query", value=examples.get(choice, ""), height=260, key=f"sql_{choice}")
+    timeout = st.number_input(
+        "Time limit (s)", min_value=0.1, value=data.DEFAULT_TIMEOUT_S, step=5.0, key="sql_timeout"
+    )
     if not st.button("Run query", type="primary", key="sql_run"):
         return
     try:
-        result = data.run_sql(url, sql)
+        result = data.run_sql(url, sql, timeout_s=timeout)
     except WriteRefused as exc:
         st.error(f"Refused: {exc}")
+        return
+    except QueryTimeout as exc:
+        st.error(f"Time limit: {exc}. Raise the limit above to give it longer.")
         return
     except StoreError as exc:
         st.error(str(exc))

@@ -86,7 +86,8 @@ class Registry:
     chat_templates: dict[str, ChatTemplate] = field(default_factory=dict)
     hardware: dict[str, HardwareProfile] = field(default_factory=dict)
     references: dict[str, ReferenceSet] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)  # "families:<name>" -> path relative to root
+    # "families:<name>" (and the like) -> the file, relative to root
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def models_dir(self) -> Path:
@@ -130,6 +131,12 @@ class Registry:
         """Where from_pretrained should load this variant: a local folder or a hub repo id;
         Refused for weights that cannot be reached directly (an external distribution)."""
         return self.weights_source(variant).location(
+            variant.source, variant.name, self.root, self.state_dir
+        )
+
+    def recorded_location(self, variant: ModelVariant) -> str:
+        """The location the store records: where the weights are, or where they are distributed."""
+        return self.weights_source(variant).recorded_location(
             variant.source, variant.name, self.root, self.state_dir
         )
 

@@ -30,10 +30,10 @@ class WeightsSource:
         """The pinned revision, for kinds that have one."""
         return None
 
-    def stored_location(self, source: Any, location: str | None) -> str | None:
-        """What the store records as the variant's location (`location`: None when the
-        weights cannot be reached directly)."""
-        return location
+    def recorded_location(self, source: Any, variant_name: str, root: Path, state_dir: Path) -> str:
+        """What the store records as the variant's location (where the weights are, or where
+        they are distributed)."""
+        return self.location(source, variant_name, root, state_dir)
 
 
 WEIGHTS_SOURCES: ExtensionRegistry[WeightsSource] = ExtensionRegistry("weights source kind")
@@ -92,7 +92,7 @@ class ExternalWeights(WeightsSource):
     def describe(self, source: Any) -> str:
         return f"external:{source.url}"
 
-    def stored_location(self, source: Any, location: str | None) -> str | None:
+    def recorded_location(self, source: Any, variant_name: str, root: Path, state_dir: Path) -> str:
         return source.url
 
 

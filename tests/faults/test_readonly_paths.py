@@ -4,15 +4,18 @@ for the command) and the file is byte-identical afterwards (sha256), with no -wa
 The library function itself is covered statement by statement in
 tests/integration/test_readonly_query.py (WRITES, reused here)."""
 
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from medarena.errors import QueryTimeout
 from tests.conftest import REPO
 from tests.faults.faults import sha256
 from tests.helpers import invoke
-from tests.integration.test_readonly_query import WRITES
+from tests.integration.test_readonly_query import ENDLESS, WRITES
 from tests.seeded import seed_database
 
 MORE = [
@@ -91,4 +94,48 @@ def test_dashboard_sql_page_refuses_every_write_and_leaves_the_file_identical(se
     app.text_area(key="sql_(your own query)").input("SELECT COUNT(*) AS n FROM metrics").run()
     app.button(key="sql_run").click().run()
     assert not app.error and int(app.dataframe[0].value["n"][0]) > 0
+    assert untouched(path, digest)
+
+
+def test_cli_query_stops_at_its_timeout_and_leaves_the_file_identical(seeded):
+    root, path = seeded
+    digest = sha256(path)
+    started = time.monotonic()
+    result = invoke(root, str(path), "query", ENDLESS, "--timeout", "0.5")
+    assert time.monotonic() - started < 10
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "error: stopped after 0.5 s: the query ran past its time limit; nothing was changed "
+        "(raise --timeout to give it longer)"
+    ]
+    assert untouched(path, digest)
+
+
+def test_dashboard_sql_stops_at_its_time_limit_and_leaves_the_file_identical(seeded, monkeypatch):
+    _, path = seeded
+    url = f"sqlite:///{path}"
+    digest = sha256(path)
+    monkeypatch.syspath_prepend(str(REPO / "dashboard"))
+    sys.modules.pop("data", None)  # the dashboard's module of that name, not a cached other
+    import data
+
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout, match=r"stopped after 0\.5 s"):
+        data.run_sql(url, ENDLESS, timeout_s=0.5)
+    assert time.monotonic() - started < 10
+    # and the page: its time limit box, the message, no result table
+    monkeypatch.setenv("MEDARENA_DB_URL", url)
+    app = AppTest.from_file(str(REPO / "dashboard/app.py"), default_timeout=60).run()
+    app.switch_page("views/sql.py").run()
+    app.selectbox(key="sql_example").select("(your own query)").run()
+    assert app.number_input(key="sql_timeout").value == 10.0
+    app.number_input(key="sql_timeout").set_value(0.5).run()
+    app.text_area(key="sql_(your own query)").input(ENDLESS).run()
+    app.button(key="sql_run").click().run()
+    assert [element.value for element in app.error] == [
+        "Time limit: stopped after 0.5 s: the query ran past its time limit; nothing was "
+        "changed. Raise the limit above to give it longer."
+    ]
+    assert not [frame for frame in app.dataframe if frame.key == "sql_result"]
     assert untouched(path, digest)

@@ -6,7 +6,8 @@ import sys
 import time
 
 from medarena.registry import load_registry
-from medarena.store import MetricValue, Prediction, Store
+from medarena.results import MetricValue, Prediction
+from medarena.store import Store
 from medarena.store.database import current_revision, downgrade, head_revision, make_engine, upgrade
 from tests.factories import eval_spec
 from tests.faults.faults import OPEN_AND_SYNC, orphans, rows
@@ -98,7 +99,7 @@ def test_two_stores_creating_one_run_key_share_the_run(workspace, tmp_path):
         assert second.add_predictions(one.id, both) == 2  # the overlap is stored once
         first.finish_eval_run(one.id, [MetricValue("acc", 0.5, 6)])
         second.set_eval_run_status(one.id, "interrupted")  # the slower one stops: no downgrade
-        assert first.eval_runs("tiny-medical-base", "pubmedqa")[0].status == "completed"
+        assert first.find_eval_run(spec).status == "completed"
         # a completed run releases its key: --rerun starts a new one
         assert second.create_eval_run(spec).id != one.id
     assert rows(url, "SELECT COUNT(*), COUNT(DISTINCT item_id) FROM predictions") == [(6, 6)]

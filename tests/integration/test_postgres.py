@@ -1,6 +1,7 @@
 """The store on PostgreSQL: the same migrations, API and read-only queries as on SQLite."""
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -8,13 +9,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
+from medarena.errors import QueryTimeout
 from medarena.registry import load_registry
-from medarena.store import MetricValue, Prediction, Store, WriteRefused
+from medarena.results import MetricValue, Prediction
+from medarena.store import Store, WriteRefused
 from medarena.store import run_readonly_query as query
 from medarena.store.database import current_revision, downgrade, make_engine
 from medarena.store.models import Base
 from medarena.store.readonly import _generic_query
 from tests.factories import eval_spec
+from tests.integration.test_readonly_query import ENDLESS
 from tests.postgres import postgres_server
 
 
@@ -93,3 +97,15 @@ def test_readonly_queries_on_postgres(pg_url: str, workspace: Path):
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM model_families")).scalar() >= 10
     engine.dispose()
+
+
+def test_readonly_query_time_limit_on_postgres(pg_url: str, workspace: Path):
+    with Store(pg_url) as store:
+        store.sync_registry(load_registry(workspace))
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout, match=r"^stopped after 0\.5 s: the query ran past its time"):
+        query(pg_url, ENDLESS, timeout_s=0.5)
+    assert time.monotonic() - started < 10
+    # statement_timeout was set for that transaction only: the next query has its own limit
+    assert query(pg_url, "SELECT count(*) FROM model_families").rows[0][0] >= 10
+    assert query(pg_url, "SELECT 1 FROM pg_sleep(0.6)", timeout_s=2).rows == [(1,)]

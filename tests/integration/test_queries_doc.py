@@ -5,8 +5,9 @@ import re
 import pytest
 
 from medarena.registry import add_family, load_registry
+from medarena.results import MetricValue, Prediction, TrainingStep
 from medarena.schemas import ModelFamily
-from medarena.store import MetricValue, Prediction, Store, TrainingStep
+from medarena.store import Store
 from medarena.store import run_readonly_query as query
 from tests.conftest import REPO, copy_models
 from tests.factories import eval_spec

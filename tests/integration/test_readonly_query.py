@@ -1,13 +1,18 @@
 """Read-only SQL: reads work, every kind of write is refused and the file stays byte-identical."""
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
 
+from medarena.errors import QueryTimeout, Refused
 from medarena.registry import load_registry
 from medarena.store import Store, WriteRefused, run_readonly_query
 from medarena.store.readonly import _sqlite_query
+
+# never ends by itself: counts an endless recursive sequence
+ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
 
 
 @pytest.fixture
@@ -46,6 +51,54 @@ def test_reporting_pragma_is_allowed(populated: Path):
     assert "params_b" in [row[1] for row in result.rows]
 
 
+def test_reporting_pragma_functions_are_allowed(populated: Path):
+    sql = (
+        "SELECT t.name, c.name FROM pragma_table_list t, pragma_table_info(t.name) c "
+        "WHERE t.name = 'predictions' AND c.pk"
+    )
+    before = digest(populated)
+    assert run_readonly_query(f"sqlite:///{populated}", sql).rows == [("predictions", "id")]
+    # the connection's own guard (the authorizer) allows them too
+    names = _sqlite_query(populated, "SELECT name FROM pragma_index_list('metrics')", None).rows
+    assert ("ix_metrics_name_eval_run_id_value",) in names
+    assert digest(populated) == before
+
+
+@pytest.mark.parametrize("pragma", ["user_version", "journal_mode", "data_version"])
+def test_other_pragma_functions_are_refused_naming_the_pragma(populated: Path, pragma: str):
+    before = digest(populated)
+    sql = f"SELECT * FROM pragma_{pragma}"
+    with pytest.raises(WriteRefused, match=f"^pragma_{pragma} is refused: only reporting"):
+        run_readonly_query(f"sqlite:///{populated}", sql)
+    with pytest.raises(WriteRefused, match=f"the query tried PRAGMA {pragma};"):
+        _sqlite_query(populated, sql, None)
+    assert digest(populated) == before
+
+
+def test_an_endless_query_stops_at_the_time_limit(populated: Path):
+    before = digest(populated)
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout, match=r"^stopped after 0\.3 s: the query ran past its time"):
+        run_readonly_query(f"sqlite:///{populated}", ENDLESS, timeout_s=0.3)
+    assert 0.3 <= time.monotonic() - started < 5
+    assert digest(populated) == before
+    # the same connection settings still answer a query that ends
+    assert run_readonly_query(f"sqlite:///{populated}", "SELECT 1", timeout_s=0.3).rows == [(1,)]
+
+
+def test_the_time_limit_stops_a_slow_fetch_too(populated: Path):
+    # every row comes quickly, but there is no end to them without a row limit
+    endless_rows = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c"
+    with pytest.raises(QueryTimeout):
+        run_readonly_query(f"sqlite:///{populated}", endless_rows, max_rows=None, timeout_s=0.3)
+
+
+@pytest.mark.parametrize("seconds", [0, -1.0])
+def test_the_time_limit_must_be_positive(populated: Path, seconds: float):
+    with pytest.raises(Refused, match="time limit must be a positive number of seconds"):
+        run_readonly_query(f"sqlite:///{populated}", "SELECT 1", timeout_s=seconds)
+
+
 WRITES = [
     "INSERT INTO tasks (name, kind, spec) VALUES ('x', 'y', '{}')",
     "UPDATE model_variants SET params_b = 0",
@@ -68,6 +121,8 @@ WRITES = [
     "SELECT 1; DROP TABLE tasks",
     "/* sneaky */ DELETE FROM model_variants -- SELECT",
     "SELECT load_extension('evil')",
+    "SELECT * FROM pragma_user_version",
+    "SELECT journal_mode FROM pragma_journal_mode('main')",
 ]
 
 

@@ -10,15 +10,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from medarena.errors import Refused
 from medarena.registry import load_registry
-from medarena.store import (
-    MetricValue,
-    Prediction,
-    SchemaBehind,
-    Store,
-    StoreError,
-    TrainingStep,
-)
+from medarena.results import MetricValue, Prediction, TrainingStep
+from medarena.store import SchemaBehind, Store, StoreError
 from medarena.store.database import (
     current_revision,
     downgrade,
@@ -169,6 +164,36 @@ def test_leaderboard_uses_the_latest_run_and_marks_published_results(store: Stor
     ]
 
 
+def test_latest_completed_run_per_setting_everywhere(store: Store):
+    def completed(value: float, **overrides) -> int:
+        run = store.create_eval_run(eval_spec(**overrides))
+        store.finish_eval_run(run.id, [MetricValue("acc", value, 4), MetricValue("f1", value, 4)])
+        return run.id
+
+    completed(0.25)  # older, same setting: not the latest
+    latest = completed(0.5)
+    three_shot = completed(0.75, shots=3)
+    other_task = completed(1.0, task="pubmedqa")
+    store.create_eval_run(eval_spec())  # running: never the latest
+    runs = store.latest_runs(variant="tiny-medical-base", task="medqa_4options")
+    assert [(run.id, run.shots, run.status) for run in runs] == [
+        (latest, 0, "completed"),
+        (three_shot, 3, "completed"),
+    ]
+    assert [run.id for run in store.latest_runs(shots=0)] == [latest, other_task]
+    assert store.latest_runs(variant="meditron-7b") == []
+    board = [row for row in store.leaderboard("acc") if row.source == "measured"]
+    assert sorted(row.run_id for row in board) == [latest, three_shot, other_task]
+    assert store.latest_metrics(["tiny-medical-base"], shots=0) == {
+        ("tiny-medical-base", "medqa_4options", "loglik"): {"acc": 0.5, "f1": 0.5},
+        ("tiny-medical-base", "pubmedqa", "loglik"): {"acc": 1.0, "f1": 1.0},
+    }
+    assert store.latest_metrics(["meditron-7b"], shots=0) == {}
+    history = store.metric_history("tiny-medical-base", "medqa_4options", "acc")
+    assert [(point.shots, point.value) for point in history] == [(0, 0.25), (0, 0.5), (3, 0.75)]
+    assert store.task_names(completed=True) == ["medqa_4options", "pubmedqa"]
+
+
 def test_training_run_records_steps_once_and_links_its_output(store: Store, workspace: Path):
     run = store.create_training_run(
         kind="pretrain",
@@ -189,12 +214,16 @@ def test_training_run_records_steps_once_and_links_its_output(store: Store, work
     )
     assert finished.tokens_seen == 5 * 4096
     assert finished.output_variant == "tiny-medical-base" and finished.status == "completed"
+    assert (finished.world_size, finished.hardware) == (2, None)
+    assert finished.wall_seconds is not None and finished.wall_seconds >= 0
+    assert store.training_runs() == [finished]
+    assert store.data_mix(run.id) == {}
     with pytest.raises(ValueError, match="status must be one of"):
         store.finish_training_run(run.id, status="done")
 
 
 def test_unknown_variant_in_a_run_is_a_clear_error(store: Store):
-    with pytest.raises(KeyError, match="variant 'nope' is not in the store"):
+    with pytest.raises(Refused, match="variant 'nope' is not in the store"):
         store.create_eval_run(eval_spec(variant="nope"))
 
 

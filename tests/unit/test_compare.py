@@ -3,15 +3,10 @@
 import numpy as np
 import pytest
 
-from medarena.compare import (
-    ACCURACY,
-    bootstrap_ci,
-    default_metric,
-    exact_binomial_p,
-    item_values,
-    paired_stats,
-)
-from medarena.store import Prediction
+from medarena.compare import bootstrap_ci, exact_binomial_p, item_values, paired_stats
+from medarena.errors import Refused
+from medarena.results import Prediction
+from medarena.store.queries import ACCURACY
 
 
 @pytest.mark.parametrize(
@@ -73,7 +68,7 @@ def test_paired_ci_is_the_bootstrap_of_the_differences():
 
 
 def test_no_common_items_is_refused():
-    with pytest.raises(ValueError, match=r"share no item \(A has 1 items, B has 2\)"):
+    with pytest.raises(Refused, match=r"share no item \(A has 1 items, B has 2\)"):
         paired_stats({"a": 1.0}, {"b": 1.0, "c": 0.0}, ACCURACY)
 
 
@@ -92,10 +87,5 @@ def test_item_values_scores_from_details():
 
 
 def test_item_values_missing_score_names_item_and_metric():
-    with pytest.raises(ValueError, match="item 'b' has no per-item 'bertscore_f1'"):
+    with pytest.raises(Refused, match="item 'b' has no per-item 'bertscore_f1'"):
         item_values([_prediction("b", details={"rouge_l": 0.5})], "bertscore_f1")
-
-
-def test_default_metric():
-    assert default_metric([_prediction("a", True)]) == ACCURACY
-    assert default_metric([_prediction("a", details={"rouge_l": 0.1})]) == "rouge_l"

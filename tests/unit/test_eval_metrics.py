@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from medarena.evaluate.metrics import bootstrap_ci, macro_f1, qa_metrics, rouge_scores
-from medarena.store import Prediction
+from medarena.results import Prediction
 
 LABELS = ["yes", "no", "maybe"]
 BINARY = [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0]

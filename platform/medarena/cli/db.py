@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from medarena.cli.common import err, out, reports_errors
-from medarena.errors import Problem, ProblemsError
+from medarena.errors import Problem, ProblemsError, QueryTimeout
 
 app = typer.Typer(help="The results database.", no_args_is_help=True)
 
@@ -63,13 +63,19 @@ def query(
     sql: str = typer.Argument(..., help="One SELECT / WITH / EXPLAIN statement."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
     max_rows: int = typer.Option(10_000, help="Stop after this many rows."),
+    timeout: float = typer.Option(
+        10.0, "--timeout", metavar="SECONDS", help="Stop the query after this many seconds."
+    ),
 ) -> None:
     """Run a read-only SQL query over the results history (writes are refused, exit 2)."""
     from medarena.store import run_readonly_query
 
     if fmt not in {"table", "csv", "json"}:
         raise ProblemsError([Problem("command line", None, "--format", f"unknown {fmt!r}")])
-    result = run_readonly_query(ctx.obj.db_url(), sql, max_rows=max_rows)
+    try:
+        result = run_readonly_query(ctx.obj.db_url(), sql, max_rows=max_rows, timeout_s=timeout)
+    except QueryTimeout as exc:
+        raise QueryTimeout(f"{exc} (raise --timeout to give it longer)") from None
     if fmt == "json":
         rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")

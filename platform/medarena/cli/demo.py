@@ -131,7 +131,7 @@ def evaluate_all(ctx: typer.Context, variants: list[str]) -> None:
 def print_summary(store, variants: list[str]) -> None:
     """The leaderboard of the demo's variants, then the paired comparisons that show what
     continual pretraining (cloze accuracy) and instruction tuning (generated answers) did."""
-    latest = _latest_metrics(store, variants)
+    latest = store.latest_metrics(variants, shots=0)
     out.print(_leaderboard(latest, variants))
     comparisons = []
     if DEMO_PRETRAINED in variants:
@@ -142,19 +142,6 @@ def print_summary(store, variants: list[str]) -> None:
         comparisons.append(HeadToHead(DEMO_TUNED, DEMO_BASE, "generate", "instruction tuning"))
     for comparison in comparisons:
         out.print(_head_to_head(store, latest, comparison))
-
-
-def _latest_metrics(store, variants: list[str]) -> dict[tuple[str, str, str], dict[str, float]]:
-    """(variant, task, mode) -> metric values of the latest completed 0-shot run."""
-    found: dict[tuple[str, str, str], dict[str, float]] = {}
-    for variant in variants:
-        for task in store.task_names():
-            runs = {
-                run.scoring_mode: run for run in store.eval_runs(variant, task) if run.shots == 0
-            }
-            for mode, run in runs.items():
-                found[(variant, task, mode)] = {m.name: m.value for m in store.metrics(run.id)}
-    return found
 
 
 def _leaderboard(latest: dict[tuple[str, str, str], dict[str, float]], variants: list[str]):

@@ -157,13 +157,9 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         yield advance
 
 
-def _fmt(metric: Any) -> str:
-    if metric.ci_low is None or metric.ci_low != metric.ci_low:  # None or NaN
-        return f"{metric.value:.3f}"
-    return f"{metric.value:.3f} [{metric.ci_low:.3f}, {metric.ci_high:.3f}]"
-
-
 def print_outcomes(outcomes: list[tuple[BenchmarkTask, Any, Any]]) -> None:
+    from medarena.store.queries import format_ci
+
     table = Table(title="evaluation runs (95% bootstrap CI)")
     for column in ("run", "model", "task", "mode", "shots", "seed", "metrics", "items", "items/s"):
         table.add_column(column)
@@ -178,7 +174,7 @@ def print_outcomes(outcomes: list[tuple[BenchmarkTask, Any, Any]]) -> None:
             run.scoring_mode,
             str(run.shots),
             str(run.seed),
-            "\n".join(f"{m.name} {_fmt(m)}" for m in shown),
+            "\n".join(f"{m.name} {format_ci(m)}" for m in shown),
             f"{run.n_items}"
             + (" (resumed)" if outcome.reused and outcome.scored else "")
             + (" (stored)" if outcome.already_complete else ""),
@@ -216,6 +212,8 @@ def results(
 ) -> None:
     """The leaderboard: latest measured result per model x task, then published numbers,
     kept apart."""
+    from medarena.store.queries import format_ci
+
     with ctx.obj.store() as store:
         rows = store.leaderboard(metric, include_reference=reference)
     if task:
@@ -232,7 +230,7 @@ def results(
             row.family,
             row.scoring_mode,
             str(row.shots),
-            _fmt(row),
+            format_ci(row),
             str(row.n),
         )
     out.print(table if measured else f"no measured {metric} yet: run `medarena eval`")

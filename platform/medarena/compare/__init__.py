@@ -2,25 +2,15 @@
 per-item wins and losses. Pure Python + numpy: the dashboard imports it without torch."""
 
 from medarena.compare.bootstrap import bootstrap_ci
-from medarena.compare.paired import (
-    ACCURACY,
-    PairedStats,
-    default_metric,
-    exact_binomial_p,
-    item_values,
-    paired_stats,
-)
-from medarena.compare.runs import Comparison, compare_variants, latest_runs
+from medarena.compare.paired import PairedStats, exact_binomial_p, item_values, paired_stats
+from medarena.compare.runs import Comparison, compare_variants
 
 __all__ = [
-    "ACCURACY",
     "Comparison",
     "PairedStats",
     "bootstrap_ci",
     "compare_variants",
-    "default_metric",
     "exact_binomial_p",
     "item_values",
-    "latest_runs",
     "paired_stats",
 ]

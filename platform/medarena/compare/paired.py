@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from medarena.compare.bootstrap import bootstrap_ci
-from medarena.store import Prediction
-
-ACCURACY = "acc"
+from medarena.errors import Refused
+from medarena.results import Prediction
+from medarena.store.queries import ACCURACY
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def item_values(predictions: Sequence[Prediction], metric: str) -> dict[str, flo
             continue
         value = (prediction.details or {}).get(metric)
         if not isinstance(value, int | float) or math.isnan(value):
-            raise ValueError(
+            raise Refused(
                 f"item {prediction.item_id!r} has no per-item {metric!r} score "
                 f"(stored details: {sorted(prediction.details or {})})"
             )
@@ -76,7 +76,7 @@ def paired_stats(a: Mapping[str, float], b: Mapping[str, float], metric: str) ->
     """Compare on the items present in both runs; the counts of the others are reported."""
     common = sorted(a.keys() & b.keys())
     if not common:
-        raise ValueError(
+        raise Refused(
             f"the two runs share no item (A has {len(a)} items, B has {len(b)}): "
             "they were not run on the same data"
         )
@@ -101,10 +101,3 @@ def paired_stats(a: Mapping[str, float], b: Mapping[str, float], metric: str) ->
         only_in_a=len(a.keys() - b.keys()),
         only_in_b=len(b.keys() - a.keys()),
     )
-
-
-def default_metric(predictions: Sequence[Prediction]) -> str:
-    """`acc` when the items are scored right/wrong, else ROUGE-L (summarization)."""
-    if predictions and all(p.correct is not None for p in predictions):
-        return ACCURACY
-    return "rouge_l"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medarena.compare.paired import PairedStats, default_metric, item_values, paired_stats
-from medarena.store import EvalRun, Prediction, Store
+from medarena.compare.paired import PairedStats, item_values, paired_stats
+from medarena.errors import Refused
+from medarena.results import EvalRun, Prediction
+from medarena.store import Store
+from medarena.store.queries import default_paired_metric
 
 
 @dataclass(frozen=True)
@@ -17,9 +20,11 @@ class Comparison:
     pairs: list[tuple[Prediction, Prediction]]
 
 
-def latest_runs(store: Store, variant: str, task: str) -> dict[tuple[str, int], EvalRun]:
+def _latest_by_setting(store: Store, variant: str, task: str) -> dict[tuple[str, int], EvalRun]:
     """The latest completed run of `variant` on `task` per (scoring mode, shots)."""
-    return {(run.scoring_mode, run.shots): run for run in store.eval_runs(variant, task)}
+    return {
+        (run.scoring_mode, run.shots): run for run in store.latest_runs(variant=variant, task=task)
+    }
 
 
 def pick_setting(
@@ -43,13 +48,13 @@ def pick_setting(
         return ", ".join(f"{mode} {k}-shot" for mode, k in sorted(runs)) or "none"
 
     if not common:
-        raise ValueError(
+        raise Refused(
             f"no completed runs of both variants on {task!r} in the same setting"
             f"{_wanted(scoring_mode, shots)}: {names[0]} has {listed(a)}; "
             f"{names[1]} has {listed(b)}"
         )
     choices = ", ".join(f"{mode} {k}-shot" for mode, k in common)
-    raise ValueError(
+    raise Refused(
         f"both variants have several settings on {task!r} ({choices}): pick one "
         "with --mode and --shots"
     )
@@ -75,12 +80,13 @@ def compare_variants(
     known = set(store.variant_names())
     for name in (variant_a, variant_b):
         if name not in known:
-            raise ValueError(f"variant {name!r} is not in the store (run `medarena models sync`)")
-    runs_a, runs_b = latest_runs(store, variant_a, task), latest_runs(store, variant_b, task)
+            raise Refused(f"variant {name!r} is not in the store (run `medarena models sync`)")
+    runs_a = _latest_by_setting(store, variant_a, task)
+    runs_b = _latest_by_setting(store, variant_b, task)
     setting = pick_setting(runs_a, runs_b, (variant_a, variant_b), task, scoring_mode, shots)
     run_a, run_b = runs_a[setting], runs_b[setting]
     predictions_a, predictions_b = store.predictions(run_a.id), store.predictions(run_b.id)
-    metric = metric or default_metric(predictions_a)
+    metric = metric or default_paired_metric(predictions_a)
     stats = paired_stats(
         item_values(predictions_a, metric), item_values(predictions_b, metric), metric
     )

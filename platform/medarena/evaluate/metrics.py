@@ -14,7 +14,7 @@ import numpy as np
 
 from medarena.compare.bootstrap import bootstrap_ci
 from medarena.evaluate.spec import LOGLIK_MODES
-from medarena.store import MetricValue, Prediction
+from medarena.results import MetricValue, Prediction
 
 
 def mean_metric(name: str, values: Sequence[float]) -> MetricValue:

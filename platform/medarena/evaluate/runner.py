@@ -25,7 +25,8 @@ from medarena.evaluate.scoring import ScoringOptions, score_chunk
 from medarena.evaluate.spec import LOGLIK_MODES, BenchmarkTask, DataSplits
 from medarena.provenance import code_version
 from medarena.registry import Registry, VariantEntry
-from medarena.store import EvalRun, EvalRunSpec, MetricValue, Store
+from medarena.results import EvalRun, EvalRunSpec, MetricValue
+from medarena.store import Store
 
 DATA_CHOICES = ("bundled", "hub")
 

@@ -17,7 +17,7 @@ from medarena.evaluate.metrics import BertScorer, rouge_scores
 from medarena.evaluate.prompts import BuiltPrompt
 from medarena.evaluate.spec import LOGLIK_MODES, BenchmarkTask
 from medarena.evaluate.tokens import encode_pair, fit_context
-from medarena.store import Prediction
+from medarena.results import Prediction
 
 
 @dataclass(frozen=True)

@@ -1,33 +1,18 @@
-"""The results store: SQL tables, migrations, the Store API and read-only queries."""
+"""The results store: SQL tables, migrations, the Store API and read-only queries.
+
+The entities it takes and returns live in medarena.results; what results mean (the run key, the
+latest completed run, the default paired metric) in medarena.store.queries.
+"""
 
 from medarena.errors import SchemaBehind, StoreError, WriteRefused
-from medarena.store.api import (
-    EvalRun,
-    EvalRunSpec,
-    LeaderboardRow,
-    MetricValue,
-    Prediction,
-    Store,
-    SyncReport,
-    TrainingRun,
-    TrainingStep,
-)
+from medarena.store.api import Store
 from medarena.store.database import resolve_url
-from medarena.store.readonly import QueryResult, run_readonly_query
+from medarena.store.readonly import run_readonly_query
 
 __all__ = [
-    "EvalRun",
-    "EvalRunSpec",
-    "LeaderboardRow",
-    "MetricValue",
-    "Prediction",
-    "QueryResult",
     "SchemaBehind",
     "Store",
     "StoreError",
-    "SyncReport",
-    "TrainingRun",
-    "TrainingStep",
     "WriteRefused",
     "resolve_url",
     "run_readonly_query",

@@ -1,22 +1,28 @@
-"""The Store: the one way code writes and reads results; it returns dataclasses, not ORM rows."""
+"""The Store: the one way code writes results (reads: medarena.store.reads); it takes and
+returns entities (medarena.results), not ORM rows."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Engine, Insert, func, insert, select, update
+from sqlalchemy import Insert, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
+from medarena.errors import Refused
 from medarena.registry import Registry
+from medarena.results import (
+    EvalRun,
+    EvalRunSpec,
+    MetricValue,
+    Prediction,
+    SyncReport,
+    TrainingRun,
+    TrainingStep,
+)
 from medarena.schemas import ModelFamily, ModelVariant
-from medarena.store.database import check_schema, make_engine
 from medarena.store.models import (
     EvalRunRow,
     MetricRow,
@@ -29,136 +35,15 @@ from medarena.store.models import (
     TrainingStepRow,
     utcnow,
 )
+from medarena.store.queries import COMPLETED, run_key_hash
+from medarena.store.reads import StoreReader, eval_run, training_run
 
-# ----------------------------------------------------------------------------------- entities
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    families: int
-    variants: int
-    reference_results: int
-    retired_variants: list[str]
+RUN_STATUSES = ("running", COMPLETED, "failed", "interrupted")
 
 
-@dataclass(frozen=True)
-class EvalRunSpec:
-    """What identifies an evaluation and makes it reproducible."""
-
-    variant: str
-    task: str
-    task_kind: str
-    dataset_hash: str
-    prompt_template_hash: str
-    scoring_mode: str
-    shots: int
-    seed: int
-    engine: str
-    engine_version: str
-    code_version: str
-    variant_revision: str | None = None
-    weights_hash: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    task_spec: dict[str, Any] = field(default_factory=dict)
-
-    def key_hash(self) -> str:
-        """The hash of the run key (what find_eval_run matches on)."""
-        key = [
-            self.variant,
-            self.task,
-            self.dataset_hash,
-            self.prompt_template_hash,
-            self.scoring_mode,
-            self.shots,
-            self.seed,
-            self.engine,
-            self.weights_hash,
-        ]
-        return hashlib.sha256(json.dumps(key).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class EvalRun:
-    id: int
-    run_uuid: str
-    variant: str
-    task: str
-    scoring_mode: str
-    shots: int
-    seed: int
-    engine: str
-    status: str
-    n_items: int | None
-    created_at: datetime
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Prediction:
-    item_id: str
-    prompt_hash: str
-    gold: str
-    prompt: str | None = None
-    raw_output: str | None = None
-    parsed_answer: str | None = None
-    correct: bool | None = None
-    score: float | None = None
-    parse_failed: bool = False
-    logprobs: dict[str, Any] | None = None
-    details: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class MetricValue:
-    name: str
-    value: float
-    n: int
-    ci_low: float | None = None
-    ci_high: float | None = None
-
-
-@dataclass(frozen=True)
-class LeaderboardRow:
-    variant: str
-    family: str
-    task: str
-    metric: str
-    value: float
-    ci_low: float | None
-    ci_high: float | None
-    n: int
-    scoring_mode: str
-    shots: int
-    source: str  # "measured" or the citation of a published result
-    run_id: int | None = None  # the measured run; None for published results
-
-
-@dataclass(frozen=True)
-class TrainingRun:
-    id: int
-    run_uuid: str
-    kind: str
-    recipe_name: str
-    base_variant: str
-    output_variant: str | None
-    status: str
-    tokens_seen: int
-    started_at: datetime
-    ended_at: datetime | None
-
-
-@dataclass(frozen=True)
-class TrainingStep:
-    step: int
-    loss: float
-    lr: float | None = None
-    grad_norm: float | None = None
-    tokens_per_s: float | None = None
-    mfu: float | None = None
-    tokens_seen: int | None = None
-
-
-RUN_STATUSES = ("running", "completed", "failed", "interrupted")
+def _check_status(status: str) -> None:
+    if status not in RUN_STATUSES:  # a bug in the caller, not a user's input
+        raise ValueError(f"status must be one of {RUN_STATUSES}")
 
 
 def _insert_new(
@@ -195,26 +80,9 @@ def _insert_skipping_duplicates(session: Session, table: type) -> Insert:
     return insert(table)
 
 
-class Store:
-    """Results store on any SQLAlchemy URL. Every write method is one transaction."""
-
-    def __init__(self, url: str, *, create_if_empty: bool = True):
-        self.url = url
-        self.engine: Engine = make_engine(url)
-        check_schema(self.engine, create_if_empty=create_if_empty)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def _session(self) -> Session:
-        return self._sessions.begin()  # type: ignore[return-value]
+class Store(StoreReader):
+    """Results store on any SQLAlchemy URL: the reads of StoreReader, and the writes. Every
+    write method is one transaction."""
 
     # ------------------------------------------------------------------------- registry sync
 
@@ -286,10 +154,8 @@ class Store:
         row.family_id = family_id
         row.params_b = variant.params_b
         row.source_kind = source.kind
-        row.location = (
-            source.url if source.kind == "external" else registry.weights_location(variant)
-        )
-        row.revision = source.revision if source.kind == "hub" else None
+        row.location = registry.recorded_location(variant)
+        row.revision = registry.weights_source(variant).revision(source)
         row.context_length = variant.context_length
         row.architecture = variant.architecture
         row.dtype = variant.dtype
@@ -335,23 +201,12 @@ class Store:
                 count += 1
         return count
 
-    def variant_names(self) -> list[str]:
-        with self._session() as session:
-            return list(
-                session.scalars(select(ModelVariantRow.name).order_by(ModelVariantRow.name))
-            )
-
-    def task_names(self) -> list[str]:
-        """Tasks that have been evaluated at least once."""
-        with self._session() as session:
-            return list(session.scalars(select(TaskRow.name).order_by(TaskRow.name)))
-
     # ---------------------------------------------------------------------------- evaluation
 
     def _variant_id(self, session: Session, name: str) -> int:
         variant_id = session.scalar(select(ModelVariantRow.id).where(ModelVariantRow.name == name))
         if variant_id is None:
-            raise KeyError(f"variant {name!r} is not in the store: run `medarena models sync`")
+            raise Refused(f"variant {name!r} is not in the store: run `medarena models sync`")
         return variant_id
 
     def _task_id(self, session: Session, name: str, kind: str, spec: dict[str, Any]) -> int:
@@ -385,41 +240,19 @@ class Store:
                     code_version=spec.code_version,
                     config=spec.config,
                     status="running",
-                    open_key=spec.key_hash(),
+                    open_key=run_key_hash(spec),
                 )
                 session.add(row)
                 session.flush()
-                return self._eval_run(session, row)
+                return eval_run(session, row.id)
         except IntegrityError:
             with self._session() as session:
-                row = session.scalar(
-                    select(EvalRunRow).where(EvalRunRow.open_key == spec.key_hash())
+                run_id = session.scalar(
+                    select(EvalRunRow.id).where(EvalRunRow.open_key == run_key_hash(spec))
                 )
-                if row is None:  # it was completed in between: a new run after all
+                if run_id is None:  # it was completed in between: a new run after all
                     return self.create_eval_run(spec)
-                return self._eval_run(session, row)
-
-    def find_eval_run(self, spec: EvalRunSpec) -> EvalRun | None:
-        """The latest run with the same reproducibility key (for resuming), if any."""
-        with self._session() as session:
-            row = session.scalar(
-                select(EvalRunRow)
-                .join(ModelVariantRow, EvalRunRow.variant_id == ModelVariantRow.id)
-                .join(TaskRow, EvalRunRow.task_id == TaskRow.id)
-                .where(
-                    ModelVariantRow.name == spec.variant,
-                    TaskRow.name == spec.task,
-                    EvalRunRow.dataset_hash == spec.dataset_hash,
-                    EvalRunRow.prompt_template_hash == spec.prompt_template_hash,
-                    EvalRunRow.scoring_mode == spec.scoring_mode,
-                    EvalRunRow.shots == spec.shots,
-                    EvalRunRow.seed == spec.seed,
-                    EvalRunRow.engine == spec.engine,
-                    EvalRunRow.weights_hash == spec.weights_hash,
-                )
-                .order_by(EvalRunRow.id.desc())
-            )
-            return self._eval_run(session, row) if row else None
+                return eval_run(session, run_id)
 
     def add_predictions(self, run_id: int, predictions: Iterable[Prediction]) -> int:
         """Store per-item results; items already stored for this run are skipped (idempotent,
@@ -434,38 +267,17 @@ class Store:
                 {prediction.item_id: vars(prediction) for prediction in predictions},
             )
 
-    def stored_item_ids(self, run_id: int) -> set[str]:
-        with self._session() as session:
-            return set(
-                session.scalars(
-                    select(PredictionRow.item_id).where(PredictionRow.eval_run_id == run_id)
-                )
-            )
-
-    def predictions(self, run_id: int) -> list[Prediction]:
-        with self._session() as session:
-            rows = session.scalars(
-                select(PredictionRow)
-                .where(PredictionRow.eval_run_id == run_id)
-                .order_by(PredictionRow.item_id)
-            )
-            return [
-                Prediction(**{name: getattr(row, name) for name in Prediction.__dataclass_fields__})
-                for row in rows
-            ]
-
     def finish_eval_run(
         self,
         run_id: int,
         metrics: Sequence[MetricValue],
         *,
-        status: str = "completed",
+        status: str = COMPLETED,
         items_per_s: float | None = None,
         tokens_per_s: float | None = None,
     ) -> EvalRun:
         """Write the run's metrics and close it, in one transaction (no half-finished run)."""
-        if status not in RUN_STATUSES:
-            raise ValueError(f"status must be one of {RUN_STATUSES}")
+        _check_status(status)
         with self._session() as session:
             row = session.get_one(EvalRunRow, run_id)
             for old in session.scalars(select(MetricRow).where(MetricRow.eval_run_id == run_id)):
@@ -479,129 +291,22 @@ class Store:
                 .where(PredictionRow.eval_run_id == run_id)
             )
             row.items_per_s, row.tokens_per_s = items_per_s, tokens_per_s
-            if status == "completed":
+            if status == COMPLETED:
                 row.open_key = None  # the key may be run again (--rerun)
             row.finished_at = utcnow()
             session.flush()
-            return self._eval_run(session, row)
+            return eval_run(session, row.id)
 
     def set_eval_run_status(self, run_id: int, status: str) -> None:
         """Mark a run that stopped before finishing (interrupted, failed); resumable later."""
-        if status not in RUN_STATUSES:
-            raise ValueError(f"status must be one of {RUN_STATUSES}")
+        _check_status(status)
         with self._session() as session:
             # a run another process completed meanwhile (two processes on one key) stays so
             session.execute(
                 update(EvalRunRow)
-                .where(EvalRunRow.id == run_id, EvalRunRow.status != "completed")
+                .where(EvalRunRow.id == run_id, EvalRunRow.status != COMPLETED)
                 .values(status=status)
             )
-
-    def metrics(self, run_id: int) -> list[MetricValue]:
-        with self._session() as session:
-            rows = session.scalars(
-                select(MetricRow).where(MetricRow.eval_run_id == run_id).order_by(MetricRow.name)
-            )
-            return [MetricValue(r.name, r.value, r.n, r.ci_low, r.ci_high) for r in rows]
-
-    def eval_runs(
-        self, variant: str, task: str, *, status: str | None = "completed"
-    ) -> list[EvalRun]:
-        """Runs of `variant` on `task` (only those with `status`; None: any), oldest first."""
-        with self._session() as session:
-            query = (
-                select(EvalRunRow)
-                .join(ModelVariantRow, EvalRunRow.variant_id == ModelVariantRow.id)
-                .join(TaskRow, EvalRunRow.task_id == TaskRow.id)
-                .where(ModelVariantRow.name == variant, TaskRow.name == task)
-                .order_by(EvalRunRow.id)
-            )
-            if status is not None:
-                query = query.where(EvalRunRow.status == status)
-            return [self._eval_run(session, row) for row in session.scalars(query)]
-
-    @staticmethod
-    def _eval_run(session: Session, row: EvalRunRow) -> EvalRun:
-        variant = session.get_one(ModelVariantRow, row.variant_id).name
-        task = session.get_one(TaskRow, row.task_id).name
-        return EvalRun(
-            row.id,
-            row.run_uuid,
-            variant,
-            task,
-            row.scoring_mode,
-            row.shots,
-            row.seed,
-            row.engine,
-            row.status,
-            row.n_items,
-            row.created_at,
-            row.finished_at,
-        )
-
-    def leaderboard(self, metric: str, *, include_reference: bool = True) -> list[LeaderboardRow]:
-        """Latest completed run per (variant, task, scoring mode, shots) for `metric`, then the
-        published results for it, marked by their source."""
-        latest = (
-            select(func.max(EvalRunRow.id).label("run_id"))
-            .where(EvalRunRow.status == "completed")
-            .group_by(
-                EvalRunRow.variant_id, EvalRunRow.task_id, EvalRunRow.scoring_mode, EvalRunRow.shots
-            )
-            .subquery()
-        )
-        # plain columns, not ORM entities: loading 2,000 runs with their JSON config as objects
-        # took ~8x the query itself (docs/PERFORMANCE.md, Dashboard)
-        query = (
-            select(
-                ModelVariantRow.name,
-                ModelFamilyRow.name,
-                TaskRow.name,
-                MetricRow.name,
-                MetricRow.value,
-                MetricRow.ci_low,
-                MetricRow.ci_high,
-                MetricRow.n,
-                EvalRunRow.scoring_mode,
-                EvalRunRow.shots,
-                EvalRunRow.id,
-            )
-            .select_from(MetricRow)
-            .join(latest, latest.c.run_id == MetricRow.eval_run_id)
-            .join(EvalRunRow, EvalRunRow.id == MetricRow.eval_run_id)
-            .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
-            .join(ModelFamilyRow, ModelFamilyRow.id == ModelVariantRow.family_id)
-            .join(TaskRow, TaskRow.id == EvalRunRow.task_id)
-            .where(MetricRow.name == metric)
-        )
-        with self._session() as session:
-            rows = [
-                LeaderboardRow(*row[:10], "measured", row[10]) for row in session.execute(query)
-            ]
-            if include_reference:
-                published = session.execute(
-                    select(ReferenceResultRow, ModelVariantRow.name, ModelFamilyRow.name)
-                    .join(ModelVariantRow, ModelVariantRow.id == ReferenceResultRow.variant_id)
-                    .join(ModelFamilyRow, ModelFamilyRow.id == ModelVariantRow.family_id)
-                    .where(ReferenceResultRow.metric == metric)
-                )
-                rows += [
-                    LeaderboardRow(
-                        variant,
-                        family,
-                        ref.task,
-                        ref.metric,
-                        ref.value,
-                        None,
-                        None,
-                        0,
-                        ref.setting,
-                        ref.shots or 0,
-                        ref.source,
-                    )
-                    for ref, variant, family in published
-                ]
-        return sorted(rows, key=lambda r: (r.task, r.source != "measured", -r.value))
 
     # ------------------------------------------------------------------------------ training
 
@@ -633,12 +338,11 @@ class Store:
             )
             session.add(row)
             session.flush()
-            return self._training_run(session, row)
+            return training_run(session, row.id)
 
     def set_training_run_status(self, run_id: int, status: str) -> None:
         """Mark a run that stopped (interrupted, failed) or resumed (running)."""
-        if status not in RUN_STATUSES:
-            raise ValueError(f"status must be one of {RUN_STATUSES}")
+        _check_status(status)
         with self._session() as session:
             session.get_one(TrainingRunRow, run_id).status = status
 
@@ -660,20 +364,6 @@ class Store:
                 row.tokens_seen = max(row.tokens_seen, *seen)
         return inserted
 
-    def training_steps(self, run_id: int) -> list[TrainingStep]:
-        with self._session() as session:
-            rows = session.scalars(
-                select(TrainingStepRow)
-                .where(TrainingStepRow.training_run_id == run_id)
-                .order_by(TrainingStepRow.step)
-            )
-            return [
-                TrainingStep(
-                    r.step, r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.mfu, r.tokens_seen
-                )
-                for r in rows
-            ]
-
     def finish_training_run(
         self,
         run_id: int,
@@ -685,8 +375,7 @@ class Store:
     ) -> TrainingRun:
         """Close the run; `output_variant` (and `also_produced`, e.g. a LoRA run's adapter next
         to its merged model) are marked as produced by it."""
-        if status not in RUN_STATUSES:
-            raise ValueError(f"status must be one of {RUN_STATUSES}")
+        _check_status(status)
         with self._session() as session:
             row = session.get_one(TrainingRunRow, run_id)
             row.status = status
@@ -699,25 +388,4 @@ class Store:
                 variant_id = self._variant_id(session, name)
                 session.get_one(ModelVariantRow, variant_id).produced_by_run_id = run_id
             session.flush()
-            return self._training_run(session, row)
-
-    @staticmethod
-    def _training_run(session: Session, row: TrainingRunRow) -> TrainingRun:
-        base = session.get_one(ModelVariantRow, row.base_variant_id).name
-        output = (
-            session.get_one(ModelVariantRow, row.output_variant_id).name
-            if row.output_variant_id
-            else None
-        )
-        return TrainingRun(
-            row.id,
-            row.run_uuid,
-            row.kind,
-            row.recipe_name,
-            base,
-            output,
-            row.status,
-            row.tokens_seen,
-            row.started_at,
-            row.ended_at,
-        )
+            return training_run(session, row.id)

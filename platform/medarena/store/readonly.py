@@ -1,24 +1,32 @@
 """Read-only SQL over the store, for the CLI and the dashboard.
 
 Three guards, so no single mistake can write: (1) only one statement, starting with SELECT,
-WITH, VALUES, EXPLAIN or a read-only PRAGMA; (2) for SQLite files, a connection opened with
-`mode=ro` plus `PRAGMA query_only`, and an authorizer that denies every action except reading;
-(3) for other databases, a READ ONLY transaction that is always rolled back.
+WITH, VALUES, EXPLAIN or a read-only PRAGMA, calling only read-only pragma functions; (2) for
+SQLite files, a connection opened with `mode=ro` plus `PRAGMA query_only`, and an authorizer
+that denies every action except reading; (3) for other databases, a READ ONLY transaction that
+is always rolled back.
+
+Every query has a time limit (SQLite: a progress handler that interrupts it; PostgreSQL:
+`statement_timeout`): a stopped query raises QueryTimeout and leaves the database as it was.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
-from typing import Any
+import time
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from medarena.errors import StoreError, WriteRefused
+from medarena.errors import QueryTimeout, Refused, StoreError, WriteRefused
+from medarena.results import QueryResult
 from medarena.store.database import make_engine, sqlite_path
+
+DEFAULT_TIMEOUT_S = 10.0
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement stopped by statement_timeout
 
 ALLOWED_FIRST_WORDS = {"select", "with", "values", "explain", "pragma"}
 # PRAGMAs that only report; everything else (journal_mode=, wal_checkpoint, optimize...) may write
@@ -38,13 +46,10 @@ READ_ONLY_PRAGMAS = {
     "module_list",
 }
 DENIED_FUNCTIONS = {"load_extension", "writefile", "edit"}
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    columns: list[str]
-    rows: list[tuple[Any, ...]]
-    truncated: bool
+# the schema tables SQLite names when it declares a pragma function's virtual table
+SCHEMA_TABLES = {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
+# how many SQLite VM instructions run between two looks at the clock
+PROGRESS_INSTRUCTIONS = 10_000
 
 
 def _strip_comments_and_strings(sql: str) -> str:
@@ -71,10 +76,16 @@ def check_statement(sql: str) -> None:
         match = re.match(r"pragma\s+(?:\w+\.)?(\w+)\s*(=|\()?", statements[0], flags=re.I)
         name = match.group(1).lower() if match else ""
         if name not in READ_ONLY_PRAGMAS or (match and match.group(2) == "="):
-            raise WriteRefused(
-                f"PRAGMA {name} is refused: only reporting pragmas are allowed "
-                f"({', '.join(sorted(READ_ONLY_PRAGMAS))})"
-            )
+            raise WriteRefused(f"PRAGMA {name} is refused: {_ONLY_REPORTING}")
+    for name in re.findall(r"\bpragma_(\w+)", statements[0], flags=re.I):
+        if name.lower() not in READ_ONLY_PRAGMAS:
+            raise WriteRefused(f"pragma_{name.lower()} is refused: {_ONLY_REPORTING}")
+
+
+_ONLY_REPORTING = (
+    "only reporting pragmas are allowed, as PRAGMA name or as the function pragma_name "
+    f"({', '.join(sorted(READ_ONLY_PRAGMAS))})"
+)
 
 
 class _Authorizer:
@@ -90,6 +101,11 @@ class _Authorizer:
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in READ_ONLY_PRAGMAS:
             return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_UPDATE and (arg1 or "").lower() in SCHEMA_TABLES:
+            # SQLite asks this while declaring a pragma function's virtual table (the
+            # SQLITE_PRAGMA check that follows decides); IGNORE leaves any real update of the
+            # schema table a no-op, and SQLite refuses those on its own anyway
+            return sqlite3.SQLITE_IGNORE
         self.denied = _ACTION_NAMES.get(action, f"action {action}") + (f" {arg1}" if arg1 else "")
         return sqlite3.SQLITE_DENY
 
@@ -137,18 +153,48 @@ _ACTION_NAMES = {
 }
 
 
-def run_readonly_query(url: str, sql: str, *, max_rows: int | None = 10_000) -> QueryResult:
-    """Run one read-only statement and return its rows (at most `max_rows`)."""
+class _Deadline:
+    """sqlite3 progress handler that interrupts the statement once `seconds` have passed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.passed = False
+
+    def __call__(self) -> int:
+        self.passed = time.monotonic() > self.at
+        return int(self.passed)
+
+
+def run_readonly_query(
+    url: str,
+    sql: str,
+    *,
+    max_rows: int | None = 10_000,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+) -> QueryResult:
+    """Run one read-only statement and return its rows (at most `max_rows`), stopping it with
+    QueryTimeout after `timeout_s` seconds (None: no limit)."""
+    if timeout_s is not None and not timeout_s > 0:
+        raise Refused(f"the time limit must be a positive number of seconds, not {timeout_s}")
     check_statement(sql)
     path = sqlite_path(url)
     if path is not None:
-        return _sqlite_query(path, sql, max_rows)
+        return _sqlite_query(path, sql, max_rows, timeout_s)
     if make_url(url).get_backend_name() == "sqlite":
         raise StoreError("read-only queries need a SQLite file, not an in-memory database")
-    return _generic_query(url, sql, max_rows)
+    return _generic_query(url, sql, max_rows, timeout_s)
 
 
-def _sqlite_query(path: Any, sql: str, max_rows: int | None) -> QueryResult:
+def _stopped(seconds: float) -> QueryTimeout:
+    return QueryTimeout(
+        f"stopped after {seconds:g} s: the query ran past its time limit; nothing was changed"
+    )
+
+
+def _sqlite_query(
+    path: Path, sql: str, max_rows: int | None, timeout_s: float | None = DEFAULT_TIMEOUT_S
+) -> QueryResult:
     if not path.is_file():
         raise StoreError(f"database file {path} does not exist")
     connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
@@ -156,10 +202,14 @@ def _sqlite_query(path: Any, sql: str, max_rows: int | None) -> QueryResult:
         connection.execute("PRAGMA query_only = ON")
         authorizer = _Authorizer()
         connection.set_authorizer(authorizer)
+        deadline = _Deadline(timeout_s) if timeout_s is not None else None
+        connection.set_progress_handler(deadline, PROGRESS_INSTRUCTIONS)
         try:
             cursor = connection.execute(sql)
             rows = cursor.fetchmany(max_rows + 1) if max_rows is not None else cursor.fetchall()
         except sqlite3.DatabaseError as exc:
+            if deadline is not None and deadline.passed:
+                raise _stopped(deadline.seconds) from exc
             if authorizer.denied or "readonly" in str(exc) or "not authorized" in str(exc):
                 raise WriteRefused(
                     f"refused: the query tried {authorizer.denied or 'to write'}; "
@@ -176,17 +226,25 @@ def _sqlite_query(path: Any, sql: str, max_rows: int | None) -> QueryResult:
     return _result(columns, rows, max_rows)
 
 
-def _generic_query(url: str, sql: str, max_rows: int | None) -> QueryResult:
+def _generic_query(
+    url: str, sql: str, max_rows: int | None, timeout_s: float | None = DEFAULT_TIMEOUT_S
+) -> QueryResult:
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
             if engine.dialect.name in {"postgresql", "mysql", "mariadb"}:
                 connection.execute(text("SET TRANSACTION READ ONLY"))
+            if engine.dialect.name == "postgresql" and timeout_s is not None:
+                # LOCAL: for this transaction only, which is rolled back below
+                milliseconds = max(1, round(timeout_s * 1000))
+                connection.execute(text(f"SET LOCAL statement_timeout = {milliseconds}"))
             try:
                 result = connection.exec_driver_sql(sql)
                 columns = list(result.keys())
                 rows = result.fetchmany(max_rows + 1) if max_rows is not None else result.fetchall()
             except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) == QUERY_CANCELED and timeout_s:
+                    raise _stopped(timeout_s) from exc
                 if "read-only" in str(exc.orig) or "READ ONLY" in str(exc.orig):
                     raise WriteRefused(f"refused by the server: {exc.orig}") from exc
                 raise StoreError(f"query failed: {exc.orig}") from exc

@@ -271,7 +271,8 @@ class Recorder:
     shows them: a progress bar on a terminal, one line per step in logs and pipes."""
 
     def __init__(self, run: RunContract):
-        from medarena.store import Store, TrainingStep
+        from medarena.results import TrainingStep
+        from medarena.store import Store
 
         self.store, self.run_id, self.pending = Store(run.db_url), run.training_run_id, []
         self.peak = run.peak_flops

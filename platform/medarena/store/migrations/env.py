@@ -1,4 +1,5 @@
-"""Alembic environment of the medarena store; run through medarena.store.migrate, not by hand."""
+"""Alembic environment of the medarena store; run through medarena.store.database (`upgrade`,
+`downgrade`; `medarena db upgrade`), not by hand."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool

@@ -1,0 +1,197 @@
+"""Result entities: what the store returns and what evaluation and comparison hand to it.
+
+Plain frozen dataclasses without SQLAlchemy, so evaluation, comparison and the dashboard use
+results without importing the SQL layer. The store (`medarena.store`) maps them to its tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# ----------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What `Store.sync_registry` mirrored into SQL."""
+
+    families: int
+    variants: int
+    reference_results: int
+    retired_variants: list[str]
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    """A model family as synced into the store."""
+
+    name: str
+    display_name: str
+    developer: str
+    license: str
+    paper: str | None
+    continued_from: str | None
+
+
+@dataclass(frozen=True)
+class VariantInfo:
+    """A variant as synced into the store, with its lineage links (`parent_id` and
+    `produced_by_run_id` are store ids)."""
+
+    id: int
+    name: str
+    family: str
+    params_b: float
+    parent_id: int | None
+    produced_by_run_id: int | None
+    instruction_tuned: bool
+    chat_template: str | None
+    quant_method: str | None
+    quant_bits: int | None
+    gated: bool
+    context_length: int
+    in_registry: bool
+    recipes: tuple[str, ...]
+
+
+# ------------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class EvalRunSpec:
+    """What identifies an evaluation and makes it reproducible (its run key:
+    `medarena.store.queries.RUN_KEY`)."""
+
+    variant: str
+    task: str
+    task_kind: str
+    dataset_hash: str
+    prompt_template_hash: str
+    scoring_mode: str
+    shots: int
+    seed: int
+    engine: str
+    engine_version: str
+    code_version: str
+    variant_revision: str | None = None
+    weights_hash: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    task_spec: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    id: int
+    run_uuid: str
+    variant: str
+    task: str
+    scoring_mode: str
+    shots: int
+    seed: int
+    engine: str
+    status: str
+    n_items: int | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    item_id: str
+    prompt_hash: str
+    gold: str
+    prompt: str | None = None
+    raw_output: str | None = None
+    parsed_answer: str | None = None
+    correct: bool | None = None
+    score: float | None = None
+    parse_failed: bool = False
+    logprobs: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    name: str
+    value: float
+    n: int
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    variant: str
+    family: str
+    task: str
+    metric: str
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    scoring_mode: str
+    shots: int
+    source: str  # "measured" or the citation of a published result
+    run_id: int | None = None  # the measured run; None for published results
+
+
+@dataclass(frozen=True)
+class RunMetric:
+    """One metric of one completed run, with the run's setting (a point of a history)."""
+
+    run_id: int
+    created_at: datetime
+    scoring_mode: str
+    shots: int
+    seed: int
+    engine: str
+    code_version: str
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+
+
+# --------------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    id: int
+    run_uuid: str
+    kind: str
+    recipe_name: str
+    base_variant: str
+    output_variant: str | None
+    status: str
+    tokens_seen: int
+    started_at: datetime
+    ended_at: datetime | None
+    world_size: int
+    hardware: str | None
+    wall_seconds: float | None
+
+
+@dataclass(frozen=True)
+class TrainingStep:
+    step: int
+    loss: float
+    lr: float | None = None
+    grad_norm: float | None = None
+    tokens_per_s: float | None = None
+    mfu: float | None = None
+    tokens_seen: int | None = None
+
+
+# ---------------------------------------------------------------------------------- queries
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The rows of a read-only SQL query (at most the row limit; `truncated` when more)."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
