@@ -17,9 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medarena.errors import StoreError, WriteRefused
+from medarena.errors import MedarenaError
 from medarena.registry import STATE_DIR, Registry, add_family, find_workspace, load_family_file, load_registry
-from medarena.errors import UnknownName, WorkspaceNotFound
 from medarena.yaml_source import field_path
 from medarena.errors import Problem, ProblemsError
 
@@ -78,12 +77,9 @@ def reports_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ProblemsError, WorkspaceNotFound, UnknownName, WriteRefused) as exc:
+        except MedarenaError as exc:  # exit 2: bad input or refused; 1: failed while working
             err.print(f"error: {exc}", style="red", markup=False, highlight=False)
-            raise typer.Exit(EXIT_REFUSED) from None
-        except StoreError as exc:
-            err.print(f"error: {exc}", style="red", markup=False, highlight=False)
-            raise typer.Exit(EXIT_FAILED) from None
+            raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 

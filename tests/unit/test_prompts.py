@@ -3,6 +3,7 @@ from functools import cache
 
 import pytest
 
+from medarena.errors import Refused
 from medarena.evaluate.prompts import PromptSettings, build_prompt, draw_demos, render_item
 from medarena.evaluate.runner import TaskData, load_task_data
 from medarena.evaluate.spec import BenchmarkTask, load_benchmarks
@@ -99,7 +100,7 @@ def test_item_is_never_its_own_demo_when_the_pool_is_the_eval_split():
             assert item not in demos
             assert len(demos) == len(pool) - 1
     # the whole eval split minus the item is the most there is
-    with pytest.raises(ValueError, match="needs 40 demonstrations"):
+    with pytest.raises(Refused, match="needs 40 demonstrations"):
         draw_demos(pool[0], pool, shots=len(pool), seed=0)
 
 
@@ -122,10 +123,10 @@ def test_mmlu_demos_share_the_subject_and_the_preamble_names_it():
 
 def test_more_shots_than_demos_is_an_error():
     task, data = task_and_data("medqa_4options")
-    with pytest.raises(ValueError, match="9-shot needs 9 demonstrations"):
+    with pytest.raises(Refused, match="9-shot needs 9 demonstrations"):
         build_prompt(task, data.items[0], data.pool, PromptSettings("loglik", shots=9))
     mmlu, mmlu_data = task_and_data("mmlu_medical")
-    with pytest.raises(ValueError, match=r"4-shot needs 4 demonstrations .* has 3 "):
+    with pytest.raises(Refused, match=r"4-shot needs 4 demonstrations .* has 3 "):
         build_prompt(mmlu, mmlu_data.items[0], mmlu_data.pool, PromptSettings("loglik", shots=4))
 
 
