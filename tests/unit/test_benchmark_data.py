@@ -5,11 +5,10 @@ from pathlib import Path
 import pytest
 
 from medarena.data.records import read_records
+from medarena.errors import ProblemsError, UnknownName
 from medarena.evaluate.formats import to_items
 from medarena.evaluate.runner import load_task_data
 from medarena.evaluate.spec import FileData, load_benchmarks, select_tasks
-from medarena.errors import UnknownName
-from medarena.errors import ProblemsError
 from tests.conftest import REPO
 
 SHIPPED_TASKS = {

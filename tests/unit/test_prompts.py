@@ -1,3 +1,5 @@
+import hashlib
+import json
 import re
 from functools import cache
 
@@ -186,6 +188,30 @@ def test_fingerprint_tracks_what_shapes_the_prompt():
     assert PromptSettings("generate", shots=3, seed=9).fingerprint(task) == base
     other_task = task.model_copy(update={"target_delimiter": ""})
     assert PromptSettings("generate").fingerprint(other_task) != base
+
+
+def test_the_template_hash_of_each_mode_is_the_stored_one():
+    """Stored runs are found by this hash: per mode, the same payload as when modes were
+    strings (the cloze prompt for cloze, the instruction in generate mode only)."""
+    task, _ = task_and_data("medqa_4options")
+    for mode, prompt, instruction in [
+        ("loglik", task.prompt, None),
+        ("cloze", task.cloze_prompt, None),
+        ("generate", task.prompt, task.instruction),
+    ]:
+        payload = {
+            "preamble": task.preamble,
+            "prompt": prompt,
+            "target_delimiter": task.target_delimiter,
+            "fewshot_delimiter": task.fewshot_delimiter,
+            "instruction": instruction,
+            "cot": None,
+            "chat_template": None,
+            "system": None,
+            "truncation": "left",
+        }
+        expected = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        assert PromptSettings(mode).fingerprint(task) == expected, mode
 
 
 def test_cloze_mode_asks_the_question_alone_and_demos_answer_with_option_text():

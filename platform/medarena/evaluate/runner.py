@@ -102,7 +102,10 @@ def load_task_data(
     items = _filtered(task, to_items(task.source_format, read_records(splits.eval, benchmarks_dir)))
     if not items:
         raise task_problem(
-            task, "subjects", f"no item of subjects {task.subjects} in the data", f"task {task.name} has no items"
+            task,
+            "subjects",
+            f"no item of subjects {task.subjects} in the data",
+            f"task {task.name} has no items",
         )
     if limit is not None:
         items = items[:limit]

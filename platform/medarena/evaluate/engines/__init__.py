@@ -43,7 +43,6 @@ def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: A
     revision, the variant fields the engine declares (vLLM: tensor_parallel), and `options`,
     which must be ones the engine takes."""
     cls = engine_class(name)
-    engine_version(name)  # its backend is installed
     unknown = sorted(set(options) - set(cls.options))
     if unknown:
         raise Refused(
@@ -70,6 +69,7 @@ def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: A
         raise Refused(
             f"{variant.name} is not built yet: run `medarena tiny build --variant {variant.name}`"
         )
+    engine_version(name)  # its backend is installed
     from safetensors import SafetensorError
 
     try:
