@@ -30,6 +30,7 @@ __all__ = [
     "load_benchmarks",
     "select_tasks",
     "spec_file",
+    "task_problem",
 ]
 
 # Prompts are user-written Jinja: rendered in a sandbox, undefined fields are errors.

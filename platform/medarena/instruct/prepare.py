@@ -17,7 +17,7 @@ from medarena.instruct.data import read_source, to_template_roles
 from medarena.instruct.encode import encode
 from medarena.instruct.recipe import InstructRecipe, LoraSettings
 from medarena.schemas import ChatTemplate
-from medarena.errors import Problem, ProblemsError
+from medarena.errors import Problem, ProblemsError, Refused
 
 EXAMPLES = "examples.npz"
 TOKENIZER = "tokenizer"
@@ -123,7 +123,7 @@ def prepare_data(
         except ProblemsError as error:
             problems += error.problems
             continue
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, Refused) as error:
             problems.append(Problem(where, None, "data", str(error)))
             continue
         kept = 0
