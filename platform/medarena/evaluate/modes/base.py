@@ -103,22 +103,25 @@ SCORING_MODES.register_lazy("cloze", "medarena.evaluate.modes.loglik:CLOZE")
 SCORING_MODES.register_lazy("generate", "medarena.evaluate.modes.generate:GENERATE")
 
 
-def prediction(prompt: BuiltPrompt, truncated_tokens: int, **fields: Any) -> Prediction:
-    """A prediction with the item's id, the prompt and its hash, the gold answer, and details
-    every mode records (subject, demo ids, tokens cut from the context)."""
+def prediction(
+    prompt: BuiltPrompt, truncated_tokens: int, details: dict[str, Any] | None = None, **fields: Any
+) -> Prediction:
+    """A prediction with the item's id, the prompt and its hash, the gold answer, and the
+    details every mode records (subject, demo ids, tokens cut from the context) before the
+    mode's own `details`."""
     item = prompt.item
-    details: dict[str, Any] = {}
+    common: dict[str, Any] = {}
     if item.subject:
-        details["subject"] = item.subject
+        common["subject"] = item.subject
     if prompt.demo_ids:
-        details["demo_ids"] = list(prompt.demo_ids)
+        common["demo_ids"] = list(prompt.demo_ids)
     if truncated_tokens:
-        details["truncated_tokens"] = truncated_tokens
+        common["truncated_tokens"] = truncated_tokens
     return Prediction(
         item_id=item.id,
         prompt_hash=prompt.hash,
         prompt=prompt.context,
         gold=item.gold_text,
-        details={**details, **fields.pop("details", {})},
+        details={**common, **(details or {})},
         **fields,
     )
