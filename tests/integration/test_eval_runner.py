@@ -84,22 +84,28 @@ def test_killed_run_resumes_to_exactly_one_result_per_item(eval_workspace, tmp_p
     assert rows(killed_db, "SELECT COUNT(*), SUM(n_items) FROM eval_runs") == [(2, 80)]
 
 
-def test_interrupt_marks_the_run_and_keeps_whole_chunks(eval_workspace, db_url, monkeypatch):
+@pytest.mark.parametrize(
+    ("stop", "status"),
+    [(KeyboardInterrupt, "interrupted"), (SystemExit, "interrupted"), (RuntimeError, "failed")],
+)
+def test_a_stop_or_a_failure_marks_the_run_and_keeps_whole_chunks(
+    eval_workspace, db_url, monkeypatch, stop, status
+):
     registry, tasks = load_registry(eval_workspace), load_benchmarks(eval_workspace)
     entry = registry.variant("tiny-medical-base")
     calls = []
     original = HFEngine.loglikelihood
 
-    def interrupted(self, requests, progress=None):
+    def stopped(self, requests, progress=None):
         calls.append(1)
         if len(calls) == 2:
-            raise KeyboardInterrupt
+            raise stop("in the second chunk")
         return original(self, requests, progress)
 
-    monkeypatch.setattr(HFEngine, "loglikelihood", interrupted)
+    monkeypatch.setattr(HFEngine, "loglikelihood", stopped)
     with Store(db_url) as store:
         store.sync_registry(registry)
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(stop):
             evaluate(
                 store,
                 registry,
@@ -108,7 +114,7 @@ def test_interrupt_marks_the_run_and_keeps_whole_chunks(eval_workspace, db_url, 
                 EvalOptions(chunk_size=10),
                 lambda: load_engine("hf", registry, entry),
             )
-    assert rows(db_url, "SELECT status FROM eval_runs") == [("interrupted",)]
+    assert rows(db_url, "SELECT status FROM eval_runs") == [(status,)]
     assert rows(db_url, "SELECT COUNT(*) FROM predictions") == [(10,)]
 
 
@@ -169,3 +175,31 @@ def test_prompt_over_the_context_is_cut_by_policy_and_recorded(eval_workspace, d
         "SELECT json_extract(config, '$.truncation') FROM eval_runs WHERE status = 'completed'",
     )
     assert config == [("left",)]
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ question.__class__ }}", "refused by the sandbox: access to attribute '__class__'"),
+        ("{{ questoin }}", "failed: 'questoin' is undefined"),
+    ],
+)
+def test_a_prompt_the_sandbox_stops_names_the_spec_and_its_template(
+    eval_workspace, db_url, template, message
+):
+    benchmarks = eval_workspace / "benchmarks"
+    benchmarks.unlink()
+    shutil.copytree(Path(__file__).resolve().parents[2] / "benchmarks", benchmarks)
+    spec = benchmarks / "medqa_4options.yaml"
+    text = spec.read_text()
+    assert text.count("Question: {{ question }}") == 2  # the prompt and the cloze prompt
+    spec.write_text(text.replace("Question: {{ question }}", f"Question: {template}", 1))
+    result = medarena(eval_workspace, db_url, *EVAL_TINY, "-t", "medqa_4options")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+    headline, problem = result.stderr.strip().splitlines()  # nothing else
+    assert headline == "error: a benchmark prompt cannot be rendered (1 problem(s)):"
+    assert problem.startswith("  benchmarks/medqa_4options.yaml: prompt: rendering item ")
+    assert message in problem
+    database = Path(db_url.removeprefix("sqlite:///"))
+    assert not database.exists() or rows(db_url, "SELECT COUNT(*) FROM eval_runs") == [(0,)]

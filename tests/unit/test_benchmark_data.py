@@ -352,5 +352,8 @@ def test_mmlu_subject_filter_keeps_listed_subjects_only():
 
 def test_subject_filter_that_keeps_nothing_is_an_error():
     task = load_benchmarks(REPO)["mmlu_medical"].model_copy(update={"subjects": ["astronomy"]})
-    with pytest.raises(ValueError, match=r"no item of subjects \['astronomy'\]"):
+    with pytest.raises(ProblemsError) as info:
         load_task_data(task, REPO)
+    [problem] = info.value.problems
+    assert (problem.file, problem.field) == ("benchmarks/mmlu_medical.yaml", "subjects")
+    assert problem.message == "no item of subjects ['astronomy'] in the data"

@@ -1,10 +1,14 @@
 import math
+from functools import cache
 
 import numpy as np
 import pytest
 
-from medarena.evaluate.metrics import bootstrap_ci, macro_f1, qa_metrics, rouge_scores
-from medarena.results import Prediction
+from medarena.evaluate.metrics import bootstrap_ci, macro_f1, rouge_scores
+from medarena.evaluate.modes import SCORING_MODES
+from medarena.evaluate.spec import BenchmarkTask, load_benchmarks
+from medarena.results import MetricValue, Prediction
+from tests.conftest import REPO
 
 LABELS = ["yes", "no", "maybe"]
 BINARY = [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0]
@@ -13,6 +17,17 @@ SCORES = [0.12, 0.35, 0.2, 0.91, 0.55, 0.47, 0.81, 0.02, 0.66, 0.3]
 
 def by_name(metrics):
     return {metric.name: metric for metric in metrics}
+
+
+@cache
+def pubmedqa() -> BenchmarkTask:
+    return load_benchmarks(REPO)["pubmedqa"]
+
+
+def mode_metrics(mode: str, wanted: list[str], predictions: list[Prediction]) -> list[MetricValue]:
+    """What scoring mode `mode` computes for a PubMedQA run that asks for `wanted`."""
+    task = pubmedqa().model_copy(update={"metrics": wanted})
+    return SCORING_MODES.get(mode).metrics(task, predictions)
 
 
 def test_bootstrap_ci_is_deterministic():
@@ -96,7 +111,7 @@ LOGLIK_PREDICTIONS = [
 
 
 def test_loglik_acc_and_per_character_acc_norm_differ():
-    metrics = by_name(qa_metrics(LOGLIK_PREDICTIONS, "loglik", ["acc", "acc_norm"], LABELS))
+    metrics = by_name(mode_metrics("loglik", ["acc", "acc_norm"], LOGLIK_PREDICTIONS))
     assert metrics["acc"].value == pytest.approx(2 / 4)
     assert metrics["acc_norm"].value == pytest.approx(3 / 4)
     assert metrics["acc"].n == 4 and metrics["acc_norm"].n == 4
@@ -104,12 +119,12 @@ def test_loglik_acc_and_per_character_acc_norm_differ():
 
 
 def test_loglik_mode_reports_no_parse_failure_rate():
-    names = [m.name for m in qa_metrics(LOGLIK_PREDICTIONS, "loglik", ["acc"], LABELS)]
+    names = [m.name for m in mode_metrics("loglik", ["acc"], LOGLIK_PREDICTIONS)]
     assert names == ["acc", "truncated_items"]
 
 
 def test_loglik_macro_f1_uses_the_raw_argmax_answers():
-    metrics = by_name(qa_metrics(LOGLIK_PREDICTIONS, "loglik", ["macro_f1"], LABELS))
+    metrics = by_name(mode_metrics("loglik", ["macro_f1"], LOGLIK_PREDICTIONS))
     # gold  maybe, no, yes, no; parsed no, no, no, no
     # yes: 0; no: tp=2, fp=2, fn=0 -> 4/6; maybe: 0 -> (2/3)/3 = 2/9
     assert metrics["macro_f1"].value == pytest.approx(2 / 9)
@@ -138,7 +153,7 @@ def test_generate_failures_count_as_wrong_and_in_the_failure_rate():
         generated("3", "maybe", "maybe"),
         generated("4", "yes", "no"),
     ]
-    metrics = by_name(qa_metrics(predictions, "generate", ["acc", "acc_norm"], LABELS))
+    metrics = by_name(mode_metrics("generate", ["acc", "acc_norm"], predictions))
     assert set(metrics) == {"acc", "parse_failure_rate", "truncated_items"}  # no acc_norm
     assert metrics["acc"].value == pytest.approx(2 / 4)
     assert metrics["parse_failure_rate"].value == pytest.approx(1 / 4)

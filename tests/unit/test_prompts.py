@@ -1,8 +1,11 @@
+import hashlib
+import json
 import re
 from functools import cache
 
 import pytest
 
+from medarena.errors import Refused
 from medarena.evaluate.prompts import PromptSettings, build_prompt, draw_demos, render_item
 from medarena.evaluate.runner import TaskData, load_task_data
 from medarena.evaluate.spec import BenchmarkTask, load_benchmarks
@@ -99,7 +102,7 @@ def test_item_is_never_its_own_demo_when_the_pool_is_the_eval_split():
             assert item not in demos
             assert len(demos) == len(pool) - 1
     # the whole eval split minus the item is the most there is
-    with pytest.raises(ValueError, match="needs 40 demonstrations"):
+    with pytest.raises(Refused, match="needs 40 demonstrations"):
         draw_demos(pool[0], pool, shots=len(pool), seed=0)
 
 
@@ -122,10 +125,10 @@ def test_mmlu_demos_share_the_subject_and_the_preamble_names_it():
 
 def test_more_shots_than_demos_is_an_error():
     task, data = task_and_data("medqa_4options")
-    with pytest.raises(ValueError, match="9-shot needs 9 demonstrations"):
+    with pytest.raises(Refused, match="9-shot needs 9 demonstrations"):
         build_prompt(task, data.items[0], data.pool, PromptSettings("loglik", shots=9))
     mmlu, mmlu_data = task_and_data("mmlu_medical")
-    with pytest.raises(ValueError, match=r"4-shot needs 4 demonstrations .* has 3 "):
+    with pytest.raises(Refused, match=r"4-shot needs 4 demonstrations .* has 3 "):
         build_prompt(mmlu, mmlu_data.items[0], mmlu_data.pool, PromptSettings("loglik", shots=4))
 
 
@@ -185,6 +188,30 @@ def test_fingerprint_tracks_what_shapes_the_prompt():
     assert PromptSettings("generate", shots=3, seed=9).fingerprint(task) == base
     other_task = task.model_copy(update={"target_delimiter": ""})
     assert PromptSettings("generate").fingerprint(other_task) != base
+
+
+def test_the_template_hash_of_each_mode_is_the_stored_one():
+    """Stored runs are found by this hash: per mode, the same payload as when modes were
+    strings (the cloze prompt for cloze, the instruction in generate mode only)."""
+    task, _ = task_and_data("medqa_4options")
+    for mode, prompt, instruction in [
+        ("loglik", task.prompt, None),
+        ("cloze", task.cloze_prompt, None),
+        ("generate", task.prompt, task.instruction),
+    ]:
+        payload = {
+            "preamble": task.preamble,
+            "prompt": prompt,
+            "target_delimiter": task.target_delimiter,
+            "fewshot_delimiter": task.fewshot_delimiter,
+            "instruction": instruction,
+            "cot": None,
+            "chat_template": None,
+            "system": None,
+            "truncation": "left",
+        }
+        expected = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        assert PromptSettings(mode).fingerprint(task) == expected, mode
 
 
 def test_cloze_mode_asks_the_question_alone_and_demos_answer_with_option_text():

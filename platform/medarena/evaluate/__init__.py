@@ -1,2 +1,3 @@
-"""Evaluation: benchmark specs and loaders, prompts, engines (hf, vllm), scoring, metrics and the
-resumable runner. Heavy backends are imported inside the engines only."""
+"""Evaluation: benchmark specs and loaders, prompts, the resumable runner, and the registries of
+its extension points (task kinds, source formats, scoring modes, engines). Heavy backends are
+imported inside the engines only."""

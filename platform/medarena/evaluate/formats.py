@@ -1,7 +1,9 @@
 """Source formats: each turns the records of one real dataset layout into uniform items.
 
-A new dataset layout is a new function here plus a name in `spec.SOURCE_FORMATS`; the prompt,
-engines and scoring never look at raw fields.
+A new dataset layout is one function registered under its name with
+`@SOURCE_FORMATS.register("name")` (here, or in a module imported before specs are loaded); a
+spec's `source_format` must be a registered name. Prompts, engines and scoring never look at raw
+fields.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from medarena.data.records import FieldProblem, Record
 from medarena.errors import Problem, ProblemsError
+from medarena.extensions import ExtensionRegistry
 
 LETTERS = "ABCDEFGHIJ"
 PUBMEDQA_LABELS = ("yes", "no", "maybe")
@@ -48,6 +51,10 @@ class Item:
             "reference": self.reference,
             "subject": self.subject,
         }
+
+
+SourceFormat = Callable[[Record], Item]
+SOURCE_FORMATS: ExtensionRegistry[SourceFormat] = ExtensionRegistry("source format")
 
 
 def _get(data: dict[str, Any], name: str) -> Any:
@@ -98,7 +105,9 @@ def _multiple_choice(
     )
 
 
+@SOURCE_FORMATS.register("medqa_4options")
 def medqa_4options(record: Record) -> Item:
+    """GBaker/MedQA-USMLE-4-options: question, options {A..D: text}, answer_idx."""
     data = record.data
     options = _structured(data, "options")
     if not isinstance(options, dict) or not options:
@@ -110,7 +119,9 @@ def medqa_4options(record: Record) -> Item:
     )
 
 
+@SOURCE_FORMATS.register("medqa_bigbio")
 def medqa_bigbio(record: Record) -> Item:
+    """The bigbio/med_qa source layout: question, options [{key, value}], answer_idx."""
     data = record.data
     options = _structured(data, "options")
     if not isinstance(options, list) or not all(
@@ -124,7 +135,9 @@ def medqa_bigbio(record: Record) -> Item:
     )
 
 
+@SOURCE_FORMATS.register("medmcqa")
 def medmcqa(record: Record) -> Item:
+    """openlifescienceai/medmcqa: question, opa..opd, cop 0-3, subject_name, exp."""
     data = record.data
     pairs = [(LETTERS[i], str(_get(data, f"op{c}"))) for i, c in enumerate("abcd")]
     try:
@@ -144,6 +157,7 @@ def medmcqa(record: Record) -> Item:
     )
 
 
+@SOURCE_FORMATS.register("pubmedqa")
 def pubmedqa(record: Record) -> Item:
     """The original expert-labelled files (QUESTION, CONTEXTS, final_decision, keyed by PMID)
     or the hub's pqa_labeled layout (pubid, question, context.contexts, final_decision)."""
@@ -175,7 +189,9 @@ def pubmedqa(record: Record) -> Item:
     )
 
 
+@SOURCE_FORMATS.register("mmlu")
 def mmlu(record: Record) -> Item:
+    """cais/mmlu: question, subject, choices (4 texts), answer 0-3."""
     data = record.data
     choices = _structured(data, "choices")
     if not isinstance(choices, list) or len(choices) < 2:
@@ -194,7 +210,9 @@ def mmlu(record: Record) -> Item:
     )
 
 
+@SOURCE_FORMATS.register("me_llama_summarization")
 def me_llama_summarization(record: Record) -> Item:
+    """Me-LLaMA instruction files: id, query, answer (the reference summary)."""
     data = record.data
     return Item(
         id=str(_get(data, "id")),
@@ -203,19 +221,9 @@ def me_llama_summarization(record: Record) -> Item:
     )
 
 
-FORMATS: dict[str, Callable[[Record], Item]] = {
-    "medqa_4options": medqa_4options,
-    "medqa_bigbio": medqa_bigbio,
-    "medmcqa": medmcqa,
-    "pubmedqa": pubmedqa,
-    "mmlu": mmlu,
-    "me_llama_summarization": me_llama_summarization,
-}
-
-
 def to_items(source_format: str, records: list[Record]) -> list[Item]:
     """Convert every record; all field problems are reported together, and ids must be unique."""
-    convert = FORMATS[source_format]
+    convert = SOURCE_FORMATS.get(source_format)
     items: list[Item] = []
     problems: list[Problem] = []
     seen: dict[str, Record] = {}

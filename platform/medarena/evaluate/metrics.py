@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from medarena.compare.bootstrap import bootstrap_ci
-from medarena.evaluate.spec import LOGLIK_MODES
 from medarena.results import MetricValue, Prediction
 
 
@@ -42,15 +41,28 @@ def macro_f1(gold: Sequence[str], predicted: Sequence[str | None], labels: Seque
     return float(np.mean(scores))
 
 
+def choice_labels(predictions: Sequence[Prediction]) -> list[str]:
+    """Every choice label of a multiple-choice task, in order of first appearance (the classes
+    of macro-F1)."""
+    return list(dict.fromkeys(c for p in predictions for c in (p.details or {})["choices"]))
+
+
 def qa_metrics(
-    predictions: Sequence[Prediction], mode: str, wanted: Sequence[str], labels: Sequence[str]
+    predictions: Sequence[Prediction],
+    wanted: Sequence[str],
+    labels: Sequence[str],
+    *,
+    logliks: bool = False,
+    parsed: bool = False,
 ) -> list[MetricValue]:
-    """acc (failures count as wrong), acc_norm (log-likelihood mode), macro_f1, failure rate."""
+    """The `wanted` ones of acc (failures count as wrong), acc_norm (needs per-choice
+    log-likelihoods: `logliks`) and macro_f1; the parse failure rate when answers were parsed
+    from generated text (`parsed`); always the count of items whose prompt was cut."""
     n = len(predictions)
     metrics: list[MetricValue] = []
     if "acc" in wanted:
         metrics.append(mean_metric("acc", [float(bool(p.correct)) for p in predictions]))
-    if "acc_norm" in wanted and mode in LOGLIK_MODES:
+    if "acc_norm" in wanted and logliks:
         correct = [
             float(p.logprobs["choices"][loglik_choices(p, normalized=True)] == p.gold)
             for p in predictions
@@ -68,7 +80,7 @@ def qa_metrics(
             ),
         )
         metrics.append(MetricValue("macro_f1", value, n, low, high))
-    if mode == "generate":
+    if parsed:
         failures = [float(p.parse_failed) for p in predictions]
         metrics.append(MetricValue("parse_failure_rate", float(np.mean(failures)), n))
     truncated = sum(bool((p.details or {}).get("truncated_tokens")) for p in predictions)

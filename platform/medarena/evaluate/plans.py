@@ -108,7 +108,7 @@ def run_plans(
     """Every plan for every variant; one engine per variant, loaded only if some item still
     needs scoring, closed when the variant is done. `task_data`: items already read, by
     task_data_key."""
-    from medarena.evaluate.engines import load_engine
+    from medarena.evaluate.engines import engine_class, load_engine
 
     store.sync_registry(registry)
     outcomes = []
@@ -117,7 +117,8 @@ def run_plans(
 
         def engine_loader(entry: VariantEntry = entry, loaded: list[Any] = loaded) -> Any:
             if not loaded:
-                extra = {"batch_size": batch_size} if engine == "hf" else {}
+                takes_batch = "batch_size" in engine_class(engine).options
+                extra = {"batch_size": batch_size} if takes_batch else {}
                 loaded.append(load_engine(engine, registry, entry, **extra))
             return loaded[0]
 

@@ -8,6 +8,10 @@ Layout of a k-shot context, as lm-eval writes it:
 Demonstrations are drawn from the few-shot split by a generator seeded with (seed, item id), so
 an item gets the same demos whatever order items are processed in (a resumed run matches an
 uninterrupted one), and MMLU-style tasks draw demos of the item's own subject.
+
+The scoring mode says which spec field renders an item, what a demonstration answers and what
+instruction comes first. Templates are user-written Jinja rendered in a sandbox: a template the
+sandbox stops, or one that names a field the items lack, is a problem of its spec file.
 """
 
 from __future__ import annotations
@@ -17,14 +21,21 @@ import json
 import random
 from dataclasses import dataclass
 
+import jinja2
+from jinja2.exceptions import SecurityError
+
+from medarena.errors import Refused
 from medarena.evaluate.formats import Item
-from medarena.evaluate.spec import PROMPT_JINJA, BenchmarkTask
+from medarena.evaluate.modes import SCORING_MODES, BuiltPrompt
+from medarena.evaluate.spec import PROMPT_JINJA, BenchmarkTask, task_problem
 from medarena.schemas import ChatTemplate
+
+__all__ = ["BuiltPrompt", "PromptSettings", "build_prompt", "draw_demos", "render_item"]
 
 
 @dataclass(frozen=True)
 class PromptSettings:
-    mode: str  # loglik | cloze | generate
+    mode: str  # a registered scoring mode: loglik | cloze | generate
     shots: int = 0
     seed: int = 0
     cot: bool = False
@@ -34,12 +45,13 @@ class PromptSettings:
 
     def fingerprint(self, task: BenchmarkTask) -> str:
         """Hash of everything that shapes the prompt text (the eval run's template hash)."""
+        mode = SCORING_MODES.get(self.mode)
         payload = {
             "preamble": task.preamble,
-            "prompt": item_template(task, self.mode),
+            "prompt": getattr(task, mode.template_field),
             "target_delimiter": task.target_delimiter,
             "fewshot_delimiter": task.fewshot_delimiter,
-            "instruction": task.instruction if self.mode == "generate" else None,
+            "instruction": mode.instruction(task),
             "cot": task.cot_trigger if self.cot else None,
             "chat_template": self.chat_template.template if self.chat_template else None,
             "system": self.system,
@@ -48,35 +60,27 @@ class PromptSettings:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class BuiltPrompt:
-    item: Item
-    context: str
-    demo_ids: tuple[str, ...]
-    target_delimiter: str
-
-    @property
-    def hash(self) -> str:
-        return hashlib.sha256(self.context.encode()).hexdigest()
-
-
-def item_template(task: BenchmarkTask, mode: str) -> str:
-    """The cloze mode asks the question without listing the options; the others list them."""
-    if mode == "cloze":
-        assert task.cloze_prompt is not None  # the spec requires it for this mode
-        return task.cloze_prompt
-    return task.prompt
-
-
 def render_item(task: BenchmarkTask, item: Item, mode: str = "loglik") -> str:
-    return PROMPT_JINJA.from_string(item_template(task, mode)).render(**item.fields)
+    """One item through the template its scoring mode reads."""
+    return _render(task, SCORING_MODES.get(mode).template_field, item)
 
 
-def demo_answer(item: Item, mode: str) -> str:
-    """What a demonstration's answer says: the option's text in cloze mode, else its label."""
-    if mode == "cloze" and item.gold is not None:
-        return item.option_texts[item.gold]
-    return item.gold_text
+def _render(task: BenchmarkTask, field: str, item: Item) -> str:
+    """The spec's template `field` with `item`'s fields; a template that the sandbox stops or
+    that names a missing field is a problem of the spec file, not a traceback."""
+    template: str | None = getattr(task, field)
+    if template is None:
+        raise task_problem(task, field, "is not set", headline="a benchmark prompt is missing")
+    try:
+        return PROMPT_JINJA.from_string(template).render(**item.fields)
+    except jinja2.TemplateError as exc:
+        kind = "refused by the sandbox" if isinstance(exc, SecurityError) else "failed"
+        raise task_problem(
+            task,
+            field,
+            f"rendering item {item.id!r} {kind}: {exc}",
+            headline="a benchmark prompt cannot be rendered",
+        ) from None
 
 
 def draw_demos(item: Item, pool: list[Item], shots: int, seed: int) -> list[Item]:
@@ -88,7 +92,7 @@ def draw_demos(item: Item, pool: list[Item], shots: int, seed: int) -> list[Item
     if item.subject is not None:
         candidates = [d for d in candidates if d.subject == item.subject] or candidates
     if len(candidates) < shots:
-        raise ValueError(
+        raise Refused(
             f"{shots}-shot needs {shots} demonstrations but the few-shot split has "
             f"{len(candidates)} for item {item.id!r}"
         )
@@ -98,20 +102,20 @@ def draw_demos(item: Item, pool: list[Item], shots: int, seed: int) -> list[Item
 def build_prompt(
     task: BenchmarkTask, item: Item, pool: list[Item], settings: PromptSettings
 ) -> BuiltPrompt:
+    mode = SCORING_MODES.get(settings.mode)
     demos = draw_demos(item, pool, settings.shots, settings.seed)
-    mode = settings.mode
     parts = [
-        render_item(task, demo, mode) + task.target_delimiter + demo_answer(demo, mode)
+        _render(task, mode.template_field, demo) + task.target_delimiter + mode.demo_answer(demo)
         for demo in demos
     ]
-    question = render_item(task, item, mode)
-    if settings.mode == "generate" and task.instruction:
-        question = f"{task.instruction}\n\n{question}"
+    question = _render(task, mode.template_field, item)
+    instruction = mode.instruction(task)
+    if instruction:
+        question = f"{instruction}\n\n{question}"
     if settings.cot:
         question = f"{question} {task.cot_trigger}"
     parts.append(question)
-    preamble = PROMPT_JINJA.from_string(task.preamble).render(**item.fields)
-    context = preamble + task.fewshot_delimiter.join(parts)
+    context = _render(task, "preamble", item) + task.fewshot_delimiter.join(parts)
     delimiter = task.target_delimiter
     if settings.chat_template is not None:
         context = apply_chat_template(settings.chat_template, context, settings.system)

@@ -13,16 +13,16 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from medarena.data.records import read_records
-from medarena.evaluate.engines import Engine, engine_version
+from medarena.errors import Refused, UnknownName
+from medarena.evaluate.engines import ENGINES, Engine, engine_version
 from medarena.evaluate.formats import Item, to_items
-from medarena.evaluate.metrics import BertScorer, qa_metrics, summary_metrics
-from medarena.evaluate.prompts import BuiltPrompt, PromptSettings, build_prompt
-from medarena.evaluate.scoring import ScoringOptions, score_chunk
-from medarena.evaluate.spec import LOGLIK_MODES, BenchmarkTask, DataSplits
+from medarena.evaluate.modes import SCORING_MODES, BuiltPrompt, ChunkScorer, ScoringOptions
+from medarena.evaluate.prompts import PromptSettings, build_prompt
+from medarena.evaluate.spec import BenchmarkTask, DataSplits, task_problem
 from medarena.provenance import code_version
 from medarena.registry import Registry, VariantEntry
 from medarena.results import EvalRun, EvalRunSpec, MetricValue
@@ -47,18 +47,29 @@ class EvalOptions:
     bertscore_encoder: str = "minilm"
     use_chat_template: bool = True
 
+    def scoring(self, end_of_turn: tuple[str, ...] = ()) -> ScoringOptions:
+        """The settings the scoring mode sees (plus the chat template's end of turn)."""
+        return ScoringOptions(
+            cot=self.cot,
+            samples=self.samples,
+            temperature=self.temperature,
+            seed=self.seed,
+            truncation=self.truncation,
+            end_of_turn=end_of_turn,
+            bertscore_encoder=self.bertscore_encoder,
+        )
+
     def check(self, task: BenchmarkTask) -> None:
         """Refuse combinations that cannot be scored, before anything is loaded."""
         if self.mode not in task.scoring_modes:
-            raise ValueError(f"task {task.name} allows scoring modes {task.scoring_modes}")
-        if self.mode in LOGLIK_MODES and (self.cot or self.samples > 1):
-            raise ValueError("chain-of-thought and self-consistency need --mode generate")
-        if self.samples > 1 and self.temperature <= 0:
-            raise ValueError("self-consistency samples need --temperature above 0")
+            raise Refused(f"task {task.name} allows scoring modes {task.scoring_modes}")
+        SCORING_MODES.get(self.mode).check(self.scoring())
         if self.data not in DATA_CHOICES:
-            raise ValueError(f"--data must be one of {DATA_CHOICES}")
+            raise Refused(f"--data must be one of {DATA_CHOICES}")
         if self.data == "hub" and task.hub is None:
-            raise ValueError(f"task {task.name} declares no hub dataset")
+            raise Refused(f"task {task.name} declares no hub dataset")
+        if self.engine not in ENGINES:
+            raise UnknownName(ENGINES.kind, self.engine, ENGINES.names())
 
 
 @dataclass(frozen=True)
@@ -91,13 +102,18 @@ def load_task_data(
     benchmarks_dir = root / "benchmarks"
     items = _filtered(task, to_items(task.source_format, read_records(splits.eval, benchmarks_dir)))
     if not items:
-        raise ValueError(f"task {task.name}: no item of subjects {task.subjects} in the data")
+        raise task_problem(
+            task,
+            "subjects",
+            f"no item of subjects {task.subjects} in the data",
+            f"task {task.name} has no items",
+        )
     if limit is not None:
         items = items[:limit]
     pool: list[Item] = []
     if need_pool:
         if splits.fewshot is None:
-            raise ValueError(f"task {task.name} has no few-shot split; use --shots 0")
+            raise Refused(f"task {task.name} has no few-shot split; use --shots 0")
         pool = train_items(task, root, data=data)
     digest = hashlib.sha256()
     for item in [*items, *pool]:
@@ -109,7 +125,7 @@ def train_items(task: BenchmarkTask, root: Path, *, data: str = "bundled") -> li
     """The task's training split (the one few-shot demos come from), for instruction tuning."""
     splits: DataSplits = task.data if data == "bundled" else task.hub  # type: ignore[assignment]
     if splits is None or splits.fewshot is None:
-        raise ValueError(f"task {task.name} has no train split to learn from")
+        raise Refused(f"task {task.name} has no train split to learn from")
     records = read_records(splits.fewshot, root / "benchmarks")
     return _filtered(task, to_items(task.source_format, records))
 
@@ -147,6 +163,7 @@ def evaluate(
     `task_data`: the task's items as load_task_data returned them for these options, when the
     caller already read them (to check them before opening the store)."""
     options.check(task)
+    mode = SCORING_MODES.get(options.mode)
     entry = registry.variant(variant_name)
     data = task_data or load_task_data(
         task, registry.root, data=options.data, limit=options.limit, need_pool=options.shots > 0
@@ -167,17 +184,20 @@ def evaluate(
         truncation=options.truncation,
     )
     prompts = [build_prompt(task, item, data.pool, settings) for item in data.items]
+    scoring = options.scoring(end_of_turn=tuple(template.stop_strings) if template else ())
+    # the run key; the engine's version is recorded when a run is created, after its engine
+    # loaded (finding a stored run never imports the engine's backend)
     spec = EvalRunSpec(
         variant=variant_name,
         task=task.name,
         task_kind=task.kind,
         dataset_hash=data.hash,
         prompt_template_hash=settings.fingerprint(task),
-        scoring_mode=_mode_key(options),
+        scoring_mode=mode.key(scoring),
         shots=options.shots,
         seed=options.seed,
         engine=options.engine,
-        engine_version=engine_version(options.engine),
+        engine_version="",
         code_version=code_version(),
         variant_revision=getattr(entry.variant.source, "revision", None),
         weights_hash=_weights_hash(registry, entry),
@@ -196,25 +216,19 @@ def evaluate(
             if run is not None and run.status == "completed":
                 return EvalOutcome(run, store.metrics(run.id), 0, run.n_items or 0, True)
         if run is None:
-            run = store.create_eval_run(spec)
+            run = store.create_eval_run(
+                replace(spec, engine_version=engine_version(options.engine))
+            )
     stored = store.stored_item_ids(run.id)
     todo = [prompt for prompt in prompts if prompt.item.id not in stored]
     if progress:
         progress(len(prompts) - len(todo), len(prompts))
     items_per_s = tokens_per_s = None
     if todo:
-        scoring = ScoringOptions(
-            options.mode,
-            options.cot,
-            options.samples,
-            options.temperature,
-            options.seed,
-            options.truncation,
-            end_of_turn=tuple(template.stop_strings) if template else (),
-        )
         loader = (lambda: loaded[0]) if loaded else engine_loader
+        scorer = mode.scorer(task, scoring)
         items_per_s, tokens_per_s = _score_remaining(
-            store, run, task, todo, options, scoring, loader, progress
+            store, run, todo, options.chunk_size, scorer, loader, progress
         )
     metrics = compute_metrics(store, run.id, task, options.mode)
     finished = store.finish_eval_run(
@@ -223,42 +237,29 @@ def evaluate(
     return EvalOutcome(finished, metrics, len(todo), len(prompts) - len(todo), False, items_per_s)
 
 
-def _mode_key(options: EvalOptions) -> str:
-    """Scoring mode as stored: generate variants are different measurements."""
-    key = options.mode
-    if options.cot:
-        key += "+cot"
-    if options.samples > 1:
-        key += f"+sc{options.samples}@{options.temperature:g}"
-    return key
-
-
 def _score_remaining(
     store: Store,
     run: EvalRun,
-    task: BenchmarkTask,
     todo: list[BuiltPrompt],
-    options: EvalOptions,
-    scoring: ScoringOptions,
+    chunk_size: int,
+    scorer: ChunkScorer,
     engine_loader: Callable[[], Engine],
     progress: Callable[[int, int], None] | None,
 ) -> tuple[float, float]:
     engine = engine_loader()
-    bert = (
-        BertScorer(options.bertscore_encoder)
-        if task.kind == "summarization" and "bertscore_f1" in task.metrics
-        else None
-    )
     started, tokens = time.perf_counter(), 0
     try:
-        for start in range(0, len(todo), options.chunk_size):
-            chunk = todo[start : start + options.chunk_size]
-            result = score_chunk(engine, task, chunk, scoring, bert)
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start : start + chunk_size]
+            result = scorer(engine, chunk)
             store.add_predictions(run.id, result.predictions)
             tokens += result.tokens
             if progress:
                 progress(len(chunk), 0)
-    except BaseException:
+    except Exception:
+        store.set_eval_run_status(run.id, "failed")
+        raise
+    except BaseException:  # Ctrl-C, SystemExit from a signal handler: stopped, not broken
         store.set_eval_run_status(run.id, "interrupted")
         raise
     seconds = max(time.perf_counter() - started, 1e-9)
@@ -267,8 +268,4 @@ def _score_remaining(
 
 def compute_metrics(store: Store, run_id: int, task: BenchmarkTask, mode: str) -> list[MetricValue]:
     """Every metric of the run, from its stored predictions alone."""
-    predictions = store.predictions(run_id)
-    if task.kind == "summarization":
-        return summary_metrics(predictions, task.metrics)
-    labels = list(dict.fromkeys(c for p in predictions for c in (p.details or {})["choices"]))
-    return qa_metrics(predictions, mode, task.metrics, labels)
+    return SCORING_MODES.get(mode).metrics(task, store.predictions(run_id))

@@ -6,42 +6,57 @@ which source format reads them, how a prompt is written, and how answers are sco
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import jinja2
 import jinja2.sandbox
 from pydantic import Field, ValidationInfo, field_validator
 
 from medarena.errors import Problem, ProblemsError, UnknownName
+from medarena.evaluate.formats import SOURCE_FORMATS
+from medarena.evaluate.kinds import TASK_KINDS
+from medarena.extensions import ExtensionRegistry
 from medarena.registry import find_workspace
 from medarena.schemas import DataSource, FileData, HubData, Name, Spec, check_jinja_syntax
 from medarena.yaml_source import read_spec
 
-SOURCE_FORMATS = (
-    "medqa_4options",  # GBaker/MedQA-USMLE-4-options: question, options{A..D}, answer_idx
-    "medqa_bigbio",  # bigbio/med_qa source: options as [{key, value}], answer_idx
-    "medmcqa",  # openlifescienceai/medmcqa: question, opa..opd, cop 0-3
-    "pubmedqa",  # PubMedQA pqa-labeled: QUESTION, CONTEXTS, final_decision
-    "mmlu",  # cais/mmlu: question, subject, choices[4], answer 0-3
-    "me_llama_summarization",  # Me-LLaMA instruction files: id, query, answer
-)
-# loglik: log-likelihood of each choice label after the prompt that lists the options (lm-eval's
-# MedQA / MMLU formulation); cloze: log-likelihood of each option's text after a prompt without
-# the options (the "cloze formulation" of Gao et al.'s harness and OLMES, Gu et al. 2024), which
-# measures knowledge without needing the letter-matching skill small models lack; generate: a
-# generated answer, extracted and parsed.
-SCORING_MODES = ("loglik", "cloze", "generate")
-LOGLIK_MODES = ("loglik", "cloze")
-QA_METRICS = ("acc", "acc_norm", "macro_f1", "parse_failure_rate")
-SUMMARY_METRICS = ("rouge_1", "rouge_2", "rouge_l", "rouge_lsum", "bertscore_f1")
-
-__all__ = ["BenchmarkTask", "DataSource", "FileData", "HubData", "load_benchmarks", "select_tasks"]
+__all__ = [
+    "BenchmarkTask",
+    "DataSource",
+    "FileData",
+    "HubData",
+    "load_benchmarks",
+    "select_tasks",
+    "spec_file",
+    "task_problem",
+]
 
 # Prompts are user-written Jinja: rendered in a sandbox, undefined fields are errors.
 PROMPT_JINJA = jinja2.sandbox.ImmutableSandboxedEnvironment(
     undefined=jinja2.StrictUndefined, keep_trailing_newline=True
 )
+
+
+def _one_of(names: Callable[[], Iterable[str]], *, items: bool = False) -> Callable[..., None]:
+    """A JSON Schema `enum` (of a list's items) read when the schema is made, so that it lists
+    the extensions registered by then."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        (schema["items"] if items else schema)["enum"] = list(names())
+
+    return extra
+
+
+def _kind_modes() -> Iterable[str]:
+    return dict.fromkeys(mode for kind in TASK_KINDS for mode in TASK_KINDS.get(kind).modes)
+
+
+def _registered(registry: ExtensionRegistry[Any], name: str) -> str:
+    if name not in registry:
+        raise ValueError(str(UnknownName(registry.kind, name, registry.names())))
+    return name
 
 
 class DataSplits(Spec):
@@ -64,10 +79,15 @@ class BenchmarkTask(Spec):
 
     name: Name
     display_name: str
-    kind: Literal["multiple_choice", "summarization"]
+    kind: str = Field(
+        description="a registered task kind", json_schema_extra=_one_of(TASK_KINDS.names)
+    )
     description: str | None = None
     citation: str = Field(description="the paper or page that defines the benchmark")
-    source_format: Literal[SOURCE_FORMATS]  # type: ignore[valid-type]
+    source_format: str = Field(
+        description="the registered format that reads the records",
+        json_schema_extra=_one_of(SOURCE_FORMATS.names),
+    )
     data: DataSplits = Field(description="the bundled offline sample (default)")
     hub: DataSplits | None = Field(None, description="the full dataset on the hub (--data hub)")
     subjects: list[str] | None = Field(None, description="keep only these subjects (MMLU)")
@@ -84,7 +104,11 @@ class BenchmarkTask(Spec):
         None, description="asks for an answer format in generate mode; put before the question"
     )
     cot_trigger: str = "Let's think step by step."
-    scoring_modes: list[Literal[SCORING_MODES]] = Field(min_length=1)  # type: ignore[valid-type]
+    scoring_modes: list[str] = Field(
+        min_length=1,
+        description="modes of the task's kind that it is scored in",
+        json_schema_extra=_one_of(_kind_modes, items=True),
+    )
     metrics: list[str] = Field(min_length=1)
     generation: Generation = Generation()
 
@@ -93,11 +117,25 @@ class BenchmarkTask(Spec):
     def _template_compiles(cls, template: str | None) -> str | None:
         return None if template is None else check_jinja_syntax(PROMPT_JINJA, template)
 
+    @field_validator("kind")
+    @classmethod
+    def _kind_is_registered(cls, kind: str) -> str:
+        return _registered(TASK_KINDS, kind)
+
+    @field_validator("source_format")
+    @classmethod
+    def _format_is_registered(cls, source_format: str) -> str:
+        return _registered(SOURCE_FORMATS, source_format)
+
     @field_validator("scoring_modes")
     @classmethod
     def _modes_fit_the_kind(cls, modes: list[str], info: ValidationInfo) -> list[str]:
-        if info.data.get("kind") == "summarization" and modes != ["generate"]:
-            raise ValueError("summarization is scored in generate mode only: [generate]")
+        kind = info.data.get("kind")
+        allowed = TASK_KINDS.get(kind).modes if kind is not None else modes
+        if any(mode not in allowed for mode in modes):
+            either = " or ".join(allowed)
+            raise ValueError(f"{kind} is scored in {either} mode only: [{', '.join(allowed)}]")
+        # the one mode that reads a spec field of its own; the field is declared above
         if "cloze" in modes and not info.data.get("cloze_prompt"):
             raise ValueError("the cloze mode needs a `cloze_prompt` (the question without options)")
         return modes
@@ -106,9 +144,11 @@ class BenchmarkTask(Spec):
     @classmethod
     def _metrics_fit_the_kind(cls, metrics: list[str], info: ValidationInfo) -> list[str]:
         kind = info.data.get("kind")
-        allowed = QA_METRICS if kind == "multiple_choice" else SUMMARY_METRICS
+        if kind is None:
+            return metrics
+        allowed = TASK_KINDS.get(kind).metrics
         unknown = [metric for metric in metrics if metric not in allowed]
-        if kind is not None and unknown:
+        if unknown:
             raise ValueError(f"metrics {unknown} do not apply to {kind}; use {list(allowed)}")
         return metrics
 
@@ -129,6 +169,16 @@ def load_benchmarks(workspace: str | Path | None = None) -> dict[str, BenchmarkT
     if problems:
         raise ProblemsError(problems, headline=f"benchmark specs in {folder} are invalid")
     return tasks
+
+
+def spec_file(task: BenchmarkTask) -> str:
+    """Where a task's spec is, relative to the workspace (its name is its file name)."""
+    return f"benchmarks/{task.name}.yaml"
+
+
+def task_problem(task: BenchmarkTask, field: str, message: str, headline: str) -> ProblemsError:
+    """A problem with one field of a task's spec, found only when its data or prompts are used."""
+    return ProblemsError([Problem(spec_file(task), None, field, message)], headline)
 
 
 def select_tasks(tasks: dict[str, BenchmarkTask], names: list[str]) -> list[BenchmarkTask]:

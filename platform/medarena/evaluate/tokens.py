@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from medarena.errors import Refused
+
 TRUNCATION_POLICIES = ("left", "error")
 
 
-class PromptTooLong(ValueError):
-    pass
+class PromptTooLong(Refused):
+    """A prompt over the model's context under the `error` policy (or one with nothing left
+    to cut)."""
 
 
 def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:

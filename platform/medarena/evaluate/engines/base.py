@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,26 @@ Progress = Callable[[int], None]
 
 
 class Engine(ABC):
-    """A loaded model that scores continuations and generates text."""
+    """A loaded model that scores continuations and generates text.
 
-    name: str
+    An engine class is constructed as `Engine(location, *, revision, dtype, max_length, ...)`
+    by `load_engine`, and declares what else it needs:
+    - `backend`: the distribution whose version a run records (alternatives after the first,
+      e.g. a CPU build under another name);
+    - `options`: the keyword options a caller may pass (e.g. `batch_size`);
+    - `variant_fields`: registry fields of the variant passed on as keywords of the same name
+      (e.g. `tensor_parallel`);
+    - `applies_adapters`: whether it takes `adapter=` (a LoRA adapter folder on the base).
+    """
+
+    name: ClassVar[str]
+    backend: ClassVar[tuple[str, ...]]
+    options: ClassVar[tuple[str, ...]] = ()
+    variant_fields: ClassVar[tuple[str, ...]] = ()
+    applies_adapters: ClassVar[bool] = False
+
     max_length: int
     tokenizer: Any
-
-    @property
-    @abstractmethod
-    def version(self) -> str: ...
 
     @abstractmethod
     def loglikelihood(

