@@ -77,6 +77,9 @@ class EvalRunSpec:
     code_version: str
     variant_revision: str | None = None
     weights_hash: str | None = None
+    # sampling, generation length and stops, metric settings, extraction rule
+    # (medarena.evaluate.identity); None only on runs stored before it was in the key
+    settings_hash: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     task_spec: dict[str, Any] = field(default_factory=dict)
 

@@ -21,6 +21,9 @@ def test_run_key_hash_is_stable():
     )
     assert run_key_hash(eval_spec(weights_hash="w" * 64, shots=3)) == (
         "112af9365c554ebbbf848e8aa0ed888f74a28510f6e776970b877e04f9089a2e"
+    )  # keys without a settings hash (stored before migration 0005) hash as they did
+    assert run_key_hash(eval_spec(settings_hash="s" * 64)) == (
+        "b3be50e18ec675cee5cd80c9a9a650fa528f34c8d9b0e0f2b5745752e25850d8"
     )
 
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+# In every run key (evaluate/identity.py): bump it whenever a change to the rules below can
+# parse a stored output differently, so runs scored with the old rules are not reused.
+EXTRACTION_RULE = "medarena-1"
+
 _ANSWER_IS = r"(?i:answer\s*(?:is|would be|:))\s*:?\s*(?i:option\s*)?"
 _END = r"(?=\s*$|\s*[\)\]\.,;:!?])"  # the label closes the sentence: "answer: b." / "(b)"
 

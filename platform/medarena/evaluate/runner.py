@@ -20,6 +20,7 @@ from medarena.data.records import read_records
 from medarena.errors import Refused, UnknownName
 from medarena.evaluate.engines import ENGINES, Engine, engine_version
 from medarena.evaluate.formats import Item, to_items
+from medarena.evaluate.identity import settings_hash
 from medarena.evaluate.modes import SCORING_MODES, BuiltPrompt, ChunkScorer, ScoringOptions
 from medarena.evaluate.prompts import PromptSettings, build_prompt
 from medarena.evaluate.spec import BenchmarkTask, DataSplits, task_problem
@@ -145,23 +146,25 @@ def _weights_hash(registry: Registry, entry: VariantEntry) -> str | None:
     return build.weights_sha256 if build else None
 
 
-def evaluate(
-    store: Store,
+@dataclass(frozen=True)
+class RunPlan:
+    """One variant on one task, ready to score: the run key and the prompts."""
+
+    spec: EvalRunSpec
+    prompts: list[BuiltPrompt]
+    scoring: ScoringOptions
+
+
+def plan_run(
     registry: Registry,
     variant_name: str,
     task: BenchmarkTask,
     options: EvalOptions,
-    engine_loader: Callable[[], Engine],
-    progress: Callable[[int, int], None] | None = None,
-    *,
-    rerun: bool = False,
     task_data: TaskData | None = None,
-) -> EvalOutcome:
-    """Evaluate one variant on one task. `engine_loader` is called only if items remain (the
-    caller caches the engine across tasks and closes it). `rerun` starts a new run even when
-    one with the same key is stored (a resumed run is always the latest with that key).
-    `task_data`: the task's items as load_task_data returned them for these options, when the
-    caller already read them (to check them before opening the store)."""
+) -> RunPlan:
+    """The run key and the prompts of `variant_name` on `task`; nothing is loaded or stored.
+    The engine's version is left empty: it is recorded when a run is created, after its engine
+    loaded (finding a stored run never imports the engine's backend)."""
     options.check(task)
     mode = SCORING_MODES.get(options.mode)
     entry = registry.variant(variant_name)
@@ -185,8 +188,6 @@ def evaluate(
     )
     prompts = [build_prompt(task, item, data.pool, settings) for item in data.items]
     scoring = options.scoring(end_of_turn=tuple(template.stop_strings) if template else ())
-    # the run key; the engine's version is recorded when a run is created, after its engine
-    # loaded (finding a stored run never imports the engine's backend)
     spec = EvalRunSpec(
         variant=variant_name,
         task=task.name,
@@ -201,9 +202,33 @@ def evaluate(
         code_version=code_version(),
         variant_revision=getattr(entry.variant.source, "revision", None),
         weights_hash=_weights_hash(registry, entry),
+        settings_hash=settings_hash(task, options),
         config={**asdict(options), "chat_template": template.name if template else None},
         task_spec=task.model_dump(mode="json"),
     )
+    return RunPlan(spec, prompts, scoring)
+
+
+def evaluate(
+    store: Store,
+    registry: Registry,
+    variant_name: str,
+    task: BenchmarkTask,
+    options: EvalOptions,
+    engine_loader: Callable[[], Engine],
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    rerun: bool = False,
+    task_data: TaskData | None = None,
+) -> EvalOutcome:
+    """Evaluate one variant on one task. `engine_loader` is called only if items remain (the
+    caller caches the engine across tasks and closes it). `rerun` starts a new run even when
+    one with the same key is stored (a resumed run is always the latest with that key).
+    `task_data`: the task's items as load_task_data returned them for these options, when the
+    caller already read them (to check them before opening the store)."""
+    planned = plan_run(registry, variant_name, task, options, task_data)
+    spec, prompts, scoring = planned.spec, planned.prompts, planned.scoring
+    mode = SCORING_MODES.get(options.mode)
     run = None if rerun else store.find_eval_run(spec)
     if run is not None and run.status == "completed":
         return EvalOutcome(run, store.metrics(run.id), 0, run.n_items or 0, True)

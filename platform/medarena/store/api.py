@@ -230,6 +230,7 @@ class Store(StoreReader):
                     task_id=self._task_id(session, spec.task, spec.task_kind, spec.task_spec),
                     variant_revision=spec.variant_revision,
                     weights_hash=spec.weights_hash,
+                    settings_hash=spec.settings_hash,
                     dataset_hash=spec.dataset_hash,
                     prompt_template_hash=spec.prompt_template_hash,
                     scoring_mode=spec.scoring_mode,

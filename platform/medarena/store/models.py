@@ -126,6 +126,8 @@ class EvalRunRow(Base):
     # reproducibility: everything that changes the numbers
     variant_revision: Mapped[str | None] = mapped_column(String(100))
     weights_hash: Mapped[str | None] = mapped_column(String(64))
+    # sampling, generation, metric settings, extraction rule (NULL: stored before 0005)
+    settings_hash: Mapped[str | None] = mapped_column(String(64))
     dataset_hash: Mapped[str] = mapped_column(String(64))
     prompt_template_hash: Mapped[str] = mapped_column(String(64))
     scoring_mode: Mapped[str] = mapped_column(String(30))

@@ -32,12 +32,17 @@ RUN_KEY = (
     "seed",
     "engine",
     "weights_hash",
+    # added by migration 0005 (2026-11-30): runs stored before it have NULL, which no new
+    # run's key matches, so they stay readable but are never reused for a new evaluation
+    "settings_hash",
 )
 
 
 def run_key_hash(spec: EvalRunSpec) -> str:
     """The sha256 of `spec`'s run key (what eval_runs.open_key holds while a run is open)."""
     key = [getattr(spec, name) for name in RUN_KEY]
+    if spec.settings_hash is None:  # a key from before 0005 hashes as it did then
+        key = key[:-1]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
 
