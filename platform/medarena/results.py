@@ -135,9 +135,12 @@ class LeaderboardRow:
     ci_high: float | None
     n: int
     scoring_mode: str
-    shots: int
+    shots: int | None  # None: a published result whose source does not state it
     source: str  # "measured" or the citation of a published result
     run_id: int | None = None  # the measured run; None for published results
+    # published results: the preset protocol, or how it was obtained in words
+    protocol: str | None = None
+    unmapped: str | None = None  # why the published task is no benchmark spec
 
 
 @dataclass(frozen=True)
@@ -198,3 +201,31 @@ class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
     truncated: bool
+
+
+VERDICTS = ("reproduced", "not reproduced", "not comparable")
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """A published result set against a measurement under the same protocol."""
+
+    protocol: str
+    variant: str
+    task: str
+    metric: str
+    published: float
+    source: str
+    measured: float | None  # the mean over seeds for mean_sd protocols
+    ci_low: float | None
+    ci_high: float | None
+    sd: float | None  # across seeds
+    n: int | None
+    verdict: str  # one of VERDICTS
+    mismatches: list[str]  # every known difference between the two numbers' settings
+    eval_run_ids: list[int]
+    created_at: datetime | None = None
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.measured is None else self.measured - self.published

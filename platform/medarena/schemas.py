@@ -283,15 +283,35 @@ class HardwareProfile(Spec):
 
 
 class ReferenceResult(Spec):
-    """One published number: never measured here, always shown apart from measured results."""
+    """One published number: never measured here, always shown apart from measured results,
+    and beside a measured one only under the same protocol."""
 
     variant: Name
-    task: Name
+    task: Name = Field(description="a benchmark spec under benchmarks/, unless `unmapped`")
     metric: str = Field(pattern=r"^[a-z0-9_]+$")
     value: float
-    shots: int | None = Field(None, ge=0)
-    setting: str = Field(description="how the authors obtained it (fine-tuned, zero-shot, CoT...)")
+    shots: int | Literal["unknown"] = Field(
+        description="demonstrations in the prompt, as the source states them (never assumed 0)"
+    )
+    protocol: Name | None = Field(
+        None, description="the preset under benchmarks/protocols/ the number was obtained with"
+    )
+    other_protocol: str | None = Field(
+        None, description="how it was obtained when no preset matches (e.g. fine-tuned per task)"
+    )
+    items: int | None = Field(None, gt=0, description="items the number is computed on")
+    split: str | None = Field(None, description="the split the number is computed on")
+    unmapped: str | None = Field(
+        None, description="why `task` maps onto no benchmark spec (e.g. an unstated MedQA set)"
+    )
+    setting: str = Field(description="how the authors obtained it, in their words")
     table: str | None = Field(None, description="table or figure in the source")
+
+    @model_validator(mode="after")
+    def _one_protocol(self) -> ReferenceResult:
+        if (self.protocol is None) == (self.other_protocol is None):
+            raise ValueError("name exactly one of `protocol` (a preset) and `other_protocol`")
+        return self
 
 
 class ReferenceSet(Spec):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from medarena.cli import compare, db, demo, evaluate, models, train, workspace
+from medarena.cli import compare, db, demo, evaluate, models, protocols, train, workspace
 from medarena.cli.common import Context
 
 app = typer.Typer(
@@ -47,11 +47,13 @@ app.add_typer(db.app, name="db")
 app.add_typer(workspace.tiny_app, name="tiny")
 app.add_typer(evaluate.benchmarks_app, name="benchmarks")
 app.add_typer(train.app, name="train")
+app.add_typer(protocols.app, name="protocols")
 app.command("validate")(workspace.validate)
 app.command("schema")(workspace.schema)
 app.command("query")(db.query)
 app.command("eval")(evaluate.eval_command)
 app.command("results")(evaluate.results)
+app.command("reproduce")(protocols.reproduce)
 app.command("compare")(compare.compare)
 app.command("dashboard")(compare.dashboard)
 app.command("demo")(demo.demo)

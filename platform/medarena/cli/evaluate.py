@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from medarena.cli.common import err, out, reports_errors
+from medarena.errors import Refused
 from medarena.evaluate.spec import BenchmarkTask, load_benchmarks
 from medarena.registry import find_workspace
 
@@ -68,7 +69,13 @@ def eval_command(
     ctx: typer.Context,
     models: list[str] = typer.Option(..., "--model", "-m", help="Variant(s) to evaluate."),
     task_names: list[str] = typer.Option(
-        ..., "--task", "-t", help="Task(s), or `all` for every benchmark."
+        [],
+        "--task",
+        "-t",
+        help="Task(s), or `all` (with --protocol: a subset of its tasks).",
+    ),
+    protocol: str | None = typer.Option(
+        None, "--protocol", "-p", help="Run a protocol's tasks with its settings (protocols ls)."
     ),
     engine: str = typer.Option("hf", help="hf (transformers) or vllm."),
     mode: str | None = typer.Option(
@@ -100,7 +107,7 @@ def eval_command(
     ),
 ) -> None:
     """Evaluate variants on benchmark tasks; every item is stored, runs resume after a kill."""
-    from medarena.evaluate.plans import plan_evaluation, run_plans
+    from medarena.evaluate.plans import plan_evaluation, plan_protocol_evaluation, run_plans
     from medarena.evaluate.runner import EvalOptions
 
     registry = ctx.obj.registry()
@@ -117,19 +124,28 @@ def eval_command(
         bertscore_encoder=bertscore_model,
         use_chat_template=chat_template,
     )
-    planned = plan_evaluation(registry, models, task_names, options, mode=mode, seeds=seeds)
+    if protocol is not None:
+        planned = plan_protocol_evaluation(registry, protocol, models, task_names, options)
+    elif not task_names:
+        raise Refused("name the tasks (--task, or --task all) or a protocol (--protocol)")
+    else:
+        planned = plan_evaluation(registry, models, task_names, options, mode=mode, seeds=seeds)
     with ctx.obj.store() as store:
-        outcomes = run_plans(
-            store,
-            registry,
-            planned.entries,
-            planned.plans,
-            engine,
-            batch_size,
-            rerun=rerun,
-            task_data=planned.task_data,
-            progress=progress_bar,
-        )
+        outcomes = [
+            outcome
+            for entry, plans in planned.work
+            for outcome in run_plans(
+                store,
+                registry,
+                [entry],
+                plans,
+                engine,
+                batch_size,
+                rerun=rerun,
+                task_data=planned.task_data,
+                progress=progress_bar,
+            )
+        ]
     print_outcomes(outcomes)
 
 

@@ -18,6 +18,7 @@ tiny_app = typer.Typer(help="The embedded tiny offline family.", no_args_is_help
 def validate(ctx: typer.Context) -> None:
     """Validate the whole workspace: models/ (cards, chat templates, hardware, references),
     benchmarks/ (task specs and their bundled items), pretrain/ and instruct/ (recipes)."""
+    from medarena.evaluate.protocol import check_references, check_tasks, load_protocols
     from medarena.instruct.recipe import check_names
     from medarena.instruct.recipe import load_recipes as load_instruct_recipes
     from medarena.pretrain.recipe import load_recipes
@@ -30,6 +31,14 @@ def validate(ctx: typer.Context) -> None:
     tuning = load_instruct_recipes(ctx.obj.workspace)
     check_names(tuning, set(registry.chat_templates), set(tasks))
     out.print(f"ok: {len(tuning)} instruction-tuning recipes ({', '.join(sorted(tuning))})")
+    protocols = load_protocols(registry.root)
+    for protocol in protocols.values():
+        check_tasks(protocol, tasks)
+    check_references(registry, protocols, tasks)
+    out.print(
+        f"ok: {len(protocols)} evaluation protocols ({', '.join(sorted(protocols))}); every "
+        "published result names its protocol and task"
+    )
 
 
 def schema(

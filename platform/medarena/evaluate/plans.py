@@ -23,10 +23,10 @@ Progress = Callable[[str], AbstractContextManager[Callable[[int, int], None]]]
 
 @dataclass(frozen=True)
 class PlannedEvaluation:
-    """Everything checked before a model loads or the store opens."""
+    """Everything checked before a model loads or the store opens: each variant with its plans
+    (a protocol's shots can depend on the variant's size) and the items they read."""
 
-    entries: list[VariantEntry]
-    plans: list[Plan]
+    work: list[tuple[VariantEntry, list[Plan]]]
     task_data: dict[tuple[Any, ...], TaskData]
 
 
@@ -42,13 +42,7 @@ def plan_evaluation(
     """One plan per task and seed (`task_names` ["all"]: every benchmark); `mode` None: each
     task's first scoring mode. Bad combinations are refused and bad data (file:line: field)
     reported here, before any model loads."""
-    from medarena.evaluate.engines import ENGINES
-    from medarena.evaluate.tokens import TRUNCATION_POLICIES
-
-    if options.engine not in ENGINES:
-        raise Refused(f"unknown engine {options.engine!r}; known: {', '.join(ENGINES)}")
-    if options.truncation not in TRUNCATION_POLICIES:
-        raise Refused(f"--truncation must be one of {TRUNCATION_POLICIES}")
+    _check_options(options)
     entries = [registry.variant(name) for name in models]
     benchmarks = load_benchmarks(registry.root)
     tasks = (
@@ -59,9 +53,47 @@ def plan_evaluation(
         for task in tasks
         for seed in seeds or [options.seed]
     ]
-    for task, task_options in plans:
+    return _checked(registry, [(entry, plans) for entry in entries])
+
+
+def plan_protocol_evaluation(
+    registry: Registry,
+    protocol_name: str,
+    models: list[str],
+    task_names: list[str],
+    options: EvalOptions,
+) -> PlannedEvaluation:
+    """A protocol's runs for every variant (`task_names`: a subset of its tasks); `options`
+    carries what the protocol does not set (engine, data, limit, truncation, chunk size)."""
+    from medarena.evaluate.protocol import check_tasks, get_protocol, load_protocols, plan_protocol
+
+    _check_options(options)
+    protocol = get_protocol(load_protocols(registry.root), protocol_name)
+    benchmarks = load_benchmarks(registry.root)
+    check_tasks(protocol, benchmarks)
+    work = []
+    for name in models:
+        entry = registry.variant(name)
+        runs = plan_protocol(protocol, benchmarks, entry, options, tasks=task_names)
+        work.append((entry, [(run.task, run.options) for run in runs]))
+    return _checked(registry, work)
+
+
+def _check_options(options: EvalOptions) -> None:
+    from medarena.evaluate.engines import ENGINES
+    from medarena.evaluate.tokens import TRUNCATION_POLICIES
+
+    if options.engine not in ENGINES:
+        raise Refused(f"unknown engine {options.engine!r}; known: {', '.join(ENGINES)}")
+    if options.truncation not in TRUNCATION_POLICIES:
+        raise Refused(f"--truncation must be one of {TRUNCATION_POLICIES}")
+
+
+def _checked(registry: Registry, work: list[tuple[VariantEntry, list[Plan]]]) -> PlannedEvaluation:
+    every = [plan for _, plans in work for plan in plans]
+    for task, task_options in every:
         task_options.check(task)
-    return PlannedEvaluation(entries, plans, read_task_data(registry, plans))
+    return PlannedEvaluation(work, read_task_data(registry, every))
 
 
 def read_task_data(registry: Registry, plans: list[Plan]) -> dict[tuple[Any, ...], TaskData]:

@@ -18,6 +18,7 @@ from medarena.results import (
     EvalRunSpec,
     MetricValue,
     Prediction,
+    Reproduction,
     SyncReport,
     TrainingRun,
     TrainingStep,
@@ -30,6 +31,7 @@ from medarena.store.models import (
     ModelVariantRow,
     PredictionRow,
     ReferenceResultRow,
+    ReproductionRow,
     TaskRow,
     TrainingRunRow,
     TrainingStepRow,
@@ -190,8 +192,13 @@ class Store(StoreReader):
                         task=result.task,
                         metric=result.metric,
                         value=result.value,
-                        shots=result.shots,
+                        shots=None if result.shots == "unknown" else result.shots,
                         setting=result.setting,
+                        protocol=result.protocol,
+                        other_protocol=result.other_protocol,
+                        items=result.items,
+                        split=result.split,
+                        unmapped=result.unmapped,
                         source_key=key,
                         source=reference.source,
                         url=reference.url,
@@ -390,3 +397,31 @@ class Store(StoreReader):
                 session.get_one(ModelVariantRow, variant_id).produced_by_run_id = run_id
             session.flush()
             return training_run(session, row.id)
+
+    # -------------------------------------------------------------------------- reproductions
+
+    def add_reproductions(self, reports: Iterable[Reproduction]) -> int:
+        """Store `medarena reproduce` reports (each a new row: a report is a dated check)."""
+        with self._session() as session:
+            count = 0
+            for report in reports:
+                session.add(
+                    ReproductionRow(
+                        protocol=report.protocol,
+                        variant_id=self._variant_id(session, report.variant),
+                        task=report.task,
+                        metric=report.metric,
+                        published=report.published,
+                        source=report.source,
+                        measured=report.measured,
+                        ci_low=report.ci_low,
+                        ci_high=report.ci_high,
+                        sd=report.sd,
+                        n=report.n,
+                        verdict=report.verdict,
+                        mismatches=list(report.mismatches),
+                        eval_run_ids=list(report.eval_run_ids),
+                    )
+                )
+                count += 1
+            return count

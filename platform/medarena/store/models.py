@@ -101,6 +101,37 @@ class ReferenceResultRow(Base):
     source: Mapped[str] = mapped_column(Text)
     url: Mapped[str] = mapped_column(String(500))
     table_ref: Mapped[str | None] = mapped_column(String(100))
+    # how the number was obtained: a preset under benchmarks/protocols/, or in words
+    protocol: Mapped[str | None] = mapped_column(String(100))
+    other_protocol: Mapped[str | None] = mapped_column(Text)
+    items: Mapped[int | None] = mapped_column(Integer)
+    split: Mapped[str | None] = mapped_column(String(50))
+    unmapped: Mapped[str | None] = mapped_column(Text)  # why `task` is no benchmark spec
+
+
+class ReproductionRow(Base):
+    """A published result checked against a measurement under the same protocol
+    (`medarena reproduce`)."""
+
+    __tablename__ = "reproductions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    protocol: Mapped[str] = mapped_column(String(100), index=True)
+    variant_id: Mapped[int] = mapped_column(ForeignKey("model_variants.id"), index=True)
+    task: Mapped[str] = mapped_column(String(100))
+    metric: Mapped[str] = mapped_column(String(50))
+    published: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(Text)
+    measured: Mapped[float | None] = mapped_column(Float)
+    ci_low: Mapped[float | None] = mapped_column(Float)
+    ci_high: Mapped[float | None] = mapped_column(Float)
+    sd: Mapped[float | None] = mapped_column(Float)  # across seeds, for mean_sd protocols
+    n: Mapped[int | None] = mapped_column(Integer)
+    # reproduced | not reproduced | not comparable
+    verdict: Mapped[str] = mapped_column(String(20))
+    mismatches: Mapped[list] = mapped_column(JSON)
+    eval_run_ids: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 # ------------------------------------------------------------------------------- evaluation

@@ -19,6 +19,7 @@ from medarena.results import (
     LeaderboardRow,
     MetricValue,
     Prediction,
+    Reproduction,
     RunMetric,
     TrainingRun,
     TrainingStep,
@@ -32,6 +33,7 @@ from medarena.store.models import (
     ModelVariantRow,
     PredictionRow,
     ReferenceResultRow,
+    ReproductionRow,
     TaskRow,
     TrainingRunRow,
     TrainingStepRow,
@@ -362,11 +364,44 @@ class StoreReader:
                 None,
                 0,
                 ref.setting,
-                ref.shots or 0,
+                ref.shots,
                 ref.source,
+                protocol=ref.protocol or ref.other_protocol,
+                unmapped=ref.unmapped,
             )
             for ref, variant, family in session.execute(query)
         ]
+
+    def reproductions(self, *, protocol: str | None = None) -> list[Reproduction]:
+        """Every stored `medarena reproduce` report (newest first), of one protocol or all."""
+        query = (
+            select(ReproductionRow, ModelVariantRow.name)
+            .join(ModelVariantRow, ModelVariantRow.id == ReproductionRow.variant_id)
+            .order_by(ReproductionRow.id.desc())
+        )
+        if protocol is not None:
+            query = query.where(ReproductionRow.protocol == protocol)
+        with self._session() as session:
+            return [
+                Reproduction(
+                    row.protocol,
+                    variant,
+                    row.task,
+                    row.metric,
+                    row.published,
+                    row.source,
+                    row.measured,
+                    row.ci_low,
+                    row.ci_high,
+                    row.sd,
+                    row.n,
+                    row.verdict,
+                    list(row.mismatches),
+                    list(row.eval_run_ids),
+                    row.created_at,
+                )
+                for row, variant in session.execute(query)
+            ]
 
     # ---------------------------------------------------------------------------- training
 

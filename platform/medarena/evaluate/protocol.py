@@ -1,0 +1,223 @@
+"""Evaluation protocols as data: how a paper or a leaderboard evaluated each task (scoring, shots,
+seeds, chain of thought, self-consistency, prompt overrides, metric settings, split and item
+count), so a published number can be compared with a measured one obtained the same way.
+
+A protocol is a YAML file under `benchmarks/protocols/` (`medarena protocols ls | show`), validated
+like every spec; `plan_protocol` turns it into the (task, options) plans that `medarena eval
+--protocol` and `medarena reproduce` run. Everything a protocol sets lands in the run key through
+the options and the task fields it overrides (evaluate/identity.py), never through its name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from medarena.errors import Problem, ProblemsError, Refused, UnknownName
+from medarena.evaluate.runner import EvalOptions
+from medarena.evaluate.spec import BenchmarkTask, Generation
+from medarena.registry import Registry, VariantEntry, find_workspace
+from medarena.schemas import Name, Spec
+from medarena.yaml_source import read_spec
+
+PROTOCOLS_DIR = Path("benchmarks") / "protocols"
+EXTRACTION_RULES = ("medarena",)  # answer extraction rules a protocol may name (extract.py)
+
+
+class TaskProtocol(Spec):
+    """How one task is evaluated under the protocol."""
+
+    task: Name = Field(description="a benchmark spec under benchmarks/")
+    mode: str = Field(description="scoring mode: loglik (labels), cloze (option text), generate")
+    shots: int = Field(0, ge=0)
+    seeds: list[int] = Field([0], min_length=1, description="few-shot draws / sampling seeds")
+    cot: bool = False
+    samples: int = Field(1, ge=1, description="self-consistency: samples per item, majority vote")
+    temperature: float = Field(0.0, ge=0.0)
+    extraction: Literal["medarena"] = Field("medarena", description="answer extraction rule")
+    bertscore_model: str = Field("minilm", description="BERTScore encoder (summarization)")
+    use_chat_template: bool = True
+    # overrides of the benchmark spec's own fields (they enter the run key as task fields)
+    instruction: str | None = Field(None, description="replaces the spec's instruction")
+    max_new_tokens: int | None = Field(None, gt=0, description="replaces generation length")
+    stop: list[str] | None = Field(None, description="replaces the generation stop strings")
+    # what the published numbers were computed on, compared by `medarena reproduce`
+    split: str = Field("test", description="the split the source reports on")
+    expected_items: int | None = Field(None, gt=0, description="items of that split")
+    notes: str | None = None
+
+
+class SizeOverride(Spec):
+    """Settings that change with model size (Meditron: 3-shot for 7B, 5-shot for 70B)."""
+
+    min_params_b: float = Field(gt=0, description="applies to variants at least this large")
+    shots: int = Field(ge=0)
+
+
+class Protocol(Spec):
+    """A named evaluation protocol, with the source that defines it."""
+
+    name: Name
+    description: str
+    source: str = Field(description="paper and table, leaderboard or code that defines it")
+    url: str | None = None
+    aggregate: Literal["single", "mean_sd"] = Field(
+        "single", description="mean_sd: mean and standard deviation over the seeds"
+    )
+    tasks: list[TaskProtocol] = Field(min_length=1)
+    size_overrides: list[SizeOverride] = Field(default_factory=list)
+    differences: list[str] = Field(
+        default_factory=list,
+        description="known ways medarena's run differs from the source's (stated, not hidden)",
+    )
+
+    @model_validator(mode="after")
+    def _one_entry_per_task(self) -> Protocol:
+        names = [entry.task for entry in self.tasks]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"tasks listed twice: {duplicated}")
+        return self
+
+    def entry(self, task: str) -> TaskProtocol | None:
+        return next((entry for entry in self.tasks if entry.task == task), None)
+
+
+def load_protocols(workspace: str | Path | None = None) -> dict[str, Protocol]:
+    """Every protocol under benchmarks/protocols/; ProblemsError lists ALL problems."""
+    root = find_workspace(workspace)
+    folder = root / PROTOCOLS_DIR
+    protocols: dict[str, Protocol] = {}
+    problems: list[Problem] = []
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        _, protocol, found = read_spec(path, str(path.relative_to(root)), Protocol)
+        problems += found
+        if protocol is not None:
+            protocols[protocol.name] = protocol  # type: ignore[attr-defined]
+    if problems:
+        raise ProblemsError(problems, headline=f"protocols in {folder} are invalid")
+    return protocols
+
+
+def get_protocol(protocols: dict[str, Protocol], name: str) -> Protocol:
+    if name not in protocols:
+        raise UnknownName("protocol", name, list(protocols))
+    return protocols[name]
+
+
+def check_tasks(protocol: Protocol, benchmarks: dict[str, BenchmarkTask]) -> None:
+    """Every task a protocol names exists and allows the protocol's mode (file and field named)."""
+    shown = str(PROTOCOLS_DIR / f"{protocol.name}.yaml")
+    problems = []
+    for index, entry in enumerate(protocol.tasks):
+        where = f"tasks[{index}]"
+        if entry.task not in benchmarks:
+            known = ", ".join(sorted(benchmarks))
+            problems.append(
+                Problem(
+                    shown, None, f"{where}.task", f"no benchmark {entry.task!r}; known: {known}"
+                )
+            )
+        elif entry.mode not in benchmarks[entry.task].scoring_modes:
+            allowed = benchmarks[entry.task].scoring_modes
+            problems.append(Problem(shown, None, f"{where}.mode", f"{entry.task} allows {allowed}"))
+    if problems:
+        raise ProblemsError(
+            problems, headline=f"protocol {protocol.name!r} does not fit the benchmarks"
+        )
+
+
+@dataclass(frozen=True)
+class ProtocolRun:
+    """One (task, options) of a protocol for one variant."""
+
+    entry: TaskProtocol
+    task: BenchmarkTask  # with the protocol's overrides applied
+    options: EvalOptions
+
+
+def shots_for(protocol: Protocol, entry: TaskProtocol, variant: VariantEntry) -> int:
+    """The entry's shots, or the largest size override the variant reaches."""
+    shots = entry.shots
+    for override in sorted(protocol.size_overrides, key=lambda o: o.min_params_b):
+        if entry.shots and variant.variant.params_b >= override.min_params_b:
+            shots = override.shots
+    return shots
+
+
+def plan_protocol(
+    protocol: Protocol,
+    benchmarks: dict[str, BenchmarkTask],
+    variant: VariantEntry,
+    base: EvalOptions,
+    *,
+    tasks: list[str] | None = None,
+) -> list[ProtocolRun]:
+    """The runs the protocol makes for `variant`: one per task and seed. `base` carries what the
+    protocol does not set (engine, data, limit, chunk size); `tasks` narrows the tasks."""
+    from dataclasses import replace
+
+    if tasks:
+        unknown = sorted(set(tasks) - {entry.task for entry in protocol.tasks})
+        if unknown:
+            raise Refused(f"protocol {protocol.name!r} has no task {unknown}")
+    runs = []
+    for entry in protocol.tasks:
+        if tasks and entry.task not in tasks:
+            continue
+        if entry.task not in benchmarks:
+            raise UnknownName("benchmark task", entry.task, list(benchmarks))
+        task = _with_overrides(benchmarks[entry.task], entry)
+        for seed in entry.seeds:
+            options = replace(
+                base,
+                mode=entry.mode,
+                shots=shots_for(protocol, entry, variant),
+                seed=seed,
+                cot=entry.cot,
+                samples=entry.samples,
+                temperature=entry.temperature,
+                bertscore_encoder=entry.bertscore_model,
+                use_chat_template=entry.use_chat_template,
+            )
+            runs.append(ProtocolRun(entry, task, options))
+    return runs
+
+
+def _with_overrides(task: BenchmarkTask, entry: TaskProtocol) -> BenchmarkTask:
+    update: dict[str, object] = {}
+    if entry.instruction is not None:
+        update["instruction"] = entry.instruction
+    if entry.max_new_tokens is not None or entry.stop is not None:
+        update["generation"] = Generation(
+            max_new_tokens=entry.max_new_tokens or task.generation.max_new_tokens,
+            cot_max_new_tokens=task.generation.cot_max_new_tokens,
+            stop=entry.stop if entry.stop is not None else task.generation.stop,
+        )
+    return task.model_copy(update=update) if update else task
+
+
+def check_references(
+    registry: Registry, protocols: dict[str, Protocol], benchmarks: dict[str, BenchmarkTask]
+) -> None:
+    """Every published result names a known protocol preset (or its own in words) and a task
+    that is a benchmark spec, unless it says why not (`unmapped`)."""
+    problems = []
+    for key, reference in registry.references.items():
+        shown = registry.files.get(f"references:{key}", key)
+        for index, result in enumerate(reference.results):
+            where = f"results[{index}]"
+            if result.protocol is not None and result.protocol not in protocols:
+                known = ", ".join(sorted(protocols))
+                message = f"unknown protocol {result.protocol!r}; known: {known}"
+                problems.append(Problem(shown, None, f"{where}.protocol", message))
+            if result.unmapped is None and result.task not in benchmarks:
+                message = (
+                    f"task {result.task!r} is no benchmark spec: name one, or say why in `unmapped`"
+                )
+                problems.append(Problem(shown, None, f"{where}.task", message))
+    if problems:
+        raise ProblemsError(problems, headline="published results do not fit the benchmarks")
