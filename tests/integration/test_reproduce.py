@@ -154,3 +154,38 @@ def test_published_results_must_name_a_protocol_and_a_spec(workspace: Path, db_u
         "models/reference/bad.yaml: results[0].protocol: unknown protocol 'helm'" in result.stderr
     )
     assert "results[0].task: task 'medqa' is no benchmark spec" in result.stderr
+
+
+def test_results_put_published_beside_measured_only_under_the_same_protocol(
+    eval_workspace: Path, db_url: str
+) -> None:
+    measured = invoke(eval_workspace, db_url, *REPRODUCE)
+    assert measured.exit_code == 0, measured.output
+    _published(eval_workspace, "tiny-same", value=0.5)
+    _published(eval_workspace, "tiny-other", value=0.7, protocol="me-llama-zeroshot")
+    _published(
+        eval_workspace,
+        "tiny-tuned",
+        value=0.8,
+        shots="unknown",
+        protocol=None,
+        other_protocol="fine-tuned on PubMedQA",
+    )
+    assert invoke(eval_workspace, db_url, "models", "sync").exit_code == 0
+    shown = invoke(
+        eval_workspace, db_url, "results", "--metric", "acc", "--task", "pubmedqa", "--json"
+    )
+    assert shown.exit_code == 0, shown.output
+    rows = {row["source"]: row for row in json.loads(shown.stdout)}
+    assert rows["fixture tiny-same"]["beside_measured"].startswith("same protocol: measured 0.")
+    assert rows["fixture tiny-other"]["beside_measured"] == (
+        "not comparable: published under me-llama-zeroshot (generate 0-shot); "
+        "measured loglik 0-shot"
+    )
+    assert rows["fixture tiny-tuned"]["beside_measured"] == (
+        "not comparable: published fine-tuned on PubMedQA; measured loglik 0-shot"
+    )
+    # a published result whose source gives no shots is unknown, never 0
+    assert rows["fixture tiny-tuned"]["shots"] is None
+    table = invoke(eval_workspace, db_url, "results", "--metric", "acc", "--task", "pubmedqa")
+    assert table.exit_code == 0 and "beside measured" in table.stdout

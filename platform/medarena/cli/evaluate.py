@@ -4,7 +4,9 @@ stay fast."""
 
 from __future__ import annotations
 
+import json
 import statistics
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -225,9 +227,10 @@ def results(
     ),
     task: str | None = typer.Option(None, help="Only this task."),
     reference: bool = typer.Option(True, help="Also show published reference results."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """The leaderboard: latest measured result per model x task, then published numbers,
-    kept apart."""
+    kept apart: a published value stands beside a measured one only under the same protocol."""
     from medarena.store.queries import format_ci
 
     with ctx.obj.store() as store:
@@ -236,6 +239,14 @@ def results(
         rows = [row for row in rows if row.task == task]
     measured = [row for row in rows if row.source == "measured"]
     published = [row for row in rows if row.source != "measured"]
+    if as_json:
+        beside = _beside(ctx, published, measured)
+        data = [vars(row) for row in measured] + [
+            {**vars(row), "beside_measured": text}
+            for row, text in zip(published, beside, strict=True)
+        ]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
     table = Table(title=f"measured {metric} (latest completed run; 95% bootstrap CI)")
     for column in ("task", "model", "family", "mode", "shots", metric, "n"):
         table.add_column(column)
@@ -251,9 +262,37 @@ def results(
         )
     out.print(table if measured else f"no measured {metric} yet: run `medarena eval`")
     if published:
-        ref = Table(title=f"published {metric} (reference results, not measured here)")
-        for column in ("task", "model", "setting", metric, "source"):
-            ref.add_column(column)
-        for row in published:
-            ref.add_row(row.task, row.variant, row.scoring_mode, f"{row.value:.3f}", row.source)
-        out.print(ref)
+        out.print(_published_table(ctx, metric, published, measured))
+
+
+def _published_table(ctx: typer.Context, metric: str, published: list, measured: list) -> Table:
+    """Published values with their protocol and how each stands beside the measured ones."""
+    table = Table(title=f"published {metric} (reference results, not measured here)")
+    for column in ("task", "model", "protocol", "shots", metric, "beside measured", "source"):
+        table.add_column(column)
+    for row, beside in zip(published, _beside(ctx, published, measured), strict=True):
+        table.add_row(
+            row.task,
+            row.variant,
+            row.protocol or "-",
+            "unknown" if row.shots is None else str(row.shots),
+            f"{row.value:.3f}",
+            beside,
+            row.source,
+        )
+    return table
+
+
+def _beside(ctx: typer.Context, published: list, measured: list) -> list[str]:
+    """For each published row: the measured value under the same protocol, or the difference
+    in words."""
+    from medarena.evaluate.protocol import beside_measured, load_protocols
+
+    registry = ctx.obj.registry()
+    protocols = load_protocols(registry.root)
+    return [
+        beside_measured(row, measured, protocols, registry.variants[row.variant])
+        if row.variant in registry.variants
+        else "-"
+        for row in published
+    ]

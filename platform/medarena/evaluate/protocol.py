@@ -20,7 +20,9 @@ from medarena.errors import Problem, ProblemsError, Refused, UnknownName
 from medarena.evaluate.runner import EvalOptions
 from medarena.evaluate.spec import BenchmarkTask, Generation
 from medarena.registry import Registry, VariantEntry, find_workspace
+from medarena.results import LeaderboardRow
 from medarena.schemas import Name, Spec
+from medarena.store.queries import format_ci
 from medarena.yaml_source import read_spec
 
 PROTOCOLS_DIR = Path("benchmarks") / "protocols"
@@ -221,3 +223,44 @@ def check_references(
                 problems.append(Problem(shown, None, f"{where}.task", message))
     if problems:
         raise ProblemsError(problems, headline="published results do not fit the benchmarks")
+
+
+def expected_setting(
+    protocol: Protocol, entry: TaskProtocol, variant: VariantEntry
+) -> tuple[str, int]:
+    """The (scoring-mode key, shots) a measured run has when it follows `entry`."""
+    from medarena.evaluate.modes import SCORING_MODES
+    from medarena.evaluate.modes.base import ScoringOptions
+
+    options = ScoringOptions(cot=entry.cot, samples=entry.samples, temperature=entry.temperature)
+    return SCORING_MODES.get(entry.mode).key(options), shots_for(protocol, entry, variant)
+
+
+def beside_measured(
+    published: LeaderboardRow,
+    measured: list[LeaderboardRow],
+    protocols: dict[str, Protocol],
+    variant: VariantEntry,
+) -> str:
+    """How a published value may stand beside the variant's measured ones on its task: the
+    measured value under the same protocol, or the difference said in words."""
+    mine = [
+        row for row in measured if row.variant == published.variant and row.task == published.task
+    ]
+    if published.unmapped:
+        return f"not comparable: {published.unmapped}"
+    if not mine:
+        return "not measured here"
+    settings = ", ".join(sorted({f"{row.scoring_mode} {row.shots}-shot" for row in mine}))
+    protocol = protocols.get(published.protocol or "")
+    entry = protocol.entry(published.task) if protocol else None
+    if protocol is None or entry is None:
+        return f"not comparable: published {published.protocol}; measured {settings}"
+    mode, shots = expected_setting(protocol, entry, variant)
+    same = [row for row in mine if row.scoring_mode == mode and row.shots == shots]
+    if not same:
+        return (
+            f"not comparable: published under {protocol.name} ({mode} {shots}-shot); "
+            f"measured {settings}"
+        )
+    return f"same protocol: measured {format_ci(same[0])} (run {same[0].run_id})"
