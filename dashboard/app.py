@@ -22,6 +22,7 @@ PAGES = [
     ("views/head_to_head.py", "Head-to-head", ":material/compare_arrows:"),
     ("views/training.py", "Training", ":material/model_training:"),
     ("views/history.py", "History", ":material/timeline:"),
+    ("views/reproductions.py", "Reproductions", ":material/fact_check:"),
     ("views/sql.py", "SQL", ":material/database:"),
     ("views/registry.py", "Registry", ":material/inventory_2:"),
 ]

@@ -123,6 +123,7 @@ def leaderboard(url: str, metric: str) -> pd.DataFrame:
     frame["source"] = [MEASURED if m else PUBLISHED for m in measured]
     sizes = variants(url).set_index("variant")["params_b"]
     frame.insert(2, "params_b", frame["variant"].map(sizes))
+    frame["shots"] = frame["shots"].astype("Int64")  # a published result may not state them
     # a published row's "scoring mode" is the paper's own description of its setting
     frame["setting"] = [
         f"{mode}, {shots}-shot" if is_measured else mode
@@ -149,6 +150,35 @@ _LEADERBOARD_COLUMNS = [
     "shots",
     "source",
     "run_id",
+    "protocol",
+    "unmapped",
+]
+
+
+@st.cache_data(show_spinner=False)
+def reproductions(url: str) -> pd.DataFrame:
+    """Every stored reproduction report, newest first; mismatches joined into one cell."""
+    frame = _rows(_store(url).reproductions(), _REPRODUCTION_COLUMNS)
+    frame["mismatches"] = ["; ".join(found) for found in frame["mismatches"]]
+    return frame
+
+
+_REPRODUCTION_COLUMNS = [
+    "protocol",
+    "variant",
+    "task",
+    "metric",
+    "published",
+    "source",
+    "measured",
+    "ci_low",
+    "ci_high",
+    "sd",
+    "n",
+    "verdict",
+    "mismatches",
+    "eval_run_ids",
+    "created_at",
 ]
 
 

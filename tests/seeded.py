@@ -15,7 +15,7 @@ import numpy as np
 
 from medarena.compare import bootstrap_ci
 from medarena.registry import add_family, load_registry
-from medarena.results import MetricValue, Prediction, TrainingStep
+from medarena.results import MetricValue, Prediction, Reproduction, TrainingStep
 from medarena.schemas import ModelFamily
 from medarena.store import Store
 from tests.conftest import copy_models
@@ -33,6 +33,57 @@ OLD_BASE_CORRECT = [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
 ROUGE_L = {BASE: [0.20, 0.30, 0.25, 0.10], PRETRAINED: [0.40, 0.35, 0.20, 0.30]}
 BERTSCORE = {BASE: [0.80, 0.82, 0.81, 0.79], PRETRAINED: [0.85, 0.86, 0.80, 0.84]}
 STEPS = [TrainingStep(s, 4.0 / s, lr=1e-3 * s, tokens_per_s=1000.0 + s) for s in range(1, 6)]
+# one report of each verdict (what `medarena reproduce` stores)
+REPRODUCTIONS = [
+    Reproduction(
+        "lm-eval",
+        BASE,
+        QA_TASK,
+        "acc",
+        0.30,
+        "paper A",
+        0.25,
+        0.05,
+        0.5,
+        None,
+        12,
+        "reproduced",
+        [],
+        [2],
+    ),
+    Reproduction(
+        "lm-eval",
+        BASE,
+        QA_TASK,
+        "acc",
+        0.90,
+        "paper B",
+        0.25,
+        0.05,
+        0.5,
+        None,
+        12,
+        "not reproduced",
+        [],
+        [2],
+    ),
+    Reproduction(
+        "lm-eval",
+        PRETRAINED,
+        QA_TASK,
+        "acc",
+        0.50,
+        "card C",
+        0.58,
+        0.3,
+        0.85,
+        None,
+        12,
+        "not comparable",
+        ["items: the test split has 1273, measured on 12"],
+        [3],
+    ),
+]
 DATA_MIX = {
     "pubmed": {"documents": 10, "tokens": 3000, "share": 0.75, "target_share": 0.7, "epochs": 1.0},
     "general": {"documents": 4, "tokens": 1000, "share": 0.25, "target_share": 0.3, "epochs": 0.5},
@@ -134,4 +185,5 @@ def seed_database(root: Path) -> str:
         add_qa_run(store, PRETRAINED, CORRECT[PRETRAINED])
         add_summary_run(store, BASE)
         add_summary_run(store, PRETRAINED)
+        store.add_reproductions(REPRODUCTIONS)
     return url

@@ -46,7 +46,7 @@ def render(url: str) -> None:
     st.subheader("With confidence intervals")
     columns = ["variant", "family", "params_b", "task", "setting", "value", "ci_low", "ci_high"]
     st.dataframe(
-        shown[[*columns, "n", "source", "reference"]],
+        shown[[*columns, "n", "source", "protocol", "shots", "unmapped", "reference"]],
         hide_index=True,
         column_config={"value": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER},
         key="lb_long",

@@ -280,3 +280,16 @@ def test_head_to_head_on_different_item_sets_says_so(seeded, tmp_path, open_app)
     assert warning.startswith("Compared on the 10 items both runs scored: 2 only in A's run")
     assert ", 0 only in B's run" in warning
     assert {m.label: m.value for m in app.metric}["Items compared"] == "10"
+
+
+def test_reproductions_view_shows_each_verdict_and_its_mismatches(seeded, open_app):
+    _, url = seeded
+    app = open_app(url, "reproductions.py")
+    assert not errors(app)
+    counts = {metric.label: metric.value for metric in app.metric}
+    assert counts == {"reproduced": "1", "not reproduced": "1", "not comparable": "1"}
+    table = app.dataframe[0].value
+    assert len(table) == sql_rows(url, "SELECT count(*) FROM reproductions")[0][0] == 3
+    row = table.set_index("source").loc["card C"]
+    assert row["verdict"] == "not comparable"
+    assert row["mismatches"] == "items: the test split has 1273, measured on 12"
