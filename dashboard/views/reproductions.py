@@ -8,22 +8,6 @@ import data
 import streamlit as st
 
 VERDICTS = ("reproduced", "not reproduced", "not comparable")
-SHOWN = [
-    "protocol",
-    "variant",
-    "task",
-    "metric",
-    "published",
-    "measured",
-    "ci_low",
-    "ci_high",
-    "sd",
-    "n",
-    "verdict",
-    "mismatches",
-    "source",
-    "created_at",
-]
 
 
 def render(url: str) -> None:
@@ -45,7 +29,7 @@ def render(url: str) -> None:
         column.metric(verdict, int(counts.get(verdict, 0)))
     number = st.column_config.NumberColumn(format="%.4f")
     st.dataframe(
-        shown[SHOWN],
+        shown.drop(columns="eval_run_ids"),
         hide_index=True,
         column_config={
             name: number for name in ("published", "measured", "ci_low", "ci_high", "sd")

@@ -7,12 +7,12 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from medarena.errors import Problem
+from medarena.errors import Problem, ProblemsError
 
 
 def field_path(loc: Sequence[int | str]) -> str:
@@ -174,3 +174,22 @@ def write_atomic(path: Path, text: str, *, exclusive: bool = False) -> None:
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def load_spec_folder(root: Path, folder: Path, schema: type[S], headline: str) -> dict[str, S]:
+    """Every named spec in `root / folder` (*.yaml), by name; ProblemsError lists ALL problems
+    of all files (`headline` introduces them). A missing folder holds no spec."""
+    specs: dict[str, S] = {}
+    problems: list[Problem] = []
+    directory = root / folder
+    for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
+        _, spec, found = read_spec(path, str(path.relative_to(root)), schema)
+        problems += found
+        if spec is not None:
+            specs[spec.name] = spec  # type: ignore[attr-defined]
+    if problems:
+        raise ProblemsError(problems, headline=headline)
+    return specs

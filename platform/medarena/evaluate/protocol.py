@@ -23,7 +23,7 @@ from medarena.registry import Registry, VariantEntry, find_workspace
 from medarena.results import LeaderboardRow
 from medarena.schemas import Name, Spec
 from medarena.store.queries import format_ci
-from medarena.yaml_source import read_spec
+from medarena.yaml_source import load_spec_folder
 
 PROTOCOLS_DIR = Path("benchmarks") / "protocols"
 EXTRACTION_RULES = ("medarena",)  # answer extraction rules a protocol may name (extract.py)
@@ -91,17 +91,8 @@ class Protocol(Spec):
 def load_protocols(workspace: str | Path | None = None) -> dict[str, Protocol]:
     """Every protocol under benchmarks/protocols/; ProblemsError lists ALL problems."""
     root = find_workspace(workspace)
-    folder = root / PROTOCOLS_DIR
-    protocols: dict[str, Protocol] = {}
-    problems: list[Problem] = []
-    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-        _, protocol, found = read_spec(path, str(path.relative_to(root)), Protocol)
-        problems += found
-        if protocol is not None:
-            protocols[protocol.name] = protocol  # type: ignore[attr-defined]
-    if problems:
-        raise ProblemsError(problems, headline=f"protocols in {folder} are invalid")
-    return protocols
+    headline = f"protocols in {root / PROTOCOLS_DIR} are invalid"
+    return load_spec_folder(root, PROTOCOLS_DIR, Protocol, headline)
 
 
 def get_protocol(protocols: dict[str, Protocol], name: str) -> Protocol:

@@ -9,10 +9,10 @@ from typing import Literal, TypeVar
 
 from pydantic import Field, model_validator
 
-from medarena.errors import Problem, ProblemsError, UnknownName
+from medarena.errors import UnknownName
 from medarena.registry import find_workspace
 from medarena.schemas import Name, Spec
-from medarena.yaml_source import read_spec
+from medarena.yaml_source import load_spec_folder
 
 
 class Optimizer(Spec):
@@ -95,17 +95,8 @@ def load_recipe_folder(
 ) -> dict[str, R]:
     """Every recipe under <workspace>/<folder_name>/; raises ProblemsError listing ALL problems."""
     root = find_workspace(workspace)
-    folder = root / folder_name
-    recipes: dict[str, R] = {}
-    problems: list[Problem] = []
-    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-        _, recipe, found = read_spec(path, str(path.relative_to(root)), schema)
-        problems += found
-        if recipe is not None:
-            recipes[recipe.name] = recipe  # type: ignore[attr-defined]
-    if problems:
-        raise ProblemsError(problems, headline=f"{folder_name} recipes in {folder} are invalid")
-    return recipes
+    headline = f"{folder_name} recipes in {root / folder_name} are invalid"
+    return load_spec_folder(root, Path(folder_name), schema, headline)
 
 
 def pick_recipe(recipes: dict[str, R], name: str, kind: str) -> R:
