@@ -240,15 +240,15 @@ class FileData(Spec):
 # script-free repository to use instead. One entry per repository: (why, what to use).
 SCRIPT_ONLY_DATASETS: dict[str, tuple[str, str]] = {
     "bigbio/med_qa": (
-        "loading script med_qa.py; the parquet conversion PRs (#6, #7) were not merged",
+        "main has med_qa.py; its parquet conversion PRs #6 and #7 were not merged",
         "fzkuji/MedQA (its parquet conversion, same configs)",
     ),
     "bigbio/pubmed_qa": (
-        "loading script pubmed_qa.py; lm-evaluation-harness issue #3645",
+        "pubmed_qa.py; fails with datasets 5 in lm-evaluation-harness issues #3171 and #3645",
         "qiaojin/PubMedQA pqa_labeled with rows: the authors' 500 test PMIDs",
     ),
     "togethercomputer/RedPajama-Data-1T-Sample": (
-        "loading script RedPajama-Data-1T-Sample.py over its JSONL files",
+        "main has RedPajama-Data-1T-Sample.py over its JSONL files",
         "a parquet sample of RedPajama such as DKYoon/SlimPajama-6B",
     ),
 }
