@@ -235,6 +235,40 @@ class FileData(Spec):
     )
 
 
+# Hub datasets that only load through a loading script, which `datasets` >= 4 refuses ("Dataset
+# scripts are no longer supported"): a spec naming one is refused when it is validated, with the
+# script-free repository to use instead. One entry per repository: (why, what to use).
+SCRIPT_ONLY_DATASETS: dict[str, tuple[str, str]] = {
+    "bigbio/med_qa": (
+        "main has med_qa.py; its parquet conversion PRs #6 and #7 were not merged",
+        "fzkuji/MedQA (its parquet conversion, same configs)",
+    ),
+    "bigbio/pubmed_qa": (
+        "pubmed_qa.py; fails with datasets 5 in lm-evaluation-harness issues #3171 and #3645",
+        "qiaojin/PubMedQA pqa_labeled with rows: the authors' 500 test PMIDs",
+    ),
+    "togethercomputer/RedPajama-Data-1T-Sample": (
+        "main has RedPajama-Data-1T-Sample.py over its JSONL files",
+        "a parquet sample of RedPajama such as DKYoon/SlimPajama-6B",
+    ),
+}
+
+
+class RowSelection(Spec):
+    """The rows of a split whose id is (or is not) listed in a file: a split that a repository
+    ships merged with others, such as PubMedQA's 500 test items inside pqa_labeled's 1,000."""
+
+    field: str = Field(description="the record field that holds the id (PubMedQA: pubid)")
+    ids: str = Field(
+        description="JSON file of ids (a list, or an object keyed by id), relative to the YAML"
+    )
+    keep: Literal["listed", "unlisted"] = "listed"
+
+
+def _unset(value: object) -> bool:
+    return value is None
+
+
 class HubData(Spec):
     """Records from the Hugging Face hub through `datasets.load_dataset`."""
 
@@ -243,6 +277,27 @@ class HubData(Spec):
     config: str | None = None
     split: str
     revision: str | None = Field(None, description="pin a commit sha for reproducible results")
+    # the two below are left out of dumps when unset, so existing recipes keep their content hash
+    rows: RowSelection | None = Field(
+        None, description="keep only the rows listed (or not) in an id file", exclude_if=_unset
+    )
+    expected_items: int | None = Field(
+        None,
+        gt=0,
+        description="rows the split holds (after `rows`); `benchmarks validate --hub` checks it",
+        exclude_if=_unset,
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def _loads_without_a_script(cls, dataset: str) -> str:
+        if dataset in SCRIPT_ONLY_DATASETS:
+            why, instead = SCRIPT_ONLY_DATASETS[dataset]
+            raise ValueError(
+                f"{dataset} loads only through a dataset script, which the installed `datasets` "
+                f"refuses ({why}); use {instead}"
+            )
+        return dataset
 
 
 def _data_kind(value: object) -> str:

@@ -53,7 +53,7 @@ class YamlDocument:
         except ValidationError as exc:
             problems = []
             for error in exc.errors():
-                loc = [part for part in error["loc"] if not _is_union_tag(part)]
+                loc = _written_loc(self.data, error["loc"])
                 message = error["msg"]
                 if error["type"] == "extra_forbidden":
                     message = "unknown key (not in the schema; check the spelling)"
@@ -64,6 +64,22 @@ class YamlDocument:
 def _is_union_tag(part: int | str) -> bool:
     # pydantic puts the discriminator value ("hub", "local"...) into error locations
     return part in {"hub", "local", "adapter", "external", "embedded", "file"}
+
+
+def _written_loc(data: Any, loc: Sequence[int | str]) -> list[int | str]:
+    """`loc` without the discriminator values pydantic inserts; a key the file really has is
+    kept even when it is spelled like one (a benchmark's `hub:` block: hub.eval.hub.dataset)."""
+    kept: list[int | str] = []
+    node = data
+    for part in loc:
+        written = (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        )
+        if not written and _is_union_tag(part):
+            continue
+        kept.append(part)
+        node = node[part] if written else None  # type: ignore[index]
+    return kept
 
 
 def _child(node: yaml.Node | None, part: int | str) -> yaml.Node | None:

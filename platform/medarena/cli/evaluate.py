@@ -18,6 +18,7 @@ from rich.table import Table
 
 from medarena.cli.common import err, out, reports_errors
 from medarena.errors import Refused
+from medarena.evaluate.hub_check import SplitCount, check_counts, count_hub_items
 from medarena.evaluate.spec import BenchmarkTask, load_benchmarks
 from medarena.registry import find_workspace
 
@@ -61,9 +62,34 @@ def validate_benchmarks(workspace: str | None) -> dict[str, BenchmarkTask]:
 
 @benchmarks_app.command("validate")
 @reports_errors
-def benchmarks_validate(ctx: typer.Context) -> None:
-    """Check every spec, and that its bundled items load in its source format."""
-    validate_benchmarks(ctx.obj.workspace)
+def benchmarks_validate(
+    ctx: typer.Context,
+    hub: bool = typer.Option(
+        False,
+        "--hub",
+        help="Also load every hub split (network) and check its items against expected_items.",
+    ),
+) -> None:
+    """Check every spec, and that its bundled items load in its source format; with --hub,
+    also that every hub split loads and holds the items its spec expects."""
+    tasks = validate_benchmarks(ctx.obj.workspace)
+    if hub:
+        root = find_workspace(ctx.obj.workspace)
+        counts = count_hub_items(list(tasks.values()), root, on_split=print_split_count)
+        check_counts(counts, root)
+
+
+def print_split_count(count: SplitCount) -> None:
+    source = count.source
+    revision = (source.revision or "unpinned")[:12]
+    where = f"{source.dataset}@{revision} ({source.config or 'default'}, {source.split})"
+    if count.expected is None:
+        verdict, note = "ok", " (no expected_items in the spec)"
+    elif count.matches:
+        verdict, note = "ok", ""
+    else:
+        verdict, note = "mismatch", f", the spec expects {count.expected}"
+    out.print(f"{verdict}: {count.task.name} hub {count.split}: {where}: {count.items} items{note}")
 
 
 @reports_errors

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from medarena.errors import OperationFailed, Problem, ProblemsError
-from medarena.schemas import DataSource, FileData, HubData
+from medarena.schemas import DataSource, FileData, HubData, RowSelection
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ def read_records(source: DataSource, base_dir: Path) -> list[Record]:
     """Read every record of `source` (a relative path is relative to `base_dir`); raise
     ProblemsError with all malformed rows located."""
     if isinstance(source, HubData):
-        records = _read_hub(source)
+        records = _read_hub(source, base_dir)
         label = f"hub:{source.dataset}/{source.config or 'default'}:{source.split}"
     else:
         path = Path(source.path).expanduser()
@@ -186,10 +186,14 @@ def _read_parquet(path: Path) -> list[Record]:
     return [Record(row, str(path), None, index) for index, row in enumerate(rows)]
 
 
-def _read_hub(source: HubData) -> list[Record]:
+def _read_hub(source: HubData, base_dir: Path) -> list[Record]:
+    """The split's rows at the pinned revision; with `rows`, only those selected by id (their
+    index stays the row's place in the split, so a problem names the hub's row)."""
     import datasets
 
     label = f"hub:{source.dataset}:{source.split}"
+    rows = source.rows
+    listed = _listed_ids(rows, base_dir) if rows is not None else set()  # before any download
     try:
         dataset = datasets.load_dataset(
             source.dataset, source.config, split=source.split, revision=source.revision
@@ -199,4 +203,26 @@ def _read_hub(source: HubData) -> list[Record]:
         raise ProblemsError([problem], "hub dataset not found") from exc
     except OSError as exc:  # no network, a broken download
         raise OperationFailed(f"cannot read {label} from the hub: {exc}") from exc
-    return [Record(dict(row), label, None, index) for index, row in enumerate(dataset)]
+    records = [Record(dict(row), label, None, index) for index, row in enumerate(dataset)]
+    if rows is None:
+        return records
+    keep = rows.keep == "listed"
+    return [record for record in records if (str(record.data.get(rows.field)) in listed) == keep]
+
+
+def _listed_ids(rows: RowSelection, base_dir: Path) -> set[str]:
+    """The ids named by `rows.ids`: a JSON list, or the keys of a JSON object (PubMedQA's
+    test_ground_truth.json maps each PMID to its label)."""
+    path = Path(rows.ids).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    if not path.is_file():
+        raise ProblemsError([Problem(str(path), None, "rows.ids", "file not found")], "missing ids")
+    try:
+        value = json.loads(read_utf8(path))
+    except json.JSONDecodeError as exc:
+        problem = Problem(str(path), exc.lineno, "rows.ids", f"malformed JSON: {exc.msg}")
+        raise ProblemsError([problem], "malformed ids file") from None
+    if not isinstance(value, (list, dict)) or not value:
+        problem = Problem(str(path), None, "rows.ids", "expected a non-empty list or object")
+        raise ProblemsError([problem], "malformed ids file")
+    return {str(identifier) for identifier in value}
