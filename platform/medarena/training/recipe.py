@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from medarena.errors import Problem, ProblemsError, UnknownName
 from medarena.registry import find_workspace
 from medarena.schemas import Name, Spec
+from medarena.value_provenance import Gap, Provenance, provenance_gaps
 from medarena.yaml_source import read_spec
 
 
@@ -70,10 +71,20 @@ class TrainingRecipe(Spec):
     overrides: dict[str, Overrides] = Field(
         default_factory=dict, description="per registry variant"
     )
+    provenance: Provenance = Field(
+        default_factory=dict,
+        description="where each value comes from: field path -> {source: ...} or "
+        "{medarena: reason}; when given, every value must be marked",
+    )
 
     def content_hash(self) -> str:
-        """sha256 of the recipe's validated content (what the run was trained with)."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        """sha256 of the recipe's validated content (what the run was trained with). The
+        provenance documents the values without changing them, so it is left out."""
+        content = self.model_dump_json(exclude={"provenance"})
+        return hashlib.sha256(content.encode()).hexdigest()
+
+    def provenance_gaps(self) -> list[Gap]:
+        return provenance_gaps(self, self.provenance)
 
     def published_tokens(self) -> int:
         """Tokens of the paper's full run, where the recipe states them (0: unknown)."""
@@ -99,9 +110,14 @@ def load_recipe_folder(
     recipes: dict[str, R] = {}
     problems: list[Problem] = []
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-        _, recipe, found = read_spec(path, str(path.relative_to(root)), schema)
+        shown = str(path.relative_to(root))
+        document, recipe, found = read_spec(path, shown, schema)
         problems += found
-        if recipe is not None:
+        if document is not None and recipe is not None:
+            problems += [
+                Problem(shown, document.line_of(gap.loc), gap.field, gap.message)
+                for gap in recipe.provenance_gaps()  # type: ignore[attr-defined]
+            ]
             recipes[recipe.name] = recipe  # type: ignore[attr-defined]
     if problems:
         raise ProblemsError(problems, headline=f"{folder_name} recipes in {folder} are invalid")
