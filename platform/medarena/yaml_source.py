@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -195,16 +195,26 @@ def write_atomic(path: Path, text: str, *, exclusive: bool = False) -> None:
 S = TypeVar("S", bound=BaseModel)
 
 
-def load_spec_folder(root: Path, folder: Path, schema: type[S], headline: str) -> dict[str, S]:
+def load_spec_folder(
+    root: Path,
+    folder: Path,
+    schema: type[S],
+    headline: str,
+    *,
+    check: Callable[[YamlDocument, S], list[Problem]] | None = None,
+) -> dict[str, S]:
     """Every named spec in `root / folder` (*.yaml), by name; ProblemsError lists ALL problems
-    of all files (`headline` introduces them). A missing folder holds no spec."""
+    of all files (`headline` introduces them), with those `check` finds in a valid spec. A
+    missing folder holds no spec."""
     specs: dict[str, S] = {}
     problems: list[Problem] = []
     directory = root / folder
     for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
-        _, spec, found = read_spec(path, str(path.relative_to(root)), schema)
+        document, spec, found = read_spec(path, str(path.relative_to(root)), schema)
         problems += found
         if spec is not None:
+            if check is not None and document is not None:
+                problems += check(document, spec)  # type: ignore[arg-type]
             specs[spec.name] = spec  # type: ignore[attr-defined]
     if problems:
         raise ProblemsError(problems, headline=headline)

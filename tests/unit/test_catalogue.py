@@ -1,5 +1,7 @@
 """The shipped catalogue: every YAML loads, and the facts the platform relies on are there."""
 
+import re
+
 import pytest
 
 from medarena.errors import Refused
@@ -72,6 +74,14 @@ def test_seventy_b_models_declare_tensor_parallelism():
     for entry in REGISTRY.variants.values():
         if entry.variant.params_b > 60:
             assert entry.variant.tensor_parallel >= 4, entry.variant.name
+
+
+def test_readme_states_the_registry_tensor_parallel_size():
+    variants = [entry.variant for entry in REGISTRY.variants.values()]
+    sizes = {variant.tensor_parallel for variant in variants if variant.params_b > 60}
+    readme = " ".join((REPO / "README.md").read_text().split())
+    stated = re.search(r"tensor-parallel size \((\d+) for the 70B models\)", readme)
+    assert stated is not None and {int(stated.group(1))} == sizes
 
 
 def test_hardware_profiles():

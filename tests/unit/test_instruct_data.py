@@ -22,7 +22,7 @@ from medarena.instruct.data import (
     to_template_roles,
 )
 from medarena.instruct.encode import IGNORE, encode, reply_spans
-from medarena.instruct.prepare import check_targets
+from medarena.instruct.prepare import check_targets, count_examples
 from medarena.instruct.recipe import InstructRecipe, LoraSettings, load_recipes
 from medarena.registry import load_registry
 from tests.conftest import REPO
@@ -124,16 +124,44 @@ def test_answers_use_the_explanation_for_chain_of_thought():
     assert answer_text(item, chain_of_thought=True) == "Because y.\nThe answer is (B)."
     assert answer_text(item, chain_of_thought=False) == "The answer is (B)."
     words = Item("2", {}, ("yes", "no", "maybe"), ("yes", "no", "maybe"), gold=2)
-    assert answer_text(words, chain_of_thought=True) == "The answer is maybe."
+    assert answer_text(words, chain_of_thought=False) == "The answer is maybe."
+
+
+def test_chain_of_thought_reads_the_explanations_and_is_refused_without_them():
+    medmcqa = read_source(_source(format="benchmark", task="medmcqa", chain_of_thought=True), REPO)
+    record = json.loads((REPO / "benchmarks/samples/medmcqa/train.jsonl").open().readline())
+    reasoning, statement = medmcqa[0].messages[1]["content"].rsplit("\n", 1)
+    assert reasoning == record["exp"].strip()
+    assert statement == f"The answer is ({'ABCD'[record['cop']]})."
+    # MedQA carries no explanations: asking for chain of thought is refused, not dropped
+    medqa = _source(name="medqa", format="benchmark", task="medqa_5options", chain_of_thought=True)
+    refused = r"'medqa': chain_of_thought is true, but 8 of 8 medqa_5options train items"
+    with pytest.raises(Refused, match=refused):
+        read_source(medqa, REPO)
+    recipe = InstructRecipe.model_validate({**yaml_recipe_fields(), "data": [medqa]})
+    unusable = "instruction data of recipe 'tiny-demo' is unusable"
+    with pytest.raises(ProblemsError, match=unusable) as caught:
+        count_examples(recipe, MEDITRON, REPO)
+    [problem] = caught.value.problems
+    assert problem.file == "instruct/tiny-demo.yaml: data[medqa]"
+    assert "set chain_of_thought: false" in problem.message
+    with pytest.raises(ValidationError, match="`chain_of_thought` is for benchmark sources"):
+        _source(format="alpaca", data={"path": "a.jsonl"}, chain_of_thought=True)
 
 
 def test_roles_map_onto_the_template_and_a_missing_role_is_refused():
     conversation = Conversation(
         ({"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}), "f.jsonl:4"
     )
+    # Meditron's fine-tuning data has no system turn, so its template adds none by default
     mapped = to_template_roles(conversation, MEDITRON, None)
+    assert MEDITRON.default_system is None
+    assert [m["role"] for m in mapped] == ["question", "answer"]
+    mapped = to_template_roles(conversation, MEDITRON, "Be brief.")
     assert [m["role"] for m in mapped] == ["system", "question", "answer"]
-    assert mapped[0]["content"] == MEDITRON.default_system
+    assert mapped[0]["content"] == "Be brief."
+    with_default = MEDITRON.model_copy(update={"default_system": "Answer."})
+    assert to_template_roles(conversation, with_default, None)[0]["content"] == "Answer."
     no_system = MEDITRON.model_copy(update={"roles": ["question", "answer"]})
     with_system = Conversation(({"role": "system", "content": "S"}, *conversation.messages), "x:9")
     with pytest.raises(Refused, match=r"x:9: a 'system' message.*\['question', 'answer'\]"):

@@ -42,7 +42,7 @@ class Conversation:
 class InstructSource(Spec):
     """One instruction dataset: records (`data`, a path relative to instruct/ or a hub dataset)
     or a benchmark `task` whose train split is used, read by its `format`. `chain_of_thought`:
-    benchmark answers give the dataset's explanation first when it has one."""
+    benchmark answers give the dataset's explanation first (refused for data without one)."""
 
     name: Name
     format: Name = Field(
@@ -50,7 +50,7 @@ class InstructSource(Spec):
     )
     data: DataSource | None = Field(None, description="the records (alpaca, chat)")
     task: Name | None = Field(None, description="benchmark task whose train split is used")
-    chain_of_thought: bool = True
+    chain_of_thought: bool = False
     limit: int | None = Field(None, gt=0, description="first N records only")
     repeat: int = Field(
         1, ge=1, description="each record this many times per epoch (upsamples a small source)"
@@ -74,6 +74,11 @@ class InstructSource(Spec):
         if reads == "data" and self.task is not None:
             raise ValueError(
                 f"`task` is only for sources that read a benchmark task, not {self.format}"
+            )
+        if reads == "data" and self.chain_of_thought:
+            raise ValueError(
+                f"`chain_of_thought` is for benchmark sources (explanations before the answer); "
+                f"a {self.format} source's replies are used as written"
             )
         return self
 
@@ -181,6 +186,8 @@ def _benchmark(source: InstructSource, root: Path) -> list[Conversation]:
 
     (task,) = select_tasks(load_benchmarks(root), [str(source.task)])
     items = train_items(task, root)[: source.limit]
+    if source.chain_of_thought:
+        _refuse_missing_explanations(source, task.name, items)
     settings = PromptSettings(mode="generate")
     conversations = []
     for item in items:
@@ -198,15 +205,28 @@ def _benchmark(source: InstructSource, root: Path) -> list[Conversation]:
 INSTRUCTION_FORMATS.register("benchmark", InstructionFormat(_benchmark, reads="task"))
 
 
+def _refuse_missing_explanations(source: InstructSource, task: str, items: list[Any]) -> None:
+    """Chain of thought needs the dataset's explanation for every item: answering some items
+    without one would quietly train a different format than the recipe asks for."""
+    missing = [item.id for item in items if not (item.explanation or "").strip()]
+    if missing:
+        examples = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise Refused(
+            f"source {source.name!r}: chain_of_thought is true, but {len(missing)} of "
+            f"{len(items)} {task} train items have no explanation to reason from ({examples}); "
+            "set chain_of_thought: false, or use data that carries explanations"
+        )
+
+
 def answer_text(item: Any, chain_of_thought: bool) -> str:
     """What the model should write: the reference summary, or a statement the evaluation's
     answer extraction reads ("The answer is (B)." / "The answer is yes."), after the dataset's
-    explanation when there is one."""
+    explanation with `chain_of_thought` (the caller checked that there is one)."""
     if item.gold is None:
         return item.reference or ""
     label = item.choices[item.gold].strip()
     statement = f"The answer is ({label})." if len(label) == 1 else f"The answer is {label}."
-    if chain_of_thought and item.explanation:
+    if chain_of_thought:
         return f"{item.explanation.strip()}\n{statement}"
     return statement
 

@@ -9,10 +9,11 @@ from typing import Literal, TypeVar
 
 from pydantic import Field, model_validator
 
-from medarena.errors import UnknownName
+from medarena.errors import Problem, UnknownName
 from medarena.registry import find_workspace
 from medarena.schemas import Name, Spec
-from medarena.yaml_source import load_spec_folder
+from medarena.value_provenance import Gap, Provenance, provenance_gaps
+from medarena.yaml_source import YamlDocument, load_spec_folder
 
 
 class Optimizer(Spec):
@@ -70,10 +71,20 @@ class TrainingRecipe(Spec):
     overrides: dict[str, Overrides] = Field(
         default_factory=dict, description="per registry variant"
     )
+    provenance: Provenance = Field(
+        default_factory=dict,
+        description="where each value comes from: field path -> {source: ...} or "
+        "{medarena: reason}; when given, every value must be marked",
+    )
 
     def content_hash(self) -> str:
-        """sha256 of the recipe's validated content (what the run was trained with)."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        """sha256 of the recipe's validated content (what the run was trained with). The
+        provenance documents the values without changing them, so it is left out."""
+        content = self.model_dump_json(exclude={"provenance"})
+        return hashlib.sha256(content.encode()).hexdigest()
+
+    def provenance_gaps(self) -> list[Gap]:
+        return provenance_gaps(self, self.provenance)
 
     def published_tokens(self) -> int:
         """Tokens of the paper's full run, where the recipe states them (0: unknown)."""
@@ -96,7 +107,15 @@ def load_recipe_folder(
     """Every recipe under <workspace>/<folder_name>/; raises ProblemsError listing ALL problems."""
     root = find_workspace(workspace)
     headline = f"{folder_name} recipes in {root / folder_name} are invalid"
-    return load_spec_folder(root, Path(folder_name), schema, headline)
+    return load_spec_folder(root, Path(folder_name), schema, headline, check=_provenance_problems)
+
+
+def _provenance_problems(document: YamlDocument, recipe: TrainingRecipe) -> list[Problem]:
+    """Every value without a source or a medarena mark, at its line."""
+    return [
+        Problem(document.path, document.line_of(gap.loc), gap.field, gap.message)
+        for gap in recipe.provenance_gaps()
+    ]
 
 
 def pick_recipe(recipes: dict[str, R], name: str, kind: str) -> R:
