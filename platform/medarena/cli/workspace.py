@@ -31,6 +31,9 @@ def validate(ctx: typer.Context) -> None:
     tuning = load_instruct_recipes(ctx.obj.workspace)
     check_names(tuning, set(registry.chat_templates), set(tasks))
     out.print(f"ok: {len(tuning)} instruction-tuning recipes ({', '.join(sorted(tuning))})")
+    if not tasks:  # a workspace of models only: nothing to map published results onto
+        out.print("no benchmark specs: published results not checked against tasks and protocols")
+        return
     protocols = load_protocols(registry.root)
     for protocol in protocols.values():
         check_tasks(protocol, tasks)
