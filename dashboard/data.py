@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 from lineage import lineage_rows
 
-from medarena.compare import Comparison, compare_variants
+from medarena.compare import Comparison, beside_measured, compare_variants
 from medarena.errors import StoreError
 from medarena.results import Prediction, QueryResult, RunMetric, TrainingStep, VariantInfo
 from medarena.store import Store, queries, run_readonly_query
@@ -117,7 +117,13 @@ def leaderboard(url: str, metric: str) -> pd.DataFrame:
     """Latest completed run per variant x task x setting, then published results: `source` is
     "measured" or "published" (then `reference` cites the paper or card), with each variant's
     family and size."""
-    frame = _rows(_store(url).leaderboard(metric), _LEADERBOARD_COLUMNS)
+    rows = _store(url).leaderboard(metric)
+    measured_rows = [row for row in rows if row.source == MEASURED]
+    frame = _rows(rows, _LEADERBOARD_COLUMNS)
+    # a published value stands beside a measured one only under the same protocol
+    frame["beside_measured"] = [
+        "" if row.source == MEASURED else beside_measured(row, measured_rows) for row in rows
+    ]
     measured = frame["source"] == MEASURED
     frame["reference"] = frame["source"].where(~measured, "")
     frame["source"] = [MEASURED if m else PUBLISHED for m in measured]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from medarena.compare import bootstrap_ci
 from medarena.registry import add_family, load_registry
@@ -33,6 +34,17 @@ OLD_BASE_CORRECT = [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
 ROUGE_L = {BASE: [0.20, 0.30, 0.25, 0.10], PRETRAINED: [0.40, 0.35, 0.20, 0.30]}
 BERTSCORE = {BASE: [0.80, 0.82, 0.81, 0.79], PRETRAINED: [0.85, 0.86, 0.80, 0.84]}
 STEPS = [TrainingStep(s, 4.0 / s, lr=1e-3 * s, tokens_per_s=1000.0 + s) for s in range(1, 6)]
+# published results of the base model: one under the protocol its measured runs follow
+# (lm-eval: letter log-likelihood, 0-shot), one under another (generate); the settings a measured
+# run needs, as medarena.evaluate.protocol computes them at sync
+PUBLISHED = {
+    "fixture-same": {"protocol": "lm-eval", "value": 0.40},
+    "fixture-other": {"protocol": "me-llama-zeroshot", "value": 0.60},
+}
+PUBLISHED_EXPECTATIONS = {
+    (BASE, QA_TASK, "lm-eval"): ("loglik", 0),
+    (BASE, QA_TASK, "me-llama-zeroshot"): ("generate", 0),
+}
 # one report of each verdict (what `medarena reproduce` stores)
 REPRODUCTIONS = [
     Reproduction(
@@ -166,9 +178,13 @@ def seed_database(root: Path) -> str:
         ],
     }
     add_family(load_registry(root), ModelFamily.model_validate(child))
+    for name, result in PUBLISHED.items():
+        row = {"variant": BASE, "task": QA_TASK, "metric": "acc", "shots": 0, **result}
+        card = {"source": name, "url": "https://example.org", "results": [row | {"setting": name}]}
+        (root / "models" / "reference" / f"{name}.yaml").write_text(yaml.safe_dump(card))
     url = f"sqlite:///{root / 'seeded.db'}"
     with Store(url) as store:
-        store.sync_registry(load_registry(root))
+        store.sync_registry(load_registry(root), PUBLISHED_EXPECTATIONS)
         training = store.create_training_run(
             kind="pretrain",
             recipe_name="tiny-demo",

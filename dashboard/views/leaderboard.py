@@ -5,6 +5,7 @@ from __future__ import annotations
 import common
 import data
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 
@@ -40,17 +41,63 @@ def render(url: str) -> None:
         "Click a column header to sort."
     )
     st.subheader(f"{metric}: models x tasks")
+    st.plotly_chart(chart(shown, metric), key="lb_chart")
     table = pivot(shown)
     numbers = {task: NUMBER for task in table.columns if task not in PIVOT_INDEX}
     st.dataframe(table, hide_index=True, column_config=numbers, key="lb_pivot")
     st.subheader("With confidence intervals")
     columns = ["variant", "family", "params_b", "task", "setting", "value", "ci_low", "ci_high"]
     st.dataframe(
-        shown[[*columns, "n", "source", "protocol", "shots", "unmapped", "reference"]],
+        shown[
+            [
+                *columns,
+                "n",
+                "source",
+                "protocol",
+                "shots",
+                "beside_measured",
+                "unmapped",
+                "reference",
+            ]
+        ],
         hide_index=True,
         column_config={"value": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER},
         key="lb_long",
     )
+
+
+def chart(frame: pd.DataFrame, metric: str) -> go.Figure:
+    """Measured values as bars with their 95% CIs, published ones as diamonds (labelled with
+    their protocol), grouped by task."""
+    figure = go.Figure()
+    measured = frame[frame["source"] == data.MEASURED]
+    for label, group in measured.groupby(measured["variant"] + " (" + measured["setting"] + ")"):
+        figure.add_trace(
+            go.Bar(
+                name=label,
+                x=group["task"],
+                y=group["value"],
+                error_y={
+                    "type": "data",
+                    "array": (group["ci_high"] - group["value"]).fillna(0),
+                    "arrayminus": (group["value"] - group["ci_low"]).fillna(0),
+                },
+            )
+        )
+    published = frame[frame["source"] == data.PUBLISHED]
+    labels = published["variant"] + " (published, " + published["protocol"].fillna("?") + ")"
+    for label, group in published.groupby(labels):
+        figure.add_trace(
+            go.Scatter(
+                name=label,
+                x=group["task"],
+                y=group["value"],
+                mode="markers",
+                marker={"symbol": "diamond", "size": 11},
+            )
+        )
+    figure.update_layout(barmode="group", yaxis_title=metric, height=380, margin={"t": 20})
+    return figure
 
 
 PIVOT_INDEX = ["variant", "source", "setting", "reference"]

@@ -6,6 +6,7 @@ results without importing the SQL layer. The store (`medarena.store`) maps them 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -141,6 +142,9 @@ class LeaderboardRow:
     # published results: the preset protocol, or how it was obtained in words
     protocol: str | None = None
     unmapped: str | None = None  # why the published task is no benchmark spec
+    # the setting a measured run needs to stand beside this published one (None: unknown)
+    expected_mode: str | None = None
+    expected_shots: int | None = None
 
 
 @dataclass(frozen=True)
@@ -229,3 +233,8 @@ class Reproduction:
     @property
     def difference(self) -> float | None:
         return None if self.measured is None else self.measured - self.published
+
+
+# (variant, task, protocol) -> (scoring-mode key, shots) a measured run needs to stand beside a
+# published result obtained under that protocol (computed by medarena.evaluate.protocol)
+Expectations = Mapping[tuple[str, str, str | None], tuple[str, int]]

@@ -293,3 +293,25 @@ def test_reproductions_view_shows_each_verdict_and_its_mismatches(seeded, open_a
     row = table.set_index("source").loc["card C"]
     assert row["verdict"] == "not comparable"
     assert row["mismatches"] == "items: the test split has 1273, measured on 12"
+
+
+def test_leaderboard_puts_published_beside_measured_only_under_the_same_protocol(seeded, open_app):
+    _, url = seeded
+    app = open_app(url)
+    assert not errors(app)
+    long = app.dataframe[1].value.set_index("reference")
+    (base,) = latest(url, "acc", QA_TASK)[BASE][:1]
+    assert long.loc["fixture-same", "beside_measured"].startswith(
+        f"same protocol: measured {base:.3f}"
+    )
+    assert long.loc["fixture-other", "beside_measured"] == (
+        "not comparable: published under me-llama-zeroshot (generate 0-shot); "
+        "measured loglik 0-shot"
+    )
+    # the chart: measured as bars with CI bars, published as labelled diamonds
+    (chart,) = app.get("plotly_chart")
+    shown = [Trace(trace) for trace in json.loads(chart.proto.spec)["data"]]
+    assert {t.type for t in shown} == {"bar", "scatter"}
+    names = {t.name for t in shown if t.type == "scatter"}
+    assert f"{BASE} (published, lm-eval)" in names
+    assert all(t.error_y.type == "data" for t in shown if t.type == "bar")

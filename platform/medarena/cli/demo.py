@@ -41,6 +41,7 @@ def demo(ctx: typer.Context) -> None:
     on the bundled instruction samples, evaluate all three on every bundled benchmark in every
     scoring mode, and summarise. Run twice, it reuses what is already built, trained and
     evaluated."""
+    from medarena.evaluate.protocol import sync_registry
     from medarena.tiny import build_embedded
 
     registry: Registry = ctx.obj.registry()
@@ -55,7 +56,7 @@ def demo(ctx: typer.Context) -> None:
             f"{build.vocab_size}, weights sha256 {build.weights_sha256[:12]} at {build.path}"
         )
     with ctx.obj.store() as store:
-        report = store.sync_registry(registry)
+        report = sync_registry(store, registry)
     out.print(
         f"[2/7] database {db_url}: {report.families} families, "
         f"{report.variants} variants, {report.reference_results} published results"

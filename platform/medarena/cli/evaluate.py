@@ -265,11 +265,11 @@ def results(
         rows = [row for row in rows if row.task == task]
     measured = [row for row in rows if row.source == "measured"]
     published = [row for row in rows if row.source != "measured"]
+    from medarena.compare import beside_measured
+
     if as_json:
-        beside = _beside(ctx, published, measured)
         data = [vars(row) for row in measured] + [
-            {**vars(row), "beside_measured": text}
-            for row, text in zip(published, beside, strict=True)
+            {**vars(row), "beside_measured": beside_measured(row, measured)} for row in published
         ]
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
@@ -288,37 +288,24 @@ def results(
         )
     out.print(table if measured else f"no measured {metric} yet: run `medarena eval`")
     if published:
-        out.print(_published_table(ctx, metric, published, measured))
+        out.print(_published_table(metric, published, measured))
 
 
-def _published_table(ctx: typer.Context, metric: str, published: list, measured: list) -> Table:
+def _published_table(metric: str, published: list, measured: list) -> Table:
     """Published values with their protocol and how each stands beside the measured ones."""
+    from medarena.compare import beside_measured
+
     table = Table(title=f"published {metric} (reference results, not measured here)")
     for column in ("task", "model", "protocol", "shots", metric, "beside measured", "source"):
         table.add_column(column)
-    for row, beside in zip(published, _beside(ctx, published, measured), strict=True):
+    for row in published:
         table.add_row(
             row.task,
             row.variant,
             row.protocol or "-",
             "unknown" if row.shots is None else str(row.shots),
             f"{row.value:.3f}",
-            beside,
+            beside_measured(row, measured),
             row.source,
         )
     return table
-
-
-def _beside(ctx: typer.Context, published: list, measured: list) -> list[str]:
-    """For each published row: the measured value under the same protocol, or the difference
-    in words."""
-    from medarena.evaluate.protocol import beside_measured, load_protocols
-
-    registry = ctx.obj.registry()
-    protocols = load_protocols(registry.root)
-    return [
-        beside_measured(row, measured, protocols, registry.variants[row.variant])
-        if row.variant in registry.variants
-        else "-"
-        for row in published
-    ]

@@ -243,9 +243,11 @@ def _family_from_flags(flags: dict[str, Any]) -> Any:
 @reports_errors
 def models_sync(ctx: typer.Context) -> None:
     """Copy the registry into the database so SQL queries can join on it."""
+    from medarena.evaluate.protocol import sync_registry
+
     registry = ctx.obj.registry()
     with ctx.obj.store() as store:
-        report = store.sync_registry(registry)
+        report = sync_registry(store, registry)
     out.print(
         f"synced {report.families} families, {report.variants} variants, "
         f"{report.reference_results} published results into {ctx.obj.db_url()}"

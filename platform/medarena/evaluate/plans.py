@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from medarena.errors import Refused
+from medarena.evaluate.protocol import sync_registry
 from medarena.evaluate.runner import EvalOptions, EvalOutcome, TaskData, evaluate, load_task_data
 from medarena.evaluate.spec import BenchmarkTask, load_benchmarks, select_tasks
 from medarena.registry import Registry, VariantEntry
@@ -142,7 +143,7 @@ def run_plans(
     task_data_key."""
     from medarena.evaluate.engines import engine_class, load_engine
 
-    store.sync_registry(registry)
+    sync_registry(store, registry)
     outcomes = []
     for entry in entries:
         loaded: list[Any] = []

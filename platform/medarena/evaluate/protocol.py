@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -20,9 +20,8 @@ from medarena.errors import Problem, ProblemsError, Refused, UnknownName
 from medarena.evaluate.runner import EvalOptions
 from medarena.evaluate.spec import BenchmarkTask, Generation
 from medarena.registry import Registry, VariantEntry, find_workspace
-from medarena.results import LeaderboardRow
+from medarena.results import Expectations
 from medarena.schemas import Name, Spec
-from medarena.store.queries import format_ci
 from medarena.yaml_source import load_spec_folder
 
 PROTOCOLS_DIR = Path("benchmarks") / "protocols"
@@ -227,31 +226,22 @@ def expected_setting(
     return SCORING_MODES.get(entry.mode).key(options), shots_for(protocol, entry, variant)
 
 
-def beside_measured(
-    published: LeaderboardRow,
-    measured: list[LeaderboardRow],
-    protocols: dict[str, Protocol],
-    variant: VariantEntry,
-) -> str:
-    """How a published value may stand beside the variant's measured ones on its task: the
-    measured value under the same protocol, or the difference said in words."""
-    mine = [
-        row for row in measured if row.variant == published.variant and row.task == published.task
-    ]
-    if published.unmapped:
-        return f"not comparable: {published.unmapped}"
-    if not mine:
-        return "not measured here"
-    settings = ", ".join(sorted({f"{row.scoring_mode} {row.shots}-shot" for row in mine}))
-    protocol = protocols.get(published.protocol or "")
-    entry = protocol.entry(published.task) if protocol else None
-    if protocol is None or entry is None:
-        return f"not comparable: published {published.protocol}; measured {settings}"
-    mode, shots = expected_setting(protocol, entry, variant)
-    same = [row for row in mine if row.scoring_mode == mode and row.shots == shots]
-    if not same:
-        return (
-            f"not comparable: published under {protocol.name} ({mode} {shots}-shot); "
-            f"measured {settings}"
-        )
-    return f"same protocol: measured {format_ci(same[0])} (run {same[0].run_id})"
+def expectations(registry: Registry, protocols: dict[str, Protocol]) -> Expectations:
+    """For every published result under a preset protocol that has its task: the setting a
+    measured run of that variant needs to stand beside it."""
+    found: dict[tuple[str, str, str | None], tuple[str, int]] = {}
+    for reference in registry.references.values():
+        for result in reference.results:
+            protocol = protocols.get(result.protocol or "")
+            entry = protocol.entry(result.task) if protocol else None
+            variant = registry.variants.get(result.variant)
+            if protocol is not None and entry is not None and variant is not None:
+                key = (result.variant, result.task, result.protocol)
+                found[key] = expected_setting(protocol, entry, variant)
+    return found
+
+
+def sync_registry(store: Any, registry: Registry) -> Any:
+    """Mirror the registry into the store with each published result's expected setting (from
+    the workspace's protocols, if it has any). Returns the store's SyncReport."""
+    return store.sync_registry(registry, expectations(registry, load_protocols(registry.root)))

@@ -16,6 +16,7 @@ from medarena.registry import Registry
 from medarena.results import (
     EvalRun,
     EvalRunSpec,
+    Expectations,
     MetricValue,
     Prediction,
     Reproduction,
@@ -88,8 +89,12 @@ class Store(StoreReader):
 
     # ------------------------------------------------------------------------- registry sync
 
-    def sync_registry(self, registry: Registry) -> SyncReport:
+    def sync_registry(
+        self, registry: Registry, expectations: Expectations | None = None
+    ) -> SyncReport:
         """Mirror families, variants and published results into SQL so queries can join them.
+        `expectations`: (variant, task, protocol) -> (scoring-mode key, shots) a measured run
+        needs to stand beside a published result (medarena.evaluate.protocol computes them).
 
         Variants that left the YAML are kept (their results stay meaningful) but flagged
         `in_registry = 0`. Two processes syncing a new database at once both find a name
@@ -98,13 +103,13 @@ class Store(StoreReader):
         """
         for attempt in range(3):
             try:
-                return self._sync_registry(registry)
+                return self._sync_registry(registry, expectations or {})
             except IntegrityError:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def _sync_registry(self, registry: Registry) -> SyncReport:
+    def _sync_registry(self, registry: Registry, expectations: Expectations) -> SyncReport:
         with self._session() as session:
             family_ids = {
                 family.name: self._upsert_family(session, family)
@@ -124,7 +129,7 @@ class Store(StoreReader):
             ).all()
             for row in retired:
                 row.in_registry = False
-            references = self._sync_references(session, registry, variant_ids)
+            references = self._sync_references(session, registry, variant_ids, expectations)
         return SyncReport(len(family_ids), len(variant_ids), references, [r.name for r in retired])
 
     @staticmethod
@@ -176,7 +181,12 @@ class Store(StoreReader):
         return row.id
 
     @staticmethod
-    def _sync_references(session: Session, registry: Registry, variant_ids: dict[str, int]) -> int:
+    def _sync_references(
+        session: Session,
+        registry: Registry,
+        variant_ids: dict[str, int],
+        expectations: Expectations,
+    ) -> int:
         # published results are replaced wholesale per source file: the YAML is the truth
         count = 0
         for key, reference in registry.references.items():
@@ -186,6 +196,8 @@ class Store(StoreReader):
                 session.delete(row)
             session.flush()
             for result in reference.results:
+                expected = expectations.get((result.variant, result.task, result.protocol))
+                expected_mode, expected_shots = expected or (None, None)
                 session.add(
                     ReferenceResultRow(
                         variant_id=variant_ids[result.variant],
@@ -199,6 +211,8 @@ class Store(StoreReader):
                         items=result.items,
                         split=result.split,
                         unmapped=result.unmapped,
+                        expected_mode=expected_mode,
+                        expected_shots=expected_shots,
                         source_key=key,
                         source=reference.source,
                         url=reference.url,

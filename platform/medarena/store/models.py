@@ -107,6 +107,10 @@ class ReferenceResultRow(Base):
     items: Mapped[int | None] = mapped_column(Integer)
     split: Mapped[str | None] = mapped_column(String(50))
     unmapped: Mapped[str | None] = mapped_column(Text)  # why `task` is no benchmark spec
+    # the setting a measured run needs to stand beside it (its preset protocol's scoring-mode
+    # key and shots for this variant), filled at sync; NULL when no preset applies
+    expected_mode: Mapped[str | None] = mapped_column(String(30))
+    expected_shots: Mapped[int | None] = mapped_column(Integer)
 
 
 class ReproductionRow(Base):

@@ -368,6 +368,8 @@ class StoreReader:
                 ref.source,
                 protocol=ref.protocol or ref.other_protocol,
                 unmapped=ref.unmapped,
+                expected_mode=ref.expected_mode,
+                expected_shots=ref.expected_shots,
             )
             for ref, variant, family in session.execute(query)
         ]

@@ -364,10 +364,11 @@ def _start_run(
 ) -> RunContract:
     """Record the training run in the store; returns the contract the ranks read (the plan,
     the recipe's optimizer / schedule / seed, where the base is, plus `settings`)."""
+    from medarena.evaluate.protocol import sync_registry
     from medarena.store import Store
 
     with Store(db_url) as store:
-        store.sync_registry(registry)
+        sync_registry(store, registry)
         record = store.create_training_run(
             kind=kind,
             recipe_name=recipe.name,
@@ -457,6 +458,7 @@ def register_outputs(registry: Registry, prepared: PreparedRun) -> FinishedRun:
     """Register what the run produced as a new family in the workspace's generated layer
     (.medarena/models/), link it in the store and close the run. Pretraining produces one
     model; instruction tuning the merged model and its adapter."""
+    from medarena.evaluate.protocol import sync_registry
     from medarena.store import Store
 
     contract = prepared.contract
@@ -470,7 +472,7 @@ def register_outputs(registry: Registry, prepared: PreparedRun) -> FinishedRun:
         what = "LoRA instruction tuning"
     _register_family(registry, contract, prepared.name, variants, what)
     with Store(contract.db_url) as store:
-        store.sync_registry(load_registry(registry.root))
+        sync_registry(store, load_registry(registry.root))
         done = store.finish_training_run(
             contract.training_run_id,
             status="completed",

@@ -1,5 +1,6 @@
 """Published results carry their protocol (a preset or one named in words), item count, split
-and, for a task that is no benchmark spec, the reason; `reproductions` keeps every
+and, for a task that is no benchmark spec, the reason, plus the setting a measured run needs to
+stand beside them (filled at sync from the protocol); `reproductions` keeps every
 `medarena reproduce` report (published vs measured under the same protocol).
 
 Revision ID: 0006
@@ -23,6 +24,8 @@ NEW_REFERENCE_COLUMNS = (
     sa.Column("items", sa.Integer(), nullable=True),
     sa.Column("split", sa.String(length=50), nullable=True),
     sa.Column("unmapped", sa.Text(), nullable=True),
+    sa.Column("expected_mode", sa.String(length=30), nullable=True),
+    sa.Column("expected_shots", sa.Integer(), nullable=True),
 )
 
 
