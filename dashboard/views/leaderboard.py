@@ -43,8 +43,10 @@ def render(url: str) -> None:
     st.subheader(f"{metric}: models x tasks")
     st.plotly_chart(chart(shown, metric), key="lb_chart")
     table = pivot(shown)
-    numbers = {task: NUMBER for task in table.columns if task not in PIVOT_INDEX}
-    st.dataframe(table, hide_index=True, column_config=numbers, key="lb_pivot")
+    tasks = [task for task in table.columns if task not in PIVOT_INDEX]
+    # a model not evaluated on a task is a blank cell, not "None"
+    styled = table.style.format("{:.4f}", subset=tasks, na_rep="")
+    st.dataframe(styled, hide_index=True, key="lb_pivot")
     st.subheader("With confidence intervals")
     columns = ["variant", "family", "params_b", "task", "setting", "value", "ci_low", "ci_high"]
     st.dataframe(

@@ -315,3 +315,20 @@ def test_leaderboard_puts_published_beside_measured_only_under_the_same_protocol
     names = {t.name for t in shown if t.type == "scatter"}
     assert f"{BASE} (published, lm-eval)" in names
     assert all(t.error_y.type == "data" for t in shown if t.type == "bar")
+
+
+def test_leaderboard_cells_without_a_result_are_blank(seeded, open_app):
+    import pyarrow as pa
+
+    _, url = seeded
+    app = open_app(url)
+    pivot = app.dataframe[0]
+    frame = pivot.value
+    # what the browser shows: the Styler's display values
+    shown = pa.ipc.open_stream(pivot.proto.arrow_data.styler.display_values).read_all()
+    shown = shown.to_pandas()
+    missing = frame[QA_TASK].isna()  # published rows of other tasks have no QA_TASK value
+    assert missing.any() and (~missing).any()
+    assert set(shown.loc[missing.to_numpy(), QA_TASK]) == {""}  # blank, never "None"
+    value = frame.loc[~missing, QA_TASK].iloc[0]
+    assert shown.loc[(~missing).to_numpy(), QA_TASK].iloc[0] == f"{value:.4f}"
