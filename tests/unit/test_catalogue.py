@@ -104,3 +104,14 @@ def test_published_results_cite_their_source():
     by_cell = {(r.variant, r.task): r.value for r in meditron.results}
     assert by_cell[("meditron-7b", "pubmedqa")] == 0.744
     assert by_cell[("llama-2-7b", "medqa_4options")] == 0.496
+
+
+def test_meditron_70b_leaderboard_numbers_are_under_the_openmedlb_protocol():
+    leaderboard = REGISTRY.references["openmedlb-results"]
+    by_task = {r.task: r for r in leaderboard.results}
+    assert by_task["medqa_4options"].value == 0.571 and by_task["pubmedqa"].value == 0.766
+    assert {r.protocol for r in leaderboard.results} == {"openmedlb"}
+    assert {r.shots for r in leaderboard.results} == {0}  # the leaderboard's NUM_FEWSHOT
+    # per-subject MMLU numbers say why they map onto no benchmark spec here
+    subjects = [r for r in leaderboard.results if r.task.startswith("mmlu_")]
+    assert len(subjects) == 6 and all(r.unmapped for r in subjects)
