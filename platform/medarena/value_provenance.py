@@ -26,7 +26,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from medarena.errors import Problem
 from medarena.schemas import Spec
+from medarena.yaml_source import YamlDocument
 
 _SEGMENT = r"[a-z_][a-z0-9_]*(\[[^\[\]]+\])?"
 PATH_PATTERN = rf"^(\*|{_SEGMENT}(\.{_SEGMENT})*)$"
@@ -75,9 +77,10 @@ class Gap:
     message: str
 
 
-def values(spec: BaseModel) -> list[Value]:
-    """Every value of `spec` that a provenance block must mark."""
-    return list(_walk(spec, "", (), skip=UNMARKED))
+def values(spec: BaseModel, documentation: frozenset[str] = frozenset()) -> list[Value]:
+    """Every value of `spec` that a provenance block must mark (`documentation`: more
+    top-level fields that only document, like a protocol's source and url)."""
+    return list(_walk(spec, "", (), skip=UNMARKED | documentation))
 
 
 def _walk(value: Any, path: str, loc: Loc, skip: frozenset[str] = frozenset()) -> Iterator[Value]:
@@ -89,15 +92,21 @@ def _walk(value: Any, path: str, loc: Loc, skip: frozenset[str] = frozenset()) -
     elif isinstance(value, Mapping):
         for key, child in value.items():
             yield from _walk(child, f"{path}[{key}]", (*loc, key))
-    elif isinstance(value, list) and value and all(_named(item) for item in value):
+    elif isinstance(value, list) and value and all(_key(item) for item in value):
         for index, item in enumerate(value):
-            yield from _walk(item, f"{path}[{item.name}]", (*loc, index), frozenset({"name"}))
+            key, field = _key(item)  # type: ignore[misc]
+            yield from _walk(item, f"{path}[{key}]", (*loc, index), frozenset({field}))
     elif value is not None:  # a number, a switch, a string, a list of scalars: one value
         yield Value(path, loc)
 
 
-def _named(item: Any) -> bool:
-    return isinstance(item, BaseModel) and isinstance(getattr(item, "name", None), str)
+def _key(item: Any) -> tuple[str, str] | None:
+    """(key, field) naming a list item in a path: its `name`, or the `task` it is about."""
+    for field in ("name", "task"):
+        key = getattr(item, field, None) if isinstance(item, BaseModel) else None
+        if isinstance(key, str):
+            return key, field
+    return None
 
 
 def covers(key: str, path: str) -> bool:
@@ -113,11 +122,13 @@ def mark_for(provenance: Mapping[str, Mark], path: str) -> Mark | None:
     return provenance[max(keys, key=lambda key: -1 if key == "*" else len(key))]
 
 
-def provenance_gaps(spec: BaseModel, provenance: Mapping[str, Mark]) -> list[Gap]:
+def provenance_gaps(
+    spec: BaseModel, provenance: Mapping[str, Mark], documentation: frozenset[str] = frozenset()
+) -> list[Gap]:
     """Values without a mark and paths that name no value; none when there is no block."""
     if not provenance:
         return []
-    found = values(spec)
+    found = values(spec, documentation)
     gaps = [
         Gap(("provenance", key), f"provenance.{key}", "names no value (misspelt, or left empty)")
         for key in provenance
@@ -129,3 +140,11 @@ def provenance_gaps(spec: BaseModel, provenance: Mapping[str, Mark]) -> list[Gap
         if mark_for(provenance, value.path) is None
     ]
     return gaps
+
+
+def provenance_problems(document: YamlDocument, spec: Any) -> list[Problem]:
+    """`spec.provenance_gaps()` located in its YAML file (for `load_spec_folder`'s check)."""
+    return [
+        Problem(document.path, document.line_of(gap.loc), gap.field, gap.message)
+        for gap in spec.provenance_gaps()
+    ]

@@ -22,9 +22,12 @@ from medarena.evaluate.spec import BenchmarkTask, Generation
 from medarena.registry import Registry, VariantEntry, find_workspace
 from medarena.results import Expectations
 from medarena.schemas import Name, Spec
+from medarena.value_provenance import Gap, Provenance, provenance_gaps, provenance_problems
 from medarena.yaml_source import load_spec_folder
 
 PROTOCOLS_DIR = Path("benchmarks") / "protocols"
+# a protocol's fields that only document it (no value to source)
+DOCUMENTATION = frozenset({"source", "url", "differences"})
 EXTRACTION_RULES = ("medarena",)  # answer extraction rules a protocol may name (extract.py)
 
 
@@ -74,6 +77,14 @@ class Protocol(Spec):
         default_factory=list,
         description="known ways medarena's run differs from the source's (stated, not hidden)",
     )
+    provenance: Provenance = Field(
+        default_factory=dict,
+        description="where each value comes from: field path -> {source: ...} or "
+        "{medarena: reason}; when given, every value must be marked",
+    )
+
+    def provenance_gaps(self) -> list[Gap]:
+        return provenance_gaps(self, self.provenance, DOCUMENTATION)
 
     @model_validator(mode="after")
     def _one_entry_per_task(self) -> Protocol:
@@ -91,7 +102,7 @@ def load_protocols(workspace: str | Path | None = None) -> dict[str, Protocol]:
     """Every protocol under benchmarks/protocols/; ProblemsError lists ALL problems."""
     root = find_workspace(workspace)
     headline = f"protocols in {root / PROTOCOLS_DIR} are invalid"
-    return load_spec_folder(root, PROTOCOLS_DIR, Protocol, headline)
+    return load_spec_folder(root, PROTOCOLS_DIR, Protocol, headline, check=provenance_problems)
 
 
 def get_protocol(protocols: dict[str, Protocol], name: str) -> Protocol:

@@ -9,11 +9,11 @@ from typing import Literal, TypeVar
 
 from pydantic import Field, model_validator
 
-from medarena.errors import Problem, UnknownName
+from medarena.errors import UnknownName
 from medarena.registry import find_workspace
 from medarena.schemas import Name, Spec
-from medarena.value_provenance import Gap, Provenance, provenance_gaps
-from medarena.yaml_source import YamlDocument, load_spec_folder
+from medarena.value_provenance import Gap, Provenance, provenance_gaps, provenance_problems
+from medarena.yaml_source import load_spec_folder
 
 
 class Optimizer(Spec):
@@ -107,15 +107,7 @@ def load_recipe_folder(
     """Every recipe under <workspace>/<folder_name>/; raises ProblemsError listing ALL problems."""
     root = find_workspace(workspace)
     headline = f"{folder_name} recipes in {root / folder_name} are invalid"
-    return load_spec_folder(root, Path(folder_name), schema, headline, check=_provenance_problems)
-
-
-def _provenance_problems(document: YamlDocument, recipe: TrainingRecipe) -> list[Problem]:
-    """Every value without a source or a medarena mark, at its line."""
-    return [
-        Problem(document.path, document.line_of(gap.loc), gap.field, gap.message)
-        for gap in recipe.provenance_gaps()
-    ]
+    return load_spec_folder(root, Path(folder_name), schema, headline, check=provenance_problems)
 
 
 def pick_recipe(recipes: dict[str, R], name: str, kind: str) -> R:
