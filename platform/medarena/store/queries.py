@@ -8,12 +8,12 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Subquery, func, select
+from sqlalchemy import ColumnElement, Select, Subquery, func, select
 
 from medarena.results import EvalRunSpec, Prediction
-from medarena.store.models import EvalRunRow, ModelVariantRow, TaskRow
+from medarena.store.models import EvalRunRow, MetricRow, ModelVariantRow, TaskRow
 
 COMPLETED = "completed"
 
@@ -71,6 +71,20 @@ def latest_completed_runs(*where: ColumnElement[bool]) -> Subquery:
         .where(EvalRunRow.status == COMPLETED, *where)
         .group_by(*LATEST_PER)
         .subquery()
+    )
+
+
+def latest_metrics_query(*columns: Any, where: Sequence[ColumnElement[bool]] = ()) -> Select:
+    """SELECT `columns` from the metrics of the latest completed runs (`where`: on eval_runs'
+    own columns), joined with their run, variant and task."""
+    latest = latest_completed_runs(*where)
+    return (
+        select(*columns)
+        .select_from(MetricRow)
+        .join(latest, latest.c.run_id == MetricRow.eval_run_id)
+        .join(EvalRunRow, EvalRunRow.id == MetricRow.eval_run_id)
+        .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
+        .join(TaskRow, TaskRow.id == EvalRunRow.task_id)
     )
 
 

@@ -41,6 +41,7 @@ from medarena.store.models import (
 from medarena.store.queries import (
     COMPLETED,
     latest_completed_runs,
+    latest_metrics_query,
     same_run_key,
     task_is,
     variant_is,
@@ -223,20 +224,15 @@ class StoreReader:
     ) -> dict[tuple[str, str, str], dict[str, float]]:
         """(variant, task, scoring mode) -> metric values of the latest completed `shots`-shot
         run of each of `variants`."""
-        latest = latest_completed_runs(EvalRunRow.shots == shots)
         query = (
-            select(
+            latest_metrics_query(
                 ModelVariantRow.name,
                 TaskRow.name,
                 EvalRunRow.scoring_mode,
                 MetricRow.name,
                 MetricRow.value,
+                where=[EvalRunRow.shots == shots],
             )
-            .select_from(MetricRow)
-            .join(latest, latest.c.run_id == MetricRow.eval_run_id)
-            .join(EvalRunRow, EvalRunRow.id == MetricRow.eval_run_id)
-            .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
-            .join(TaskRow, TaskRow.id == EvalRunRow.task_id)
             .where(ModelVariantRow.name.in_(variants))
             .order_by(MetricRow.name)
         )
@@ -315,9 +311,8 @@ class StoreReader:
     def leaderboard(self, metric: str, *, include_reference: bool = True) -> list[LeaderboardRow]:
         """The latest completed run per (variant, task, scoring mode, shots) for `metric`, then
         the published results for it, marked by their source."""
-        latest = latest_completed_runs()
         query = (
-            select(
+            latest_metrics_query(
                 ModelVariantRow.name,
                 ModelFamilyRow.name,
                 TaskRow.name,
@@ -330,12 +325,7 @@ class StoreReader:
                 EvalRunRow.shots,
                 EvalRunRow.id,
             )
-            .select_from(MetricRow)
-            .join(latest, latest.c.run_id == MetricRow.eval_run_id)
-            .join(EvalRunRow, EvalRunRow.id == MetricRow.eval_run_id)
-            .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
             .join(ModelFamilyRow, ModelFamilyRow.id == ModelVariantRow.family_id)
-            .join(TaskRow, TaskRow.id == EvalRunRow.task_id)
             .where(MetricRow.name == metric)
         )
         with self._session() as session:
