@@ -153,7 +153,10 @@ def eval_command(
         use_chat_template=chat_template,
     )
     if protocol is not None:
-        planned = plan_protocol_evaluation(registry, protocol, models, task_names, options)
+        from medarena.evaluate.protocol import get_protocol, load_protocols
+
+        chosen = get_protocol(load_protocols(registry.root), protocol)
+        planned = plan_protocol_evaluation(registry, chosen, models, task_names, options)
     elif not task_names:
         raise Refused("name the tasks (--task, or --task all) or a protocol (--protocol)")
     else:

@@ -37,8 +37,9 @@ def protocols_ls(ctx: typer.Context) -> None:
     out.print(table)
 
 
-def _setting(entry: Any) -> str:
-    parts = [entry.mode, f"{entry.shots}-shot"]
+def _setting(entry: Any, shots: int | None = None) -> str:
+    """`entry`'s settings in a few words (`shots`: the variant's, after size overrides)."""
+    parts = [entry.mode, f"{entry.shots if shots is None else shots}-shot"]
     if len(entry.seeds) > 1:
         parts.append(f"{len(entry.seeds)} seeds")
     if entry.cot:
@@ -79,34 +80,33 @@ def reproduce(
     """Run (or resume) a protocol on a variant, then set every published result of that variant
     under the same protocol beside the measurement: measured with 95% CI, published,
     difference, whether it lies in the CI, and every known mismatch. Reports are stored."""
-    from medarena.evaluate.plans import read_task_data, run_plans
-    from medarena.evaluate.protocol import check_tasks, get_protocol, load_protocols, plan_protocol
+    from medarena.evaluate.plans import plan_protocol_evaluation, run_plans
+    from medarena.evaluate.protocol import get_protocol, load_protocols
     from medarena.evaluate.reproduce import Measured, compare_published, published_results
     from medarena.evaluate.runner import EvalOptions
-    from medarena.evaluate.spec import load_benchmarks
 
     registry = ctx.obj.registry()
     protocol = get_protocol(load_protocols(registry.root), protocol_name)
-    benchmarks = load_benchmarks(registry.root)
-    check_tasks(protocol, benchmarks)
-    entry = registry.variant(model)
     base = EvalOptions(engine=engine, data=data, limit=limit)
-    runs = plan_protocol(protocol, benchmarks, entry, base, tasks=task_names)
-    plans = [(run.task, run.options) for run in runs]
-    for task, options in plans:
-        options.check(task)
+    planned = plan_protocol_evaluation(registry, protocol, [model], task_names, base)
+    ((entry, plans),) = planned.work
     published = [
         found
         for found in published_results(registry, model, protocol.name)
         if not task_names or found.result.task in task_names
     ]
-    task_data = read_task_data(registry, plans)
     if plan_only:
-        print_reproduction_plan(registry, runs, task_data, entry, hardware, published)
+        print_reproduction_plan(registry, protocol, planned, hardware, published)
         return
     with ctx.obj.store() as store:
         outcomes = run_plans(
-            store, registry, [entry], plans, engine, task_data=task_data, progress=progress_bar
+            store,
+            registry,
+            [entry],
+            plans,
+            engine,
+            task_data=planned.task_data,
+            progress=progress_bar,
         )
         by_task: dict[str, Measured] = defaultdict(lambda: Measured([], []))
         for task, _options, outcome in outcomes:
@@ -122,31 +122,34 @@ def reproduce(
             out.print(f"  - {difference}")
 
 
-def print_reproduction_plan(registry, runs, task_data, entry, hardware, published) -> None:
+def print_reproduction_plan(registry, protocol, planned, hardware, published) -> None:
     from medarena.evaluate.plans import task_data_key
     from medarena.evaluate.reproduce import estimate
 
     profile = registry.hardware_profile(hardware)
-    table = Table(title=f"plan: {len(runs)} runs of {entry.variant.name} (estimates on {hardware})")
+    ((entry, plans),) = planned.work
+    table = Table(
+        title=f"plan: {len(plans)} runs of {entry.variant.name} (estimates on {hardware})"
+    )
     for column in ("task", "setting", "seed", "items", "tokens", "GPU-hours"):
         table.add_column(column)
     total = 0.0
-    for run in runs:
-        data = task_data[task_data_key(run.task, run.options)]
+    for task, options in plans:
+        data = planned.task_data[task_data_key(task, options)]
         chars = statistics.fmean(
             len(json.dumps(item.canonical(), default=list)) for item in data.items
         )
-        known = run.entry.expected_items is not None
-        items = run.entry.expected_items or len(data.items)
-        cost = estimate(run, items, known, chars, entry.variant.params_b * 1e9, profile)
-        total += cost.gpu_hours or 0.0
+        expected = protocol.entry(task.name).expected_items
+        items = expected or len(data.items)
+        tokens, hours = estimate(task, options, items, chars, entry.variant.params_b * 1e9, profile)
+        total += hours
         table.add_row(
-            run.task.name,
-            _setting(run.entry).replace(f"{run.entry.shots}-shot", f"{run.options.shots}-shot"),
-            str(run.options.seed),
-            f"{items:,}" + ("" if known else " (bundled sample)"),
-            f"{cost.tokens:,.0f}",
-            f"{cost.gpu_hours:.2f}" if cost.gpu_hours is not None else "-",
+            task.name,
+            _setting(protocol.entry(task.name), options.shots),
+            str(options.seed),
+            f"{items:,}" + ("" if expected else " (bundled sample)"),
+            f"{tokens:,.0f}",
+            f"{hours:.2f}",
         )
     out.print(table)
     out.print(

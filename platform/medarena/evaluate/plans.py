@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from medarena.errors import Refused
-from medarena.evaluate.protocol import sync_registry
+from medarena.evaluate.protocol import Protocol, sync_registry
 from medarena.evaluate.runner import EvalOptions, EvalOutcome, TaskData, evaluate, load_task_data
 from medarena.evaluate.spec import BenchmarkTask, load_benchmarks, select_tasks
 from medarena.registry import Registry, VariantEntry
@@ -59,17 +59,16 @@ def plan_evaluation(
 
 def plan_protocol_evaluation(
     registry: Registry,
-    protocol_name: str,
+    protocol: Protocol,
     models: list[str],
     task_names: list[str],
     options: EvalOptions,
 ) -> PlannedEvaluation:
     """A protocol's runs for every variant (`task_names`: a subset of its tasks); `options`
     carries what the protocol does not set (engine, data, limit, truncation, chunk size)."""
-    from medarena.evaluate.protocol import check_tasks, get_protocol, load_protocols, plan_protocol
+    from medarena.evaluate.protocol import check_tasks, plan_protocol
 
     _check_options(options)
-    protocol = get_protocol(load_protocols(registry.root), protocol_name)
     benchmarks = load_benchmarks(registry.root)
     check_tasks(protocol, benchmarks)
     work = []

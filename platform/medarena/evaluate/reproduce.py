@@ -12,7 +12,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from medarena.evaluate.protocol import Protocol, ProtocolRun
+from medarena.evaluate.protocol import Protocol
+from medarena.evaluate.runner import EvalOptions
+from medarena.evaluate.spec import BenchmarkTask
 from medarena.registry import Registry
 from medarena.results import EvalRun, MetricValue, Reproduction
 from medarena.schemas import HardwareProfile, ReferenceResult
@@ -132,44 +134,22 @@ def _report(
     )
 
 
-@dataclass(frozen=True)
-class RunEstimate:
-    """What one protocol run costs, estimated before it runs."""
-
-    run: ProtocolRun
-    items: int
-    items_known: bool  # False: the bundled sample's count (the protocol states none)
-    tokens: float
-    gpu_hours: float | None
-
-
 def estimate(
-    run: ProtocolRun,
+    task: BenchmarkTask,
+    options: EvalOptions,
     items: int,
-    items_known: bool,
     prompt_chars: float,
     params: float,
-    hardware: HardwareProfile | None,
-) -> RunEstimate:
-    """Tokens and GPU-hours of one run: prompts (with their demonstrations) scored at
+    hardware: HardwareProfile,
+) -> tuple[float, float]:
+    """(tokens, GPU-hours) of one run: prompts (with their demonstrations) scored at
     PREFILL_MFU, generated tokens at DECODE_MFU, 2 x params FLOP per token."""
-    options, task = run.options, run.task
     prompt_tokens = prompt_chars / CHARS_PER_TOKEN * (options.shots + 1)
     new_tokens = 0.0
     if options.mode == "generate":
-        budget = (
-            task.generation.cot_max_new_tokens if options.cot else task.generation.max_new_tokens
-        )
+        generation = task.generation
+        budget = generation.cot_max_new_tokens if options.cot else generation.max_new_tokens
         new_tokens = float(budget * options.samples)
-    tokens = items * (prompt_tokens + new_tokens)
-    hours = None
-    if hardware is not None:
-        peak = hardware.bf16_tflops * 1e12
-        seconds = (
-            items
-            * 2
-            * params
-            * (prompt_tokens / (peak * PREFILL_MFU) + new_tokens / (peak * DECODE_MFU))
-        )
-        hours = seconds / 3600
-    return RunEstimate(run, items, items_known, tokens, hours)
+    peak = hardware.bf16_tflops * 1e12
+    per_item = prompt_tokens / (peak * PREFILL_MFU) + new_tokens / (peak * DECODE_MFU)
+    return items * (prompt_tokens + new_tokens), items * 2 * params * per_item / 3600
