@@ -115,3 +115,22 @@ def test_meditron_70b_leaderboard_numbers_are_under_the_openmedlb_protocol():
     # per-subject MMLU numbers say why they map onto no benchmark spec here
     subjects = [r for r in leaderboard.results if r.task.startswith("mmlu_")]
     assert len(subjects) == 6 and all(r.unmapped for r in subjects)
+
+
+def test_meditron_7b_mmlu_medical_card_and_paper_numbers_are_kept_apart():
+    """The card's 54.2 is the MedMCQA fine-tune; the paper's in-context 42.3 is the base model
+    (the EPFL team's reply in the card's discussion #8): both stay, each under its protocol."""
+    card = {(r.variant, r.task): r for r in REGISTRY.references["meditron-7b-card"].results}[
+        ("meditron-7b", "mmlu_medical")
+    ]
+    (incontext,) = REGISTRY.references["meditron-7b-incontext"].results
+    assert (card.value, card.protocol, card.other_protocol.startswith("fine-tuned")) == (
+        0.542,
+        None,
+        True,
+    )
+    assert (incontext.value, incontext.protocol, incontext.shots) == (
+        0.423,
+        "meditron-incontext",
+        3,
+    )
