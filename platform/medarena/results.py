@@ -116,6 +116,17 @@ class Prediction:
     details: dict[str, Any] | None = None
 
 
+# Corpus-level F1 metrics (medarena.compare.corpus): metric name -> (the per-item counts it sums,
+# stored in a prediction's details["f1_counts"] under that key, or derived from its one answer
+# for "labels"; micro or macro average)
+F1_METRICS: dict[str, tuple[str, str]] = {
+    "macro_f1": ("labels", "macro"),
+    "micro_f1": ("labels", "micro"),
+    "strict_f1": ("strict", "micro"),
+    "lenient_f1": ("lenient", "micro"),
+}
+
+
 @dataclass(frozen=True)
 class MetricValue:
     name: str

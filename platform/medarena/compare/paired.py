@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from medarena.compare.bootstrap import bootstrap_ci
+from medarena.compare.corpus import f1_score, paired_f1, prediction_counts, task_classes
 from medarena.errors import Refused
-from medarena.results import Prediction
+from medarena.results import F1_METRICS, Prediction
 from medarena.store.queries import ACCURACY
 
 
@@ -56,9 +57,15 @@ def exact_binomial_p(wins: int, losses: int) -> float:
 
 def item_values(predictions: Sequence[Prediction], metric: str) -> dict[str, float]:
     """One number per item: correctness (an unparsed or unscored answer counts as wrong, as in
-    the `acc` metric) or the per-item score stored in the prediction's details."""
+    the `acc` metric), the per-item score stored in the prediction's details, or for a corpus
+    F1 metric the micro F1 of the item's own counts (1.0 for an item with nothing to find and
+    nothing found)."""
     values: dict[str, float] = {}
     for prediction in predictions:
+        if metric in F1_METRICS:
+            counts = prediction_counts(prediction, F1_METRICS[metric][0])
+            values[prediction.item_id] = f1_score([counts], "micro") if counts else 1.0
+            continue
         if metric == ACCURACY:
             values[prediction.item_id] = 1.0 if prediction.correct else 0.0
             continue
@@ -70,6 +77,49 @@ def item_values(predictions: Sequence[Prediction], metric: str) -> dict[str, flo
             )
         values[prediction.item_id] = float(value)
     return values
+
+
+def paired_f1_stats(a: Sequence[Prediction], b: Sequence[Prediction], metric: str) -> PairedStats:
+    """A corpus F1 metric on the items of both runs: the difference of the two F1s with a paired
+    bootstrap CI and p-value (the same resampled items for both runs); wins and losses are the
+    items whose own F1 (`item_values`) is higher in A or in B."""
+    key, average = F1_METRICS[metric]
+    by_id_b = {p.item_id: p for p in b}
+    common = sorted(p.item_id for p in a if p.item_id in by_id_b)
+    if not common:
+        raise Refused(
+            f"the two runs share no item (A has {len(a)} items, B has {len(b)}): "
+            "they were not run on the same data"
+        )
+    by_id_a = {p.item_id: p for p in a}
+    first = [by_id_a[item] for item in common]
+    second = [by_id_b[item] for item in common]
+    classes = task_classes([*first, *second])
+    paired = paired_f1(
+        [prediction_counts(p, key) for p in first],
+        [prediction_counts(p, key) for p in second],
+        average,
+        classes,
+    )
+    per_a, per_b = item_values(first, metric), item_values(second, metric)
+    wins = sum(per_a[item] > per_b[item] for item in common)
+    losses = sum(per_a[item] < per_b[item] for item in common)
+    return PairedStats(
+        metric=metric,
+        n=len(common),
+        wins=wins,
+        losses=losses,
+        ties=len(common) - wins - losses,
+        mean_a=paired.f1_a,
+        mean_b=paired.f1_b,
+        difference=paired.difference,
+        ci_low=paired.ci_low,
+        ci_high=paired.ci_high,
+        p_value=paired.p_value,
+        test="paired bootstrap",
+        only_in_a=len(by_id_a.keys() - by_id_b.keys()),
+        only_in_b=len(by_id_b.keys() - by_id_a.keys()),
+    )
 
 
 def paired_stats(a: Mapping[str, float], b: Mapping[str, float], metric: str) -> PairedStats:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medarena.compare.paired import PairedStats, item_values, paired_stats
+from medarena.compare.paired import PairedStats, item_values, paired_f1_stats, paired_stats
 from medarena.errors import Refused
-from medarena.results import EvalRun, Prediction
+from medarena.results import F1_METRICS, EvalRun, Prediction
 from medarena.store import Store
 from medarena.store.queries import default_paired_metric
 
@@ -87,9 +87,12 @@ def compare_variants(
     run_a, run_b = runs_a[setting], runs_b[setting]
     predictions_a, predictions_b = store.predictions(run_a.id), store.predictions(run_b.id)
     metric = metric or default_paired_metric(predictions_a)
-    stats = paired_stats(
-        item_values(predictions_a, metric), item_values(predictions_b, metric), metric
-    )
+    if metric in F1_METRICS:  # corpus-level: resample items, recompute both F1s
+        stats = paired_f1_stats(predictions_a, predictions_b, metric)
+    else:
+        stats = paired_stats(
+            item_values(predictions_a, metric), item_values(predictions_b, metric), metric
+        )
     by_id = {p.item_id: p for p in predictions_b}
     pairs = [(p, by_id[p.item_id]) for p in predictions_a if p.item_id in by_id]
     return Comparison(run_a, run_b, stats, pairs)

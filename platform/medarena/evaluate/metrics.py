@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from medarena.compare.bootstrap import bootstrap_ci
-from medarena.results import MetricValue, Prediction
+from medarena.compare.corpus import f1_score, f1_with_ci, label_counts, prediction_counts
+from medarena.results import F1_METRICS, MetricValue, Prediction
 
 
 def mean_metric(name: str, values: Sequence[float]) -> MetricValue:
@@ -32,13 +33,26 @@ def loglik_choices(prediction: Prediction, normalized: bool) -> int:
 
 def macro_f1(gold: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str]) -> float:
     """Mean F1 over `labels` (every class of the task); an unparsed answer matches no class."""
-    scores = []
-    for label in labels:
-        tp = sum(g == label and p == label for g, p in zip(gold, predicted, strict=True))
-        fp = sum(g != label and p == label for g, p in zip(gold, predicted, strict=True))
-        fn = sum(g == label and p != label for g, p in zip(gold, predicted, strict=True))
-        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores))
+    counts = [
+        label_counts([g], [] if p is None else [p]) for g, p in zip(gold, predicted, strict=True)
+    ]
+    return f1_score(counts, "macro", labels)
+
+
+def f1_metrics(
+    predictions: Sequence[Prediction], wanted: Sequence[str], classes: Sequence[str]
+) -> list[MetricValue]:
+    """The `wanted` corpus F1 metrics (results.F1_METRICS) from the per-item counts, each with
+    its bootstrap CI over items."""
+    metrics = []
+    for name in wanted:
+        if name not in F1_METRICS:
+            continue
+        key, average = F1_METRICS[name]
+        counts = [prediction_counts(p, key) for p in predictions]
+        value, low, high = f1_with_ci(counts, average, classes)
+        metrics.append(MetricValue(name, value, len(predictions), low, high))
+    return metrics
 
 
 def choice_labels(predictions: Sequence[Prediction]) -> list[str]:
@@ -69,17 +83,7 @@ def qa_metrics(
         ]
         metrics.append(mean_metric("acc_norm", correct))
     if "macro_f1" in wanted:
-        gold = [p.gold for p in predictions]
-        parsed = [p.parsed_answer for p in predictions]
-        value = macro_f1(gold, parsed, labels)
-        pairs = np.arange(n)
-        low, high = bootstrap_ci(
-            pairs,
-            lambda rows: macro_f1(
-                [gold[int(i)] for i in rows], [parsed[int(i)] for i in rows], labels
-            ),
-        )
-        metrics.append(MetricValue("macro_f1", value, n, low, high))
+        metrics += f1_metrics(predictions, ["macro_f1"], labels)
     if parsed:
         failures = [float(p.parse_failed) for p in predictions]
         metrics.append(MetricValue("parse_failure_rate", float(np.mean(failures)), n))

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Select, Subquery, func, select
 
-from medarena.results import EvalRunSpec, Prediction
+from medarena.results import F1_METRICS, EvalRunSpec, Prediction
 from medarena.store.models import EvalRunRow, MetricRow, ModelVariantRow, TaskRow
 
 COMPLETED = "completed"
@@ -106,12 +106,18 @@ ROUGE_L = "rouge_l"
 
 def paired_metrics(predictions: Sequence[Prediction]) -> list[str]:
     """What two runs like this one can be compared on item by item: `acc` when the items are
-    scored right or wrong, else the per-item scores stored in the details (ROUGE-L first)."""
+    scored right or wrong, else the per-item scores stored in the details (ROUGE-L first); then
+    the corpus F1 metrics whose per-item counts are stored (or, for `macro_f1`, derivable from
+    one answer of a closed set)."""
+    details = (predictions[0].details or {}) if predictions else {}
+    counted = set(details.get("f1_counts", {})) | ({"labels"} if "choices" in details else set())
+    f1 = [name for name, (key, _) in F1_METRICS.items() if key in counted]
+    if "f1_counts" not in details:  # one answer from a closed set: macro F1 is the reported one
+        f1 = [name for name in f1 if name == "macro_f1"]
     if not predictions or all(p.correct is not None for p in predictions):
-        return [ACCURACY]
-    details = predictions[0].details or {}
+        return [ACCURACY, *f1]
     scores = [name for name, value in details.items() if isinstance(value, int | float)]
-    return sorted(scores, key=lambda name: (name != ROUGE_L, name))
+    return sorted(scores, key=lambda name: (name != ROUGE_L, name)) + f1
 
 
 def default_paired_metric(predictions: Sequence[Prediction]) -> str:
