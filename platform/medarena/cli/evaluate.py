@@ -120,7 +120,9 @@ def eval_command(
         1, min=1, help="Self-consistency: samples per item, majority vote."
     ),
     temperature: float = typer.Option(0.0, min=0.0, help="Sampling temperature (0: greedy)."),
-    data: str = typer.Option("bundled", help="bundled (offline samples) or hub (full datasets)."),
+    data: str = typer.Option(
+        "bundled", help="bundled (offline samples), hub (full datasets) or local (data you hold)."
+    ),
     truncation: str = typer.Option("left", help="Prompt over the context: left (cut) or error."),
     batch_size: int = typer.Option(32, min=1, help="hf engine batch size."),
     chunk_size: int = typer.Option(64, min=1, help="Items scored and stored per transaction."),

@@ -34,6 +34,9 @@ class Item:
     reference: str | None = None
     subject: str | None = None
     explanation: str | None = None  # the dataset's worked answer, for chain-of-thought training
+    # the gold of kinds scored by their own rule (medarena.evaluate.tasks): a multilabel item's
+    # labels, an extractive QA item's accepted answers, a NER item's entities as "type|text"
+    answers: tuple[str, ...] = ()
 
     @property
     def gold_text(self) -> str:
@@ -50,6 +53,8 @@ class Item:
             "gold": self.gold,
             "reference": self.reference,
             "subject": self.subject,
+            # only when set, so that the dataset hashes of the older kinds stay as they were
+            **({"answers": self.answers} if self.answers else {}),
         }
 
 
@@ -57,22 +62,22 @@ SourceFormat = Callable[[Record], Item]
 SOURCE_FORMATS: ExtensionRegistry[SourceFormat] = ExtensionRegistry("source format")
 
 
-def _get(data: dict[str, Any], name: str) -> Any:
+def field(data: dict[str, Any], name: str) -> Any:
     if name not in data or data[name] is None:
         raise FieldProblem(name, "missing field")
     return data[name]
 
 
-def _text(data: dict[str, Any], name: str) -> str:
-    value = _get(data, name)
+def text_field(data: dict[str, Any], name: str) -> str:
+    value = field(data, name)
     if not isinstance(value, str) or not value.strip():
         raise FieldProblem(name, "expected non-empty text")
     return value
 
 
-def _structured(data: dict[str, Any], name: str) -> Any:
+def structured_field(data: dict[str, Any], name: str) -> Any:
     """A nested field; CSV cells hold it as JSON text."""
-    value = _get(data, name)
+    value = field(data, name)
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -109,13 +114,13 @@ def _multiple_choice(
 def medqa_4options(record: Record) -> Item:
     """GBaker/MedQA-USMLE-4-options: question, options {A..D: text}, answer_idx."""
     data = record.data
-    options = _structured(data, "options")
+    options = structured_field(data, "options")
     if not isinstance(options, dict) or not options:
         raise FieldProblem("options", "expected a mapping of letter to option text")
     pairs = [(str(label), str(text)) for label, text in sorted(options.items())]
     item_id = str(data.get("id") or f"{record.index:05d}")
     return _multiple_choice(
-        item_id, _text(data, "question"), pairs, ("answer_idx", _text(data, "answer_idx"))
+        item_id, text_field(data, "question"), pairs, ("answer_idx", text_field(data, "answer_idx"))
     )
 
 
@@ -123,7 +128,7 @@ def medqa_4options(record: Record) -> Item:
 def medqa_bigbio(record: Record) -> Item:
     """The bigbio/med_qa source layout: question, options [{key, value}], answer_idx."""
     data = record.data
-    options = _structured(data, "options")
+    options = structured_field(data, "options")
     if not isinstance(options, list) or not all(
         isinstance(o, dict) and {"key", "value"} <= o.keys() for o in options
     ):
@@ -131,7 +136,7 @@ def medqa_bigbio(record: Record) -> Item:
     pairs = [(str(o["key"]), str(o["value"])) for o in options]
     item_id = str(data.get("id") or f"{record.index:05d}")
     return _multiple_choice(
-        item_id, _text(data, "question"), pairs, ("answer_idx", _text(data, "answer_idx"))
+        item_id, text_field(data, "question"), pairs, ("answer_idx", text_field(data, "answer_idx"))
     )
 
 
@@ -139,9 +144,9 @@ def medqa_bigbio(record: Record) -> Item:
 def medmcqa(record: Record) -> Item:
     """openlifescienceai/medmcqa: question, opa..opd, cop 0-3, subject_name, exp."""
     data = record.data
-    pairs = [(LETTERS[i], str(_get(data, f"op{c}"))) for i, c in enumerate("abcd")]
+    pairs = [(LETTERS[i], str(field(data, f"op{c}"))) for i, c in enumerate("abcd")]
     try:
-        cop = int(_get(data, "cop"))
+        cop = int(field(data, "cop"))
     except (TypeError, ValueError):
         raise FieldProblem("cop", "expected an integer 0-3") from None
     if not 0 <= cop <= 3:
@@ -149,7 +154,7 @@ def medmcqa(record: Record) -> Item:
     item_id = str(data.get("id") or f"{record.index:05d}")
     return _multiple_choice(
         item_id,
-        _text(data, "question"),
+        text_field(data, "question"),
         pairs,
         ("cop", LETTERS[cop]),
         subject=data.get("subject_name"),
@@ -163,12 +168,12 @@ def pubmedqa(record: Record) -> Item:
     or the hub's pqa_labeled layout (pubid, question, context.contexts, final_decision)."""
     data = record.data
     if "QUESTION" in data:
-        question, contexts = _text(data, "QUESTION"), _structured(data, "CONTEXTS")
+        question, contexts = text_field(data, "QUESTION"), structured_field(data, "CONTEXTS")
         item_id = str(data.get("_key") or f"{record.index:05d}")
         contexts_field = "CONTEXTS"
     else:
-        question = _text(data, "question")
-        context = _structured(data, "context")
+        question = text_field(data, "question")
+        context = structured_field(data, "context")
         if not isinstance(context, dict) or "contexts" not in context:
             raise FieldProblem("context", "expected a mapping with 'contexts'")
         contexts = context["contexts"]
@@ -176,7 +181,7 @@ def pubmedqa(record: Record) -> Item:
         contexts_field = "context.contexts"
     if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
         raise FieldProblem(contexts_field, "expected a list of text passages")
-    decision = _text(data, "final_decision").strip().lower()
+    decision = text_field(data, "final_decision").strip().lower()
     if decision not in PUBMEDQA_LABELS:
         raise FieldProblem("final_decision", f"expected one of {PUBMEDQA_LABELS}, got {decision!r}")
     return Item(
@@ -193,20 +198,20 @@ def pubmedqa(record: Record) -> Item:
 def mmlu(record: Record) -> Item:
     """cais/mmlu: question, subject, choices (4 texts), answer 0-3."""
     data = record.data
-    choices = _structured(data, "choices")
+    choices = structured_field(data, "choices")
     if not isinstance(choices, list) or len(choices) < 2:
         raise FieldProblem("choices", "expected a list of option texts")
     try:
-        answer = int(_get(data, "answer"))
+        answer = int(field(data, "answer"))
     except (TypeError, ValueError):
         raise FieldProblem("answer", "expected the index of the correct choice") from None
     if not 0 <= answer < len(choices):
         raise FieldProblem("answer", f"index {answer} is outside the {len(choices)} choices")
-    subject = str(_get(data, "subject"))
+    subject = str(field(data, "subject"))
     pairs = [(LETTERS[i], str(text)) for i, text in enumerate(choices)]
     item_id = str(data.get("id") or f"{subject}/{record.index:05d}")
     return _multiple_choice(
-        item_id, _text(data, "question"), pairs, ("answer", LETTERS[answer]), subject=subject
+        item_id, text_field(data, "question"), pairs, ("answer", LETTERS[answer]), subject=subject
     )
 
 
@@ -215,10 +220,21 @@ def me_llama_summarization(record: Record) -> Item:
     """Me-LLaMA instruction files: id, query, answer (the reference summary)."""
     data = record.data
     return Item(
-        id=str(_get(data, "id")),
-        fields={"query": _text(data, "query")},
-        reference=_text(data, "answer"),
+        id=str(field(data, "id")),
+        fields={"query": text_field(data, "query")},
+        reference=text_field(data, "answer"),
     )
+
+
+# Readers of the task kinds' own layouts live with their kind (medarena.evaluate.tasks).
+for _name, _target in {
+    "me_llama_labels": "labels:me_llama_labels",
+    "mednli": "labels:mednli",
+    "me_llama_multilabel": "multilabel:me_llama_multilabel",
+    "me_llama_extractive_qa": "extractive_qa:me_llama_extractive_qa",
+    "me_llama_ner": "ner:me_llama_ner",
+}.items():
+    SOURCE_FORMATS.register_lazy(_name, f"medarena.evaluate.tasks.{_target}")
 
 
 def to_items(source_format: str, records: list[Record]) -> list[Item]:

@@ -20,6 +20,7 @@ from dataclasses import fields
 from typing import Any
 
 from medarena.evaluate.extract import EXTRACTION_RULE
+from medarena.evaluate.kinds import TASK_KINDS
 from medarena.evaluate.spec import BenchmarkTask
 
 SETTINGS = "settings_hash"
@@ -51,6 +52,7 @@ TASK_COVERAGE: dict[str, str] = {
     "source_format": "dataset_hash",
     "data": "dataset_hash",
     "hub": "dataset_hash",
+    "local": "dataset_hash",
     "subjects": "dataset_hash",
     "preamble": "prompt_template_hash",
     "prompt": "prompt_template_hash",
@@ -68,6 +70,8 @@ TASK_FIELDS_WITHOUT_EFFECT: dict[str, str] = {
     "display_name": "prose",
     "description": "prose",
     "citation": "prose",
+    "license": "prose",
+    "access": "prose",
     # which modes a task allows; the mode a run used is in the key
     "scoring_modes": "a list of what may be run",
 }
@@ -77,6 +81,9 @@ def settings(task: BenchmarkTask, options: Any) -> dict[str, Any]:
     """The settings covered by the settings hash, as plain JSON values."""
     spec = task.model_dump(mode="json")
     chosen: dict[str, Any] = {"extraction_rule": EXTRACTION_RULE}
+    rule = TASK_KINDS.get(task.kind).rule
+    if rule is not None:  # only kinds with a rule of their own: older run keys stay as they were
+        chosen["kind_rule"] = rule
     for name, part in OPTION_COVERAGE.items():
         if part == SETTINGS:
             chosen[f"options.{name}"] = getattr(options, name)

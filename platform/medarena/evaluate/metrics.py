@@ -13,7 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from medarena.compare.bootstrap import bootstrap_ci
-from medarena.compare.corpus import f1_score, f1_with_ci, label_counts, prediction_counts
+from medarena.compare.corpus import (
+    f1_score,
+    f1_with_ci,
+    label_counts,
+    prediction_counts,
+    task_classes,
+)
 from medarena.results import F1_METRICS, MetricValue, Prediction
 
 
@@ -87,6 +93,27 @@ def qa_metrics(
     if parsed:
         failures = [float(p.parse_failed) for p in predictions]
         metrics.append(MetricValue("parse_failure_rate", float(np.mean(failures)), n))
+    truncated = sum(bool((p.details or {}).get("truncated_tokens")) for p in predictions)
+    metrics.append(MetricValue("truncated_items", float(truncated), n))
+    return metrics
+
+
+def rule_metrics(predictions: Sequence[Prediction], wanted: Sequence[str]) -> list[MetricValue]:
+    """Metrics of kinds with a rule of their own (medarena.evaluate.tasks): `acc` from per-item
+    correctness, corpus F1 metrics from per-item counts (macro over the items' label sets),
+    means of per-item scores stored in the details; always the parse failure rate and the
+    count of items whose prompt was cut."""
+    metrics: list[MetricValue] = []
+    for name in wanted:
+        if name == "acc":
+            metrics.append(mean_metric("acc", [float(bool(p.correct)) for p in predictions]))
+        elif name in F1_METRICS:
+            metrics += f1_metrics(predictions, [name], task_classes(predictions))
+        elif name != "parse_failure_rate":
+            metrics += summary_metrics(predictions, [name])
+    n = len(predictions)
+    failures = [float(p.parse_failed) for p in predictions]
+    metrics.append(MetricValue("parse_failure_rate", float(np.mean(failures)), n))
     truncated = sum(bool((p.details or {}).get("truncated_tokens")) for p in predictions)
     metrics.append(MetricValue("truncated_items", float(truncated), n))
     return metrics

@@ -21,15 +21,16 @@ from medarena.errors import Refused, UnknownName
 from medarena.evaluate.engines import ENGINES, Engine, engine_version
 from medarena.evaluate.formats import Item, to_items
 from medarena.evaluate.identity import settings_hash
+from medarena.evaluate.kinds import TASK_KINDS
 from medarena.evaluate.modes import SCORING_MODES, BuiltPrompt, ChunkScorer, ScoringOptions
 from medarena.evaluate.prompts import PromptSettings, build_prompt
-from medarena.evaluate.spec import BenchmarkTask, DataSplits, task_problem
+from medarena.evaluate.spec import BenchmarkTask, DataSplits, FileData, spec_file, task_problem
 from medarena.provenance import code_version
 from medarena.registry import Registry, VariantEntry
 from medarena.results import EvalRun, EvalRunSpec, MetricValue
 from medarena.store import Store
 
-DATA_CHOICES = ("bundled", "hub")
+DATA_CHOICES = ("bundled", "hub", "local")
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,16 @@ class EvalOptions:
         if self.mode not in task.scoring_modes:
             raise Refused(f"task {task.name} allows scoring modes {task.scoring_modes}")
         SCORING_MODES.get(self.mode).check(self.scoring())
+        if self.samples > 1 and not TASK_KINDS.get(task.kind).choices:
+            raise Refused(
+                f"self-consistency votes on answers from a closed set; not on {task.kind}"
+            )
         if self.data not in DATA_CHOICES:
             raise Refused(f"--data must be one of {DATA_CHOICES}")
         if self.data == "hub" and task.hub is None:
             raise Refused(f"task {task.name} declares no hub dataset")
+        if self.data == "local" and task.local is None:
+            raise Refused(f"task {task.name} declares no local dataset")
         if self.engine not in ENGINES:
             raise UnknownName(ENGINES.kind, self.engine, ENGINES.names())
 
@@ -99,7 +106,7 @@ def load_task_data(
     need_pool: bool = False,
 ) -> TaskData:
     """The task's items (first `limit`) and few-shot pool, plus a hash over both."""
-    splits: DataSplits = task.data if data == "bundled" else task.hub  # type: ignore[assignment]
+    splits = data_splits(task, root, data)
     benchmarks_dir = root / "benchmarks"
     items = _filtered(task, to_items(task.source_format, read_records(splits.eval, benchmarks_dir)))
     if not items:
@@ -124,11 +131,32 @@ def load_task_data(
 
 def train_items(task: BenchmarkTask, root: Path, *, data: str = "bundled") -> list[Item]:
     """The task's training split (the one few-shot demos come from), for instruction tuning."""
-    splits: DataSplits = task.data if data == "bundled" else task.hub  # type: ignore[assignment]
-    if splits is None or splits.fewshot is None:
+    splits = data_splits(task, root, data)
+    if splits.fewshot is None:
         raise Refused(f"task {task.name} has no train split to learn from")
     records = read_records(splits.fewshot, root / "benchmarks")
     return _filtered(task, to_items(task.source_format, records))
+
+
+def data_splits(task: BenchmarkTask, root: Path, data: str) -> DataSplits:
+    """The task's bundled sample, hub dataset or local copy. A local copy (credentialed data,
+    never bundled) whose files are missing is refused with where the data comes from."""
+    splits = {"bundled": task.data, "hub": task.hub, "local": task.local}.get(data)
+    if splits is None:
+        raise Refused(f"task {task.name} declares no {data} dataset")
+    if data == "local":
+        for source in (splits.eval, splits.fewshot):
+            if not isinstance(source, FileData):
+                continue
+            path = Path(source.path).expanduser()
+            path = path if path.is_absolute() else root / "benchmarks" / path
+            if not path.is_file():
+                raise Refused(
+                    f"{task.display_name} is not bundled: {path} is missing. "
+                    f"{task.access or 'See the citation in ' + spec_file(task) + '.'} "
+                    f"Put the files there or change `local` in {spec_file(task)}."
+                )
+    return splits
 
 
 def _filtered(task: BenchmarkTask, items: list[Item]) -> list[Item]:

@@ -84,12 +84,21 @@ class BenchmarkTask(Spec):
     )
     description: str | None = None
     citation: str = Field(description="the paper or page that defines the benchmark")
+    license: str | None = Field(None, description="the dataset's license, as its source states")
+    access: str | None = Field(
+        None,
+        description="how the full data is obtained (credentialed: the agreement and where to "
+        "apply); `--data local` refuses with it when the local files are missing",
+    )
     source_format: str = Field(
         description="the registered format that reads the records",
         json_schema_extra=_one_of(SOURCE_FORMATS.names),
     )
     data: DataSplits = Field(description="the bundled offline sample (default)")
     hub: DataSplits | None = Field(None, description="the full dataset on the hub (--data hub)")
+    local: DataSplits | None = Field(
+        None, description="the full dataset as its user holds it, never bundled (--data local)"
+    )
     subjects: list[str] | None = Field(None, description="keep only these subjects (MMLU)")
     preamble: str = Field(
         "", description="Jinja text put once before the demos and the question (MMLU header)"

@@ -2,19 +2,22 @@
 
 On multiple choice the answer is extracted from the text (medarena.evaluate.extract), with
 optional chain-of-thought and self-consistency (several samples, majority vote); an answer that
-cannot be parsed is wrong and counted in the parse failure rate. On tasks with a reference text
-(summarization) each output is scored per item by ROUGE and, when asked for, BERTScore.
+cannot be parsed is wrong and counted in the parse failure rate. A kind with a rule of its own
+(multilabel, extractive QA, NER: medarena.evaluate.tasks) scores each output by that rule. On
+tasks with a reference text (summarization) each output is scored per item by ROUGE and, when
+asked for, BERTScore.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from medarena.errors import Refused
 from medarena.evaluate.engines.base import Engine, Sampling
 from medarena.evaluate.extract import extract_choice, majority_vote
-from medarena.evaluate.kinds import TASK_KINDS
+from medarena.evaluate.formats import Item
+from medarena.evaluate.kinds import TASK_KINDS, ScoredOutput
 from medarena.evaluate.metrics import (
     BertScorer,
     choice_labels,
@@ -57,16 +60,22 @@ class GenerateMode(ScoringMode):
         return task.instruction
 
     def scorer(self, task: BenchmarkTask, options: ScoringOptions) -> ChunkScorer:
-        if TASK_KINDS.get(task.kind).choices:
+        kind = TASK_KINDS.get(task.kind)
+        if kind.choices:
             return partial(self._choices, task=task, options=options)
+        if kind.score_output is not None:
+            return partial(self._own_rule, task=task, options=options, rule=kind.score_output)
         # the encoder loads once per run, on its first chunk
         bert = BertScorer(options.bertscore_encoder) if "bertscore_f1" in task.metrics else None
         return partial(self._references, task=task, options=options, bert=bert)
 
     def metrics(self, task: BenchmarkTask, predictions: Sequence[Prediction]) -> list[MetricValue]:
-        if TASK_KINDS.get(task.kind).choices:
+        kind = TASK_KINDS.get(task.kind)
+        if kind.choices:
             labels = choice_labels(predictions)
             return qa_metrics(predictions, task.metrics, labels, parsed=True)
+        if kind.summarize is not None:
+            return kind.summarize(predictions, task.metrics)
         return summary_metrics(predictions, task.metrics)
 
     def _choices(
@@ -96,6 +105,33 @@ class GenerateMode(ScoringMode):
                     correct=answer is not None and answer == item.gold,
                     parse_failed=answer is None,
                     details=details,
+                )
+            )
+        return ChunkResult(predictions, tokens)
+
+    def _own_rule(
+        self,
+        engine: Engine,
+        prompts: Sequence[BuiltPrompt],
+        *,
+        task: BenchmarkTask,
+        options: ScoringOptions,
+        rule: Callable[[Item, str], ScoredOutput],
+    ) -> ChunkResult:
+        generations, tokens = _generate(engine, task, prompts, options)
+        predictions = []
+        for prompt, (texts, cut) in zip(prompts, generations, strict=True):
+            scored = rule(prompt.item, texts[0])
+            predictions.append(
+                prediction(
+                    prompt,
+                    cut,
+                    raw_output=texts[0],
+                    parsed_answer=scored.parsed_answer,
+                    correct=scored.correct,
+                    score=scored.score,
+                    parse_failed=scored.parse_failed,
+                    details=scored.details,
                 )
             )
         return ChunkResult(predictions, tokens)

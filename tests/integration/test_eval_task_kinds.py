@@ -1,0 +1,60 @@
+"""Me-LLaMA's task kinds on the tiny model: every new spec, on its bundled sample, in every mode
+it declares, through `medarena eval` and the per-item store; metrics recompute from storage."""
+
+from pathlib import Path
+
+import pytest
+
+from medarena.evaluate.runner import compute_metrics
+from medarena.evaluate.spec import load_benchmarks
+from medarena.store import Store
+from tests.helpers import invoke, sql_rows
+
+# task -> the metrics its spec asks for (the runs add parse_failure_rate / truncated_items)
+NEW_TASKS = {
+    "mednli": ["acc", "macro_f1"],
+    "bionli": ["acc", "macro_f1"],
+    "ddi2013": ["macro_f1", "acc"],
+    "mtsample": ["acc", "macro_f1"],
+    "hoc": ["macro_f1", "micro_f1", "acc"],
+    "emrqa": ["exact_match", "token_f1"],
+    "i2b2_ner": ["strict_f1", "lenient_f1"],
+}
+RUNS = [
+    (task, mode)
+    for task in NEW_TASKS
+    for mode in load_benchmarks(Path(__file__).resolve().parents[2])[task].scoring_modes
+]
+
+
+def _run(workspace: Path, db_url: str, task: str, mode: str) -> int:
+    result = invoke(
+        workspace, db_url, "eval", "-m", "tiny-medical-base", "-t", task, "--mode", mode
+    )
+    assert result.exit_code == 0, result.output
+    ((run_id,),) = sql_rows(db_url, "SELECT id FROM eval_runs ORDER BY id DESC LIMIT 1")
+    return run_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task", "mode"), RUNS)
+def test_new_spec_evaluates_the_tiny_model_in_each_declared_mode(
+    eval_workspace, db_url, task, mode
+):
+    run_id = _run(eval_workspace, db_url, task, mode)
+    spec = load_benchmarks(eval_workspace)[task]
+    with Store(db_url) as store:
+        predictions = store.predictions(run_id)
+        stored = {m.name: m for m in store.metrics(run_id)}
+        recomputed = {m.name: m for m in compute_metrics(store, run_id, spec, mode)}
+    assert len(predictions) == 6  # every bundled eval item, stored one by one
+    assert set(NEW_TASKS[task]) <= stored.keys()
+    for name in NEW_TASKS[task]:
+        assert 0.0 <= stored[name].value <= 1.0
+        assert stored[name].ci_low is not None and stored[name].ci_low <= stored[name].value
+        assert recomputed[name].value == pytest.approx(stored[name].value)
+    if mode == "generate":
+        assert all(p.raw_output is not None for p in predictions)  # the raw output is kept
+        assert "parse_failure_rate" in stored
+    if task in ("hoc", "i2b2_ner"):
+        assert all("f1_counts" in p.details for p in predictions)
