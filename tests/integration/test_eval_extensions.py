@@ -223,11 +223,14 @@ def test_a_registered_format_kind_and_mode_run_through_medarena_eval(eval_worksp
     refused = invoke(eval_workspace, db_url, *args)
     assert refused.exit_code == 2
     assert "benchmarks/true_or_false.yaml:3: kind: " in refused.stderr
-    assert "unknown task kind 'true_or_false'; known: multiple_choice, summarization" in (
-        refused.stderr
-    )
+    assert (
+        "unknown task kind 'true_or_false'; known: classification, extractive_qa, multilabel, "
+        "multiple_choice, ner, nli, relation, summarization"
+    ) in refused.stderr
     assert "benchmarks/true_or_false.yaml:5: source_format: " in refused.stderr
-    assert "unknown source format 'fact_lines'; known: me_llama_summarization" in refused.stderr
+    assert (
+        "unknown source format 'fact_lines'; known: me_llama_extractive_qa, me_llama_labels"
+    ) in refused.stderr
 
 
 def test_the_toy_spec_refuses_a_mode_its_kind_does_not_allow(eval_workspace, db_url):

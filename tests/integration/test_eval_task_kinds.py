@@ -1,6 +1,7 @@
 """Me-LLaMA's task kinds on the tiny model: every new spec, on its bundled sample, in every mode
 it declares, through `medarena eval` and the per-item store; metrics recompute from storage."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from medarena.evaluate.runner import compute_metrics
 from medarena.evaluate.spec import load_benchmarks
 from medarena.store import Store
+from tests.conftest import REPO
 from tests.helpers import invoke, sql_rows
 
 # task -> the metrics its spec asks for (the runs add parse_failure_rate / truncated_items)
@@ -58,3 +60,32 @@ def test_new_spec_evaluates_the_tiny_model_in_each_declared_mode(
         assert "parse_failure_rate" in stored
     if task in ("hoc", "i2b2_ner"):
         assert all("f1_counts" in p.details for p in predictions)
+
+
+def test_benchmarks_ls_lists_the_new_specs(eval_workspace, db_url):
+    result = invoke(eval_workspace, db_url, "benchmarks", "ls")
+    assert result.exit_code == 0, result.output
+    assert "14 benchmark tasks" in result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
+    for task in NEW_TASKS:
+        assert task in rows, task
+    assert "ner" in rows["i2b2_ner"] and "me_llama_ner" in rows["i2b2_ner"]
+
+
+def test_missing_credentialed_data_exits_2_naming_its_source(eval_workspace, db_url, tmp_path):
+    spec = eval_workspace / "benchmarks"
+    spec.unlink()  # a private copy of the shipped specs, to point `local` at an empty folder
+    shutil.copytree(REPO / "benchmarks", spec)
+    text = (spec / "i2b2_ner.yaml").read_text()
+    missing = tmp_path / "i2b2" / "test.jsonl"
+    (spec / "i2b2_ner.yaml").write_text(
+        text.replace("~/medarena-data/i2b2_2012/test.jsonl", str(missing))
+    )
+    result = invoke(
+        eval_workspace, db_url, "eval", "-m", "tiny-medical-base", "-t", "i2b2_ner",
+        "--mode", "generate", "--data", "local",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"{missing} is missing" in result.output
+    assert "n2c2.dbmi.hms.harvard.edu/data-sets" in result.output
+    assert not Path(db_url.removeprefix("sqlite:///")).exists()  # refused before the store

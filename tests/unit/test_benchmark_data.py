@@ -11,7 +11,9 @@ from medarena.evaluate.runner import load_task_data
 from medarena.evaluate.spec import FileData, load_benchmarks, select_tasks
 from tests.conftest import REPO
 
-SHIPPED_TASKS = {
+# the kinds of Me-LLaMA's other tasks (their samples: tests/unit/test_task_kinds.py)
+KIND_TASKS = {"mednli", "bionli", "ddi2013", "mtsample", "hoc", "emrqa", "i2b2_ner"}
+QA_AND_SUMMARY_TASKS = {
     "medqa_4options",
     "medqa_5options",
     "medmcqa",
@@ -20,6 +22,7 @@ SHIPPED_TASKS = {
     "pubmed_summarization",
     "mimic_cxr_summarization",
 }
+SHIPPED_TASKS = QA_AND_SUMMARY_TASKS | KIND_TASKS
 
 
 def medqa_row(question: str, answer_idx: str = "B", **extra) -> dict:
@@ -316,7 +319,7 @@ def test_select_unknown_task_lists_the_known_ones():
         assert name in message
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED_TASKS))
+@pytest.mark.parametrize("name", sorted(QA_AND_SUMMARY_TASKS))
 def test_bundled_samples_load(name: str):
     task = load_benchmarks(REPO)[name]
     data = load_task_data(task, REPO, need_pool=True)

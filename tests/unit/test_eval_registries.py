@@ -21,7 +21,16 @@ from tests.conftest import REPO, copy_models
 def test_the_built_in_extensions_are_registered():
     assert ENGINES.names() == ("hf", "vllm")
     assert SCORING_MODES.names() == ("loglik", "cloze", "generate")
-    assert TASK_KINDS.names() == ("multiple_choice", "summarization")
+    assert TASK_KINDS.names() == (
+        "multiple_choice",
+        "summarization",
+        "classification",
+        "nli",
+        "relation",
+        "multilabel",
+        "extractive_qa",
+        "ner",
+    )
     assert set(SOURCE_FORMATS) == {
         "medqa_4options",
         "medqa_bigbio",
@@ -29,6 +38,11 @@ def test_the_built_in_extensions_are_registered():
         "pubmedqa",
         "mmlu",
         "me_llama_summarization",
+        "me_llama_labels",
+        "mednli",
+        "me_llama_multilabel",
+        "me_llama_extractive_qa",
+        "me_llama_ner",
     }
     for name in SCORING_MODES:
         assert SCORING_MODES.get(name).name == name  # the run key uses the mode's own name
@@ -89,7 +103,12 @@ def test_an_unknown_engine_lists_the_known_ones():
 def test_spec_names_are_checked_against_the_registries():
     task = load_benchmarks(REPO)["medqa_4options"].model_dump()
     for field, value, message in [
-        ("kind", "essay", "unknown task kind 'essay'; known: multiple_choice, summarization"),
+        (
+            "kind",
+            "essay",
+            "unknown task kind 'essay'; known: classification, extractive_qa, multilabel, "
+            "multiple_choice, ner, nli, relation, summarization",
+        ),
         ("source_format", "medqa_9options", "unknown source format 'medqa_9options'"),
         ("scoring_modes", ["loglik", "essay"], "multiple_choice is scored in loglik or cloze"),
     ]:
@@ -102,7 +121,8 @@ def test_the_schema_lists_what_is_registered_when_it_is_made():
         schema = BenchmarkTask.model_json_schema()["properties"][field]
         return schema.get("enum") or schema["items"]["enum"]
 
-    assert enum("kind") == ["multiple_choice", "summarization"]
+    assert enum("kind") == list(TASK_KINDS.names())
+    assert enum("kind")[:2] == ["multiple_choice", "summarization"]
     assert enum("scoring_modes") == ["loglik", "cloze", "generate"]
     with SOURCE_FORMATS.temporarily("my_format", lambda record: None):
         assert enum("source_format")[-1] == "my_format"
