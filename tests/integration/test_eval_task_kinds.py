@@ -1,6 +1,7 @@
 """Me-LLaMA's task kinds on the tiny model: every new spec, on its bundled sample, in every mode
 it declares, through `medarena eval` and the per-item store; metrics recompute from storage."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from medarena.evaluate.spec import load_benchmarks
 from medarena.store import Store
 from tests.conftest import REPO
 from tests.helpers import invoke, sql_rows
+from tests.seeded import BASE, PRETRAINED, QA_TASK, seed_database
 
 # task -> the metrics its spec asks for (the runs add parse_failure_rate / truncated_items)
 NEW_TASKS = {
@@ -89,3 +91,19 @@ def test_missing_credentialed_data_exits_2_naming_its_source(eval_workspace, db_
     assert f"{missing} is missing" in result.output
     assert "n2c2.dbmi.hms.harvard.edu/data-sets" in result.output
     assert not Path(db_url.removeprefix("sqlite:///")).exists()  # refused before the store
+
+
+def test_compare_on_macro_f1_is_a_paired_bootstrap(tmp_path):
+    url = seed_database(tmp_path)
+    result = invoke(
+        tmp_path, url, "compare", PRETRAINED, BASE, "-t", QA_TASK, "--metric", "macro_f1", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    # by hand over the seeded answers (a wrong answer is the next letter), classes A-D:
+    # pretrained A 6/8, B 4/5, C 4/6, D 2/5; base A 2/6, B 2/6, C 4/7, D 2/5
+    assert data["mean_a"] == pytest.approx((6 / 8 + 4 / 5 + 4 / 6 + 2 / 5) / 4)
+    assert data["mean_b"] == pytest.approx((2 / 6 + 2 / 6 + 4 / 7 + 2 / 5) / 4)
+    assert (data["wins"], data["losses"], data["ties"]) == (5, 2, 5)
+    assert data["test"] == "paired bootstrap"
+    assert data["ci_low"] <= data["difference"] <= data["ci_high"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from medarena.compare.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci
 from medarena.errors import Refused
-from medarena.results import F1_METRICS, Prediction
+from medarena.results import Prediction
 
 # per class: [true positives, false positives, false negatives]
 Counts = Mapping[str, Sequence[int]]
@@ -132,13 +132,13 @@ def paired_f1(
 
 def prediction_counts(prediction: Prediction, key: str) -> Counts:
     """One prediction's counts: stored by kinds that score sets (`details["f1_counts"][key]`),
-    or, for one answer from a closed set, from its gold and parsed answers (an unparsed answer
-    predicts no class)."""
+    or, for one answer from a closed set (its choices stored, or scored right or wrong), from
+    its gold and parsed answers (an unparsed answer predicts no class)."""
     details = prediction.details or {}
     stored = details.get("f1_counts", {}).get(key)
     if stored is not None:
         return stored
-    if key == "labels" and "choices" in details:
+    if key == "labels" and ("choices" in details or prediction.correct is not None):
         parsed = [] if prediction.parsed_answer is None else [prediction.parsed_answer]
         return label_counts([prediction.gold], parsed)
     raise Refused(f"item {prediction.item_id!r} stores no {key!r} counts for F1")
@@ -146,14 +146,6 @@ def prediction_counts(prediction: Prediction, key: str) -> Counts:
 
 def task_classes(predictions: Sequence[Prediction]) -> list[str]:
     """The closed label set of a task (macro F1's classes): every item's `choices`, in order of
-    first appearance."""
-    return list(dict.fromkeys(c for p in predictions for c in (p.details or {}).get("choices", ())))
-
-
-def has_f1_metric(predictions: Sequence[Prediction], metric: str) -> bool:
-    """Whether the predictions hold what `metric` (a name in F1_METRICS) is computed from."""
-    if metric not in F1_METRICS or not predictions:
-        return False
-    key = F1_METRICS[metric][0]
-    details = predictions[0].details or {}
-    return key in details.get("f1_counts", {}) or (key == "labels" and "choices" in details)
+    first appearance; the gold answers seen, sorted, where no item stored its choices."""
+    choices = [c for p in predictions for c in (p.details or {}).get("choices", ())]
+    return list(dict.fromkeys(choices)) if choices else sorted({p.gold for p in predictions})
