@@ -29,12 +29,16 @@ def compare(
     mode: str | None = typer.Option(None, help="Scoring mode, when several were run."),
     shots: int | None = typer.Option(None, min=0, help="Shots, when several were run."),
     metric: str | None = typer.Option(
-        None, help="acc (default for QA) or a per-item score: rouge_l (default), bertscore_f1..."
+        None,
+        help="acc (default for QA), a per-item score (rouge_l, the default otherwise; "
+        "bertscore_f1, exact_match...) or a corpus F1 (macro_f1, micro_f1, strict_f1, lenient_f1: "
+        "paired bootstrap).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Paired comparison of A and B on one task (latest completed runs, same items): wins /
-    losses / ties, exact McNemar (or sign-test) p-value, bootstrap 95% CI of the difference."""
+    losses / ties, exact McNemar (or sign-test) p-value, bootstrap 95% CI of the difference;
+    for a corpus F1, the paired bootstrap's CI and p-value."""
     from medarena.compare import compare_variants
 
     with ctx.obj.store(create_if_empty=False) as store:
