@@ -29,7 +29,9 @@ from pathlib import Path
 
 INSTALL = "apt-get install -y --no-install-recommends slurm-wlm munge"
 DAEMONS = ("munged", "slurmctld", "slurmd")
-NODE = "medarena-node"
+# the node is this machine under its own name: the name a job's SLURM_JOB_NODELIST carries must
+# resolve (torchrun's rendezvous connects to it)
+NODE = socket.gethostname().split(".")[0]
 PARTITION = "debug"
 
 
@@ -73,13 +75,12 @@ def write_conf(folder: Path) -> Path:
     for sub in ("state", "spool", "log", "run"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     user = getpass.getuser()
-    host = socket.gethostname().split(".")[0]
     cpus, memory = os.cpu_count() or 1, _memory_mib()
     conf = folder / "slurm.conf"
     conf.write_text(
         f"""# written by tests/slurm_cluster.py: a private single-node cluster
 ClusterName=medarena-test
-SlurmctldHost={host}(127.0.0.1)
+SlurmctldHost={NODE}(127.0.0.1)
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
 SlurmUser={user}
@@ -106,7 +107,7 @@ ReturnToService=2
 MinJobAge=600
 KillWait=5
 SchedulerType=sched/backfill
-NodeName={NODE} NodeHostname={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory}
+NodeName={NODE} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory}
 PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
 """
     )
