@@ -1,7 +1,8 @@
 """Training through SLURM for real: `medarena train pretrain --submit` on the private cluster
 (tests/slurm_cluster.py); srun starts torchrun, which rendezvouses from SLURM's environment and
 starts two CPU ranks (DeepSpeed over gloo); the job registers the output. Cancelled with
-`scancel` mid-run, the same command resubmitted resumes from the last checkpoint."""
+`scancel` mid-run, the same command resubmitted resumes from the last checkpoint. LoRA tuning
+goes the same way and registers the merged model and the adapter."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from medarena.registry import load_registry
 from medarena.training import service
 from tests.helpers import invoke, script_stopped_at_step, sql_rows
+from tests.integration.test_instruct_run import tune, tune_workspace  # noqa: F401 (fixture)
 from tests.integration.test_pretrain_run import train_workspace  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
@@ -99,3 +101,24 @@ def test_a_submitted_run_trains_on_two_ranks_and_resumes_after_scancel(
     assert [step for (step,) in steps] == list(range(1, 13))
     entry = load_registry(train_workspace).variant("clustered")
     assert entry.variant.parent == "tiny-medical-base" and entry.variant.recipes == ["ci-z2"]
+
+
+def test_a_submitted_lora_run_registers_the_merged_model_and_the_adapter(
+    tune_workspace,  # noqa: F811
+    db_url,
+    slurm,
+    monkeypatch,
+):
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
+    result = tune(tune_workspace, db_url, "ci-z3-tags", "tags", "--gpus", "2", "--submit", "--wait")
+    assert result.exit_code == 0, result.output
+    job = re.search(r"SLURM job (\d+) ended", result.stdout).group(1)
+    log = (tune_workspace / f".medarena/runs/tags/slurm-{job}.out").read_text()
+    assert "engine: DeepSpeed ZeRO-3, data-parallel size 2, 3 steps" in log
+    assert "registered tags, tags-adapter" in log
+    assert sql_rows(db_url, "SELECT kind, status, world_size FROM training_runs") == [
+        ("instruct", "completed", 2)
+    ]
+    registry = load_registry(tune_workspace)
+    assert registry.variant("tags-adapter").variant.source.kind == "adapter"
+    assert registry.variant("tags").variant.parent == "tiny-medical-base"
