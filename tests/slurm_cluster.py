@@ -105,7 +105,7 @@ SlurmdParameters=config_overrides
 MpiDefault=none
 ReturnToService=2
 MinJobAge=600
-KillWait=5
+KillWait=30
 SchedulerType=sched/backfill
 NodeName={NODE} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory}
 PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP

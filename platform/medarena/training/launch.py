@@ -106,12 +106,16 @@ def write_cluster_scripts(
         "MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))\n"
         "export MASTER_ADDR MASTER_PORT\n"
         f"# one torchrun per node; it starts one rank per {per_node}\n"
-        "status=0\n"
+        "status=0 stopped=\n"
+        "# scancel (or the time limit) sends SIGTERM: carry on to record the run as interrupted\n"
+        "trap 'stopped=1; echo \"SIGTERM: stopping the ranks\" >&2' TERM\n"
         f"srun {python} -m torch.distributed.run --nnodes {nodes} "
         f"--nproc_per_node {gpus_per_node} \\\n"
         '  --rdzv_backend c10d --rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT" \\\n'
         '  --rdzv_id "$SLURM_JOB_ID" \\\n'
         f"  -m {module} {run} || status=$?\n"
+        "# 128 + SIGTERM, whatever exit the stopped ranks gave\n"
+        'if [ "$status" != 0 ] && [ -n "$stopped" ]; then status=143; fi\n'
         "# register the outputs (as a direct launch does), or mark the run stopped\n"
         f"exec {python} -m medarena.training.finish {shlex.quote(str(workspace))} {run} "
         '"$status"\n'
