@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,15 @@ def eval_workspace(workspace: Path, tiny_model_dir: Path) -> Path:
     models.mkdir(parents=True)
     (models / "tiny-medical-base").symlink_to(tiny_model_dir)
     return workspace
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[object]:
+    """A private single-node SLURM cluster for the session (tests/slurm_cluster.py), stopped
+    at the end. Skipped without the packages, a failure where MEDARENA_REQUIRE_SLURM=1 (CI)."""
+    from tests.slurm_cluster import slurm_cluster, unavailable
+
+    with slurm_cluster() as cluster:
+        if cluster is None:
+            unavailable()
+        yield cluster

@@ -62,18 +62,24 @@ def training_killed_at_step(module: str, step: int, folder: Path) -> Iterator[No
 def script_killed_at_step(module: str, step: int) -> str:
     """A training-process script for `module` (medarena.pretrain.train / medarena.instruct.train)
     that SIGKILLs itself right after recording step `step`."""
+    return script_stopped_at_step(module, step, "os.kill(os.getpid(), signal.SIGKILL)")
+
+
+def script_stopped_at_step(module: str, step: int, then: str) -> str:
+    """A training-process script for `module` that runs the statement `then` right after
+    recording step `step` (RUN_DIR is `sys.argv[1]`)."""
     return f"""
-import os, signal, sys
+import os, signal, sys, time
 from {module.rsplit(".", 1)[0]} import train
 from medarena.training import loop
 
 original = loop.Recorder.step
 
-def dying(self, step, *args):
+def stopping(self, step, *args):
     original(self, step, *args)
     if step == {step}:
-        os.kill(os.getpid(), signal.SIGKILL)
+        {then}
 
-loop.Recorder.step = dying
+loop.Recorder.step = stopping
 train.main(*loop.read_run(sys.argv[1:], "test"))
 """

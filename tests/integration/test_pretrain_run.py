@@ -252,6 +252,7 @@ def test_plan_and_cluster_launchers(train_workspace, db_url):
     launch, sbatch = (run_dir / "launch.sh").read_text(), (run_dir / "slurm.sbatch").read_text()
     assert "deepspeed --hostfile hostfile --num_nodes 2 --num_gpus 2" in launch
     assert f"--module medarena.pretrain.train {run_dir}" in launch
-    assert "#SBATCH --nodes=2" in sbatch and "#SBATCH --gpus-per-node=2" in sbatch
-    assert "torchrun --nnodes 2 --nproc_per_node 2" in sbatch
+    assert "#SBATCH --nodes=2" in sbatch and "2 node(s) x 2 CPU ranks" in sbatch
+    assert "--gpus-per-node" not in sbatch  # CPU ranks ask SLURM for no GPU
+    assert "-m torch.distributed.run --nnodes 2 --nproc_per_node 2" in sbatch
     assert json.loads((run_dir / "run.json").read_text())["plan"]["world_size"] == 4

@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "pretrain": 4,
     "instruct": 4,
     "training.service": 5,  # runs both kinds of training: above pretrain/ and instruct/
+    "training.finish": 5,  # a SLURM job's last step: registers through training.service
     "cli": 6,
 }
 

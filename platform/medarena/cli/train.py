@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from medarena.cli.common import out, reports_errors
+from medarena.errors import Refused
 from medarena.training.service import (
     Placement,
     PreparedRun,
@@ -20,6 +21,7 @@ from medarena.training.service import (
     prepare_instruct,
     prepare_pretrain,
     register_outputs,
+    submit_to_slurm,
     train_locally,
     write_cluster,
 )
@@ -37,6 +39,10 @@ NODES = typer.Option(1, min=1, help="Machines; more than one writes cluster laun
 PLAN_ONLY = typer.Option(False, "--plan", help="Print the resolved run; start nothing.")
 LAUNCHER = typer.Option("auto", help="auto, torchrun or deepspeed (on one machine).")
 HOSTFILE = typer.Option(None, help="DeepSpeed hostfile for several machines.")
+SUBMIT = typer.Option(
+    False, "--submit", help="Submit the run to SLURM (sbatch); the job registers the outputs."
+)
+WAIT = typer.Option(False, "--wait", help="With --submit: return when the job has ended.")
 
 
 @app.command("pretrain")
@@ -51,6 +57,8 @@ def pretrain(
     plan_only: bool = PLAN_ONLY,
     launcher: str = LAUNCHER,
     hostfile: Path | None = HOSTFILE,
+    submit: bool = SUBMIT,
+    wait: bool = WAIT,
     output: str | None = typer.Option(
         None, help="Name of the new variant (default: model-recipe)."
     ),
@@ -58,11 +66,12 @@ def pretrain(
     """Continually pretrain a registry variant on a recipe's data mix with DeepSpeed."""
     registry = ctx.obj.registry()
     where = Placement(hardware, gpus, nodes, launcher)
+    check_submission(submit, wait)
     if plan_only:
         print_plan(plan_pretrain(registry, recipe_name, model, where))
         return
     prepared = prepare_pretrain(registry, ctx.obj.db_url(), recipe_name, model, where, output)
-    run_prepared(registry, prepared, hostfile, launcher)
+    run_prepared(registry, prepared, hostfile, launcher, submit=submit, wait=wait)
 
 
 @app.command("instruct")
@@ -77,6 +86,8 @@ def instruct(
     plan_only: bool = PLAN_ONLY,
     launcher: str = LAUNCHER,
     hostfile: Path | None = HOSTFILE,
+    submit: bool = SUBMIT,
+    wait: bool = WAIT,
     output: str | None = typer.Option(
         None, help="Name of the new variant (default: model-recipe); its adapter: NAME-adapter."
     ),
@@ -85,20 +96,37 @@ def instruct(
     then register the merged model and the adapter as variants."""
     registry = ctx.obj.registry()
     where = Placement(hardware, gpus, nodes, launcher)
+    check_submission(submit, wait)
     if plan_only:
         planned = plan_instruct(registry, recipe_name, model, where)
         out.print(planned.data_summary)
         print_plan(planned.plan)
         return
     prepared = prepare_instruct(registry, ctx.obj.db_url(), recipe_name, model, where, output)
-    run_prepared(registry, prepared, hostfile, launcher)
+    run_prepared(registry, prepared, hostfile, launcher, submit=submit, wait=wait)
+
+
+def check_submission(submit: bool, wait: bool) -> None:
+    """Refuse --submit / --wait before anything is prepared."""
+    if wait and not submit:
+        raise Refused("--wait goes with --submit")
+    if submit:
+        from medarena.training.slurm import require_sbatch
+
+        require_sbatch()
 
 
 def run_prepared(
-    registry: Any, prepared: PreparedRun, hostfile: Path | None, launcher: str = "auto"
+    registry: Any,
+    prepared: PreparedRun,
+    hostfile: Path | None,
+    launcher: str = "auto",
+    *,
+    submit: bool = False,
+    wait: bool = False,
 ) -> None:
-    """Report the prepared run, then write cluster launchers (several nodes) or train here and
-    register the outputs."""
+    """Report the prepared run, then submit it to SLURM, write cluster launchers (several
+    nodes) or train here and register the outputs."""
     if prepared.resumed:
         out.print(
             f"resuming run {prepared.name} from {prepared.run_dir} "
@@ -106,9 +134,14 @@ def run_prepared(
         )
     else:
         out.print(prepared.data_summary)
+    if submit:
+        job = submit_to_slurm(prepared, registry.root, wait=wait)
+        state = "ended" if wait else "submitted; it registers the outputs when it ends"
+        out.print(f"SLURM job {job.job_id} {state} ({job.script}); log: {job.log}")
+        return
     if prepared.contract.plan.nodes > 1:
         out.print("cluster launchers written (run one of them on the cluster):")
-        for script in write_cluster(prepared, hostfile):
+        for script in write_cluster(prepared, hostfile, registry.root):
             out.print(f"  {script}")
         return
     train_locally(prepared, launcher)

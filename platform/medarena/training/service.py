@@ -419,7 +419,7 @@ def _checked_tokenizer(location: str, name: str, registry: Registry, entry: Vari
     return tokenizer
 
 
-def write_cluster(prepared: PreparedRun, hostfile: Path | None) -> list[Path]:
+def write_cluster(prepared: PreparedRun, hostfile: Path | None, workspace: Path) -> list[Path]:
     """launch.sh (deepspeed over a hostfile) and slurm.sbatch in the run's folder."""
     from medarena.training.launch import write_cluster_scripts
 
@@ -429,22 +429,41 @@ def write_cluster(prepared: PreparedRun, hostfile: Path | None) -> list[Path]:
         prepared.run_dir,
         nodes=plan.nodes,
         gpus_per_node=plan.gpus_per_node,
+        gpu=plan.hardware is not None,
         hostfile=hostfile,
         job_name=prepared.name,
+        workspace=workspace,
     )
+
+
+def submit_to_slurm(prepared: PreparedRun, workspace: Path, *, wait: bool = False) -> Any:
+    """Write the cluster scripts and submit slurm.sbatch (`medarena.training.slurm.Submitted`).
+    The job registers the outputs itself when the ranks succeed."""
+    from medarena.training.slurm import submit
+
+    _, sbatch = write_cluster(prepared, None, workspace)
+    return submit(sbatch, wait=wait)
 
 
 def train_locally(prepared: PreparedRun, launcher: str = "auto") -> None:
     """Start the run's ranks on this machine (as many as its plan has). A failed or killed run
     is marked in the store and raises TrainingFailed; the same call again resumes it."""
-    from medarena.store import Store
     from medarena.training.launch import run_local
 
     contract = prepared.contract
     code = run_local(MODULES[contract.kind], prepared.run_dir, contract.plan.world_size, launcher)
-    if code == 0:
-        return
-    stopped = code < 0 and -code in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+    if code != 0:
+        mark_stopped(contract, code)
+
+
+def mark_stopped(contract: RunContract, code: int) -> None:
+    """Record in the store that the ranks exited with `code` (killed: interrupted, else
+    failed) and raise TrainingFailed."""
+    from medarena.store import Store
+
+    # a signal: negative from subprocess, 128 + signal from a shell
+    signalled = -code if code < 0 else code - 128
+    stopped = signalled in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
     status = "interrupted" if stopped else "failed"
     with Store(contract.db_url) as store:
         store.set_training_run_status(contract.training_run_id, status)
