@@ -33,6 +33,7 @@ from medarena.store.models import (
     PredictionRow,
     ReferenceResultRow,
     ReproductionRow,
+    RescoredRunRow,
     TaskRow,
     TrainingRunRow,
     TrainingStepRow,
@@ -316,6 +317,53 @@ class Store(StoreReader):
             if status == COMPLETED:
                 row.open_key = None  # the key may be run again (--rerun)
             row.finished_at = utcnow()
+            session.flush()
+            return eval_run(session, row.id)
+
+    def add_rescored_run(
+        self,
+        spec: EvalRunSpec,
+        source_run_id: int,
+        extraction: tuple[str, str],
+        predictions: Sequence[Prediction],
+        metrics: Sequence[MetricValue],
+    ) -> EvalRun:
+        """A completed run made from `source_run_id`'s stored outputs parsed again with the
+        rule `extraction` (name, version): run, predictions, metrics and the link in one
+        transaction, so a failure leaves nothing."""
+        with self._session() as session:
+            row = EvalRunRow(
+                run_uuid=str(uuid4()),
+                variant_id=self._variant_id(session, spec.variant),
+                task_id=self._task_id(session, spec.task, spec.task_kind, {}),
+                variant_revision=spec.variant_revision,
+                weights_hash=spec.weights_hash,
+                settings_hash=spec.settings_hash,
+                dataset_hash=spec.dataset_hash,
+                prompt_template_hash=spec.prompt_template_hash,
+                scoring_mode=spec.scoring_mode,
+                shots=spec.shots,
+                seed=spec.seed,
+                engine=spec.engine,
+                engine_version=spec.engine_version,
+                code_version=spec.code_version,
+                config=spec.config,
+                status=COMPLETED,
+                n_items=len(predictions),
+                finished_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            session.add(
+                RescoredRunRow(
+                    eval_run_id=row.id,
+                    source_run_id=source_run_id,
+                    extraction=extraction[0],
+                    extraction_version=extraction[1],
+                )
+            )
+            session.add_all(PredictionRow(eval_run_id=row.id, **vars(p)) for p in predictions)
+            session.add_all(MetricRow(eval_run_id=row.id, **vars(m)) for m in metrics)
             session.flush()
             return eval_run(session, row.id)
 

@@ -201,6 +201,41 @@ class StoreReader:
             row = session.execute(query).first()
             return EvalRun(*row) if row else None
 
+    def eval_run(self, run_id: int) -> EvalRun | None:
+        """The run with store id `run_id`, if any."""
+        with self._session() as session:
+            row = session.execute(_eval_runs().where(EvalRunRow.id == run_id)).first()
+            return EvalRun(*row) if row else None
+
+    def eval_run_spec(self, run_id: int) -> EvalRunSpec | None:
+        """What run `run_id` was stored under (its key, config and its task's spec), if any."""
+        query = (
+            select(
+                ModelVariantRow.name,
+                TaskRow.name,
+                TaskRow.kind,
+                EvalRunRow.dataset_hash,
+                EvalRunRow.prompt_template_hash,
+                EvalRunRow.scoring_mode,
+                EvalRunRow.shots,
+                EvalRunRow.seed,
+                EvalRunRow.engine,
+                EvalRunRow.engine_version,
+                EvalRunRow.code_version,
+                EvalRunRow.variant_revision,
+                EvalRunRow.weights_hash,
+                EvalRunRow.settings_hash,
+                EvalRunRow.config,
+                TaskRow.spec,
+            )
+            .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
+            .join(TaskRow, TaskRow.id == EvalRunRow.task_id)
+            .where(EvalRunRow.id == run_id)
+        )
+        with self._session() as session:
+            row = session.execute(query).first()
+            return EvalRunSpec(*row) if row else None
+
     def latest_runs(
         self, *, variant: str | None = None, task: str | None = None, shots: int | None = None
     ) -> list[EvalRun]:

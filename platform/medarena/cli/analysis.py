@@ -1,0 +1,71 @@
+"""`medarena rescore` (stored outputs parsed again with another extraction rule) and
+`medarena contamination` (benchmark items against a variant's training data)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+from medarena.cli.common import out, reports_errors
+from medarena.errors import Refused
+
+
+@reports_errors
+def rescore(
+    ctx: typer.Context,
+    run_id: int = typer.Argument(..., help="The stored generate run (its id in `results`)."),
+    extractor: str | None = typer.Option(
+        None, "--extractor", "-x", help="Extraction rule: medarena, lm-eval, me-llama, meditron."
+    ),
+    protocol: str | None = typer.Option(
+        None, "--protocol", help="Take the extraction rule this protocol names for the task."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Parse a stored generate run's raw outputs again with another extraction rule (no model
+    is called); the result is a new run linked to its source, compared like any run."""
+    from medarena.analysis.rescore import rescore as rescore_run
+    from medarena.store.queries import format_ci
+
+    if (extractor is None) == (protocol is None):
+        raise Refused("give one of --extractor NAME or --protocol P")
+    root = ctx.obj.registry().root
+    with ctx.obj.store(create_if_empty=False) as store:
+        name = extractor or _protocol_rule(root, protocol or "", store, run_id)
+        result = rescore_run(store, root, run_id, name)
+    if as_json:
+        data = {
+            "run": result.run.id,
+            "source_run": result.source.id,
+            "extractor": name,
+            "scoring_mode": result.run.scoring_mode,
+            "changed": result.changed,
+            "reused": result.reused,
+            "metrics": [vars(metric) for metric in result.metrics],
+        }
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    stored = " (stored)" if result.reused else ""
+    out.print(
+        f"run {result.run.id}{stored}: run {result.source.id} ({result.run.variant} on "
+        f"{result.run.task}) rescored with {name}, {result.changed} parses changed",
+        highlight=False,
+    )
+    for metric in result.metrics:
+        out.print(f"  {metric.name} {format_ci(metric)} (n={metric.n})", highlight=False)
+
+
+def _protocol_rule(root: object, protocol: str, store: object, run_id: int) -> str:
+    """The extraction rule `protocol` names for the task of run `run_id`."""
+    from medarena.evaluate.protocol import get_protocol, load_protocols
+
+    chosen = get_protocol(load_protocols(root), protocol)  # type: ignore[arg-type]
+    spec = store.eval_run_spec(run_id)  # type: ignore[attr-defined]
+    if spec is None:
+        raise Refused(f"no evaluation run {run_id} in the store (see `medarena results`)")
+    entry = chosen.entry(spec.task)
+    if entry is None:
+        raise Refused(f"protocol {protocol!r} does not evaluate task {spec.task}")
+    return entry.extraction
