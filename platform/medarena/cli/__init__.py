@@ -58,5 +58,6 @@ app.command("compare")(compare.compare)
 app.command("dashboard")(compare.dashboard)
 app.command("demo")(demo.demo)
 app.command("rescore")(analysis.rescore)
+app.command("contamination")(analysis.contamination)
 
 __all__ = ["app"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from medarena.cli.common import out, reports_errors
 from medarena.errors import Refused
@@ -69,3 +71,58 @@ def _protocol_rule(root: object, protocol: str, store: object, run_id: int) -> s
     if entry is None:
         raise Refused(f"protocol {protocol!r} does not evaluate task {spec.task}")
     return entry.extraction
+
+
+@reports_errors
+def contamination(
+    ctx: typer.Context,
+    variant: str = typer.Option(..., "--model", "-m", help="The variant whose training data."),
+    task: str = typer.Option(..., "--task", "-t", help="The benchmark task whose items."),
+    corpus: list[Path] = typer.Option(
+        [], "--corpus", help="Another corpus (records file or folder of .txt); repeatable."
+    ),
+    text_field: str = typer.Option("text", help="The text field of --corpus records."),
+    n: int = typer.Option(13, "-n", min=1, help="Words per n-gram (13: GPT-3, lm-eval)."),
+    threshold: float = typer.Option(
+        0.0, help="Contaminated when the share of an item's n-grams found exceeds this (0: any)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Word n-gram overlap between a task's items and the data of every training run in the
+    variant's lineage (plus --corpus); stored, and reused when run again on the same inputs."""
+    from medarena.analysis.contamination import check
+    from medarena.evaluate.protocol import sync_registry
+
+    registry = ctx.obj.registry()
+    with ctx.obj.store() as store:
+        sync_registry(store, registry)  # the lineage is read from the store's variants
+        outcome = check(
+            store, registry.root, variant, task, extra=corpus, text_field=text_field, n=n,
+            threshold=threshold,
+        )  # fmt: skip
+    result = outcome.check
+    flagged = [item for item in outcome.items if item.contaminated]
+    if as_json:
+        data = {
+            **{k: v for k, v in vars(result).items() if k != "created_at"},
+            "reused": outcome.reused,
+            "items": [vars(item) for item in outcome.items],
+        }
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    stored = " (stored)" if outcome.reused else ""
+    out.print(
+        f"check {result.id}{stored}: {result.n_contaminated} of {result.n_items} items of "
+        f"{result.task} contaminated ({result.n}-grams, share found > {result.threshold:g}) in "
+        f"{len(result.corpora)} corpora of {' <- '.join(result.lineage)}; "
+        f"{result.documents_read} documents read",
+        highlight=False,
+    )
+    if flagged:
+        table = Table(title="contaminated items")
+        for column in ("item", "n-grams found", "longest overlap (words)", "where"):
+            table.add_column(column)
+        for item in flagged:
+            where = ", ".join(f"{s['corpus']}:{s['document']}" for s in item.sources)
+            table.add_row(item.item_id, f"{item.matched}/{item.ngrams}", str(item.longest), where)
+        out.print(table)

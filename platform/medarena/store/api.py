@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session
 from medarena.errors import Refused
 from medarena.registry import Registry
 from medarena.results import (
+    ContaminationCheck,
     EvalRun,
     EvalRunSpec,
     Expectations,
+    ItemContamination,
     MetricValue,
     Prediction,
     Reproduction,
@@ -26,6 +28,8 @@ from medarena.results import (
 )
 from medarena.schemas import ModelFamily, ModelVariant
 from medarena.store.models import (
+    ContaminatedItemRow,
+    ContaminationCheckRow,
     EvalRunRow,
     MetricRow,
     ModelFamilyRow,
@@ -43,6 +47,8 @@ from medarena.store.queries import COMPLETED, run_key_hash
 from medarena.store.reads import StoreReader, eval_run, training_run
 
 RUN_STATUSES = ("running", COMPLETED, "failed", "interrupted")
+CHECK_FIELDS = ("lineage", "task", "dataset_hash", "corpora", "method", "n", "threshold",
+                "code_version", "n_items", "n_contaminated", "documents_read")  # fmt: skip
 
 
 def _check_status(status: str) -> None:
@@ -487,3 +493,26 @@ class Store(StoreReader):
                 )
                 count += 1
             return count
+
+    # ------------------------------------------------------------------------- contamination
+
+    def add_contamination_check(
+        self, check: ContaminationCheck, items: Sequence[ItemContamination]
+    ) -> ContaminationCheck:
+        """Store a check and one row per item, in one transaction; a check with the same key
+        stored meanwhile is returned instead."""
+        try:
+            with self._session() as session:
+                row = ContaminationCheckRow(
+                    check_key=check.key,
+                    variant_id=self._variant_id(session, check.variant),
+                    **{name: getattr(check, name) for name in CHECK_FIELDS},
+                )
+                session.add(row)
+                session.flush()
+                session.add_all(ContaminatedItemRow(check_id=row.id, **vars(i)) for i in items)
+        except IntegrityError:
+            pass
+        stored = self.contamination_check(check.key)
+        assert stored is not None
+        return stored

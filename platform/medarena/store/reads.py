@@ -13,9 +13,11 @@ from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from medarena.results import (
+    ContaminationCheck,
     EvalRun,
     EvalRunSpec,
     FamilyInfo,
+    ItemContamination,
     LeaderboardRow,
     MetricValue,
     Prediction,
@@ -27,6 +29,8 @@ from medarena.results import (
 )
 from medarena.store.database import check_schema, make_engine
 from medarena.store.models import (
+    ContaminatedItemRow,
+    ContaminationCheckRow,
     EvalRunRow,
     MetricRow,
     ModelFamilyRow,
@@ -438,6 +442,15 @@ class StoreReader:
             query = _training_runs().order_by(TrainingRunRow.id)
             return [TrainingRun(*row) for row in session.execute(query)]
 
+    def training_config(self, run_id: int) -> dict[str, Any]:
+        """A training run's kind and what it recorded at its start (plan, recipe...)."""
+        query = select(TrainingRunRow.kind, TrainingRunRow.config).where(
+            TrainingRunRow.id == run_id
+        )
+        with self._session() as session:
+            kind, config = session.execute(query).one()
+            return {**config, "kind": kind}
+
     def training_steps(self, run_id: int) -> list[TrainingStep]:
         columns = [getattr(TrainingStepRow, name) for name in TrainingStep.__dataclass_fields__]
         query = (
@@ -453,3 +466,46 @@ class StoreReader:
         with self._session() as session:
             query = select(TrainingRunRow.data_mix).where(TrainingRunRow.id == run_id)
             return session.scalar(query) or {}
+
+    # ------------------------------------------------------------------------- contamination
+
+    def contamination_check(self, key: str) -> ContaminationCheck | None:
+        """The stored check with `key` (medarena.analysis.contamination.check_key), if any."""
+        query = (
+            select(ContaminationCheckRow, ModelVariantRow.name)
+            .join(ModelVariantRow, ModelVariantRow.id == ContaminationCheckRow.variant_id)
+            .where(ContaminationCheckRow.check_key == key)
+        )
+        with self._session() as session:
+            found = session.execute(query).first()
+            if found is None:
+                return None
+            row, variant = found
+            return ContaminationCheck(
+                row.id,
+                row.check_key,
+                variant,
+                list(row.lineage),
+                row.task,
+                row.dataset_hash,
+                list(row.corpora),
+                row.method,
+                row.n,
+                row.threshold,
+                row.code_version,
+                row.n_items,
+                row.n_contaminated,
+                row.documents_read,
+                row.created_at,
+            )
+
+    def contaminated_items(self, check_id: int) -> list[ItemContamination]:
+        """Every item of a check, by item id."""
+        columns = [getattr(ContaminatedItemRow, f) for f in ItemContamination.__dataclass_fields__]
+        query = (
+            select(*columns)
+            .where(ContaminatedItemRow.check_id == check_id)
+            .order_by(ContaminatedItemRow.item_id)
+        )
+        with self._session() as session:
+            return [ItemContamination(*row) for row in session.execute(query)]
