@@ -139,12 +139,7 @@ def check_key(record: ContaminationCheck) -> str:
 
 def scan(index: OverlapIndex, corpora: list[Corpus]) -> int:
     """One pass over every corpus, a document at a time; returns the documents read."""
-    read = 0
-    for corpus in corpora:
-        for document_id, text in corpus.documents():
-            index.scan(corpus.name, document_id, text)
-            read += 1
-    return read
+    return sum(index.scan(corpus.name, corpus.documents()) for corpus in corpora)
 
 
 def _result(overlap: ItemOverlap, n: int, threshold: float) -> ItemContamination:
