@@ -145,6 +145,9 @@ class LeaderboardRow:
     # the setting a measured run needs to stand beside this published one (None: unknown)
     expected_mode: str | None = None
     expected_shots: int | None = None
+    # measured results: the share of the task's items the variant's latest contamination check
+    # flagged (None: never checked)
+    contaminated: float | None = None
 
 
 @dataclass(frozen=True)

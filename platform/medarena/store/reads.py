@@ -368,7 +368,13 @@ class StoreReader:
             .where(MetricRow.name == metric)
         )
         with self._session() as session:
-            rows = [LeaderboardRow(*row[:10], MEASURED, row[10]) for row in session.execute(query)]
+            shares = self._contaminated_shares(session)
+            rows = [
+                LeaderboardRow(
+                    *row[:10], MEASURED, row[10], contaminated=shares.get((row[0], row[2]))
+                )
+                for row in session.execute(query)
+            ]
             if include_reference:
                 rows += self._published(session, metric)
         return sorted(rows, key=lambda r: (r.task, r.source != MEASURED, -r.value))
@@ -509,3 +515,47 @@ class StoreReader:
         )
         with self._session() as session:
             return [ItemContamination(*row) for row in session.execute(query)]
+
+    def latest_contamination(self, variant: str, task: str) -> ContaminationCheck | None:
+        """The latest contamination check of `variant` on `task`, if any."""
+        query = (
+            select(ContaminationCheckRow.check_key)
+            .join(ModelVariantRow, ModelVariantRow.id == ContaminationCheckRow.variant_id)
+            .where(ModelVariantRow.name == variant, ContaminationCheckRow.task == task)
+            .order_by(ContaminationCheckRow.id.desc())
+            .limit(1)
+        )
+        with self._session() as session:
+            key = session.scalar(query)
+        return None if key is None else self.contamination_check(key)
+
+    def contaminated_item_ids(self, check_id: int) -> set[str]:
+        """The items a check flagged."""
+        query = select(ContaminatedItemRow.item_id).where(
+            ContaminatedItemRow.check_id == check_id, ContaminatedItemRow.contaminated
+        )
+        with self._session() as session:
+            return set(session.scalars(query))
+
+    @staticmethod
+    def _contaminated_shares(session: Session) -> dict[tuple[str, str], float]:
+        """(variant, task) -> share of items flagged by the latest check of the pair."""
+        latest = (
+            select(func.max(ContaminationCheckRow.id).label("check_id"))
+            .group_by(ContaminationCheckRow.variant_id, ContaminationCheckRow.task)
+            .subquery()
+        )
+        query = (
+            select(
+                ModelVariantRow.name,
+                ContaminationCheckRow.task,
+                ContaminationCheckRow.n_contaminated,
+                ContaminationCheckRow.n_items,
+            )
+            .join(latest, latest.c.check_id == ContaminationCheckRow.id)
+            .join(ModelVariantRow, ModelVariantRow.id == ContaminationCheckRow.variant_id)
+        )
+        return {
+            (variant, task): flagged / items if items else 0.0
+            for variant, task, flagged, items in session.execute(query)
+        }
