@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from medarena.cli.common import out, reports_errors
 from medarena.errors import Refused
+
+if TYPE_CHECKING:
+    from medarena.store.reads import StoreReader
 
 
 @reports_errors
@@ -59,12 +63,12 @@ def rescore(
         out.print(f"  {metric.name} {format_ci(metric)} (n={metric.n})", highlight=False)
 
 
-def _protocol_rule(root: object, protocol: str, store: object, run_id: int) -> str:
+def _protocol_rule(root: Path, protocol: str, store: StoreReader, run_id: int) -> str:
     """The extraction rule `protocol` names for the task of run `run_id`."""
     from medarena.evaluate.protocol import get_protocol, load_protocols
 
-    chosen = get_protocol(load_protocols(root), protocol)  # type: ignore[arg-type]
-    spec = store.eval_run_spec(run_id)  # type: ignore[attr-defined]
+    chosen = get_protocol(load_protocols(root), protocol)
+    spec = store.eval_run_spec(run_id)
     if spec is None:
         raise Refused(f"no evaluation run {run_id} in the store (see `medarena results`)")
     entry = chosen.entry(spec.task)
