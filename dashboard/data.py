@@ -18,7 +18,13 @@ import pandas as pd
 import streamlit as st
 from lineage import lineage_rows
 
-from medarena.compare import Comparison, beside_measured, compare_variants
+from medarena.compare import (
+    Comparison,
+    ContaminationSplit,
+    beside_measured,
+    compare_variants,
+    split_by_contamination,
+)
 from medarena.errors import StoreError
 from medarena.results import Prediction, QueryResult, RunMetric, TrainingStep, VariantInfo
 from medarena.store import Store, queries, run_readonly_query
@@ -158,6 +164,7 @@ _LEADERBOARD_COLUMNS = [
     "run_id",
     "protocol",
     "unmapped",
+    "contaminated",  # share of the task's items the variant's latest check flagged
 ]
 
 
@@ -235,6 +242,15 @@ def head_to_head(
     return compare_variants(
         _store(url), variant_a, variant_b, task, scoring_mode=mode, shots=shots, metric=metric
     )
+
+
+@st.cache_data(show_spinner=False)
+def contamination_split(
+    url: str, variant_a: str, variant_b: str, task: str, setting: tuple[str, int], metric: str
+) -> ContaminationSplit | None:
+    """The head-to-head split into clean / contaminated items (None: neither variant checked)."""
+    comparison = head_to_head(url, variant_a, variant_b, task, setting, metric)
+    return split_by_contamination(_store(url), comparison, metric)
 
 
 @st.cache_data(show_spinner=False)

@@ -60,10 +60,43 @@ def render(url: str) -> None:
         "Wins: items where A scores higher. The p-value is the exact two-sided binomial test on "
         "the items where they differ; the CI is a paired bootstrap over items."
     )
+    split = data.contamination_split(url, variant_a, variant_b, task, setting, metric)
+    if split is not None:
+        contamination(split)
     st.subheader("Items where they differ")
     differing = differences(result.pairs, metric)
     st.caption(f"{len(differing)} of {stats.n} items")
     st.dataframe(differing, hide_index=True, key="h2h_items")
+
+
+def contamination(split) -> None:
+    """Clean and contaminated items apart (`medarena contamination`), and the paired test on
+    the clean ones."""
+    st.subheader("Clean and contaminated items")
+    rows = [
+        {
+            "items": subset.name,
+            "n": subset.n,
+            "A": subset.mean_a,
+            "A 95% CI": f"[{subset.ci_a[0]:.4f}, {subset.ci_a[1]:.4f}]",
+            "B": subset.mean_b,
+            "B 95% CI": f"[{subset.ci_b[0]:.4f}, {subset.ci_b[1]:.4f}]",
+        }
+        for subset in split.subsets
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="h2h_contamination")
+    checks = ", ".join(
+        f"{name}: check {check}" if check else f"{name}: not checked"
+        for name, check in split.checks.items()
+    )
+    clean = split.clean
+    paired = (
+        f" On the clean items: A - B {clean.difference:+.4f} "
+        f"[{clean.ci_low:+.4f}, {clean.ci_high:+.4f}], p {clean.p_value:.4g} ({clean.test})."
+        if clean is not None
+        else " No clean item to compare."
+    )
+    st.caption(f"Contaminated: flagged by either model's latest check ({checks}).{paired}")
 
 
 def differences(pairs, metric: str) -> pd.DataFrame:

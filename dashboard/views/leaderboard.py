@@ -54,6 +54,7 @@ def render(url: str) -> None:
             [
                 *columns,
                 "n",
+                "contaminated",
                 "source",
                 "protocol",
                 "shots",

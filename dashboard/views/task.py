@@ -27,7 +27,7 @@ def render(url: str) -> None:
     rows = rows.assign(label=rows["variant"] + " (" + rows["setting"] + ")")
     st.plotly_chart(bars(rows, metric), key="task_bars")
     st.dataframe(
-        rows[["variant", "setting", "value", "ci_low", "ci_high", "n", "run_id"]],
+        rows[["variant", "setting", "value", "ci_low", "ci_high", "n", "contaminated", "run_id"]],
         hide_index=True,
         key="task_scores",
     )

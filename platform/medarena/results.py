@@ -156,6 +156,9 @@ class LeaderboardRow:
     # the setting a measured run needs to stand beside this published one (None: unknown)
     expected_mode: str | None = None
     expected_shots: int | None = None
+    # measured results: the share of the task's items the variant's latest contamination check
+    # flagged (None: never checked)
+    contaminated: float | None = None
 
 
 @dataclass(frozen=True)
@@ -249,3 +252,41 @@ class Reproduction:
 # (variant, task, protocol) -> (scoring-mode key, shots) a measured run needs to stand beside a
 # published result obtained under that protocol (computed by medarena.evaluate.protocol)
 Expectations = Mapping[tuple[str, str, str | None], tuple[str, int]]
+
+
+# ------------------------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True)
+class ContaminationCheck:
+    """An n-gram overlap check of a task's items against a variant's training corpora;
+    `key` hashes what decides its outcome (medarena.analysis.contamination.check_key)."""
+
+    id: int | None
+    key: str
+    variant: str
+    lineage: list[str]
+    task: str
+    dataset_hash: str
+    corpora: list[dict[str, str]]  # name, origin, sha256
+    method: str
+    n: int
+    threshold: float
+    code_version: str
+    n_items: int
+    n_contaminated: int
+    documents_read: int
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ItemContamination:
+    """One item's overlap: its distinct n-grams, those found, the longest run of its words
+    found, and where (the documents with the most n-grams first)."""
+
+    item_id: str
+    ngrams: int
+    matched: int
+    longest: int
+    contaminated: bool
+    sources: list[dict[str, Any]]

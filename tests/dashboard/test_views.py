@@ -282,6 +282,41 @@ def test_head_to_head_on_different_item_sets_says_so(seeded, tmp_path, open_app)
     assert {m.label: m.value for m in app.metric}["Items compared"] == "10"
 
 
+def test_head_to_head_splits_clean_and_contaminated_items(seeded, tmp_path, open_app):
+    import shutil
+
+    from medarena.results import ContaminationCheck, ItemContamination
+    from medarena.store import Store
+
+    root, _ = seeded
+    shutil.copy(root / "seeded.db", tmp_path / "copy.db")
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    flagged = {"q04", "q05", "q06", "q07"}
+    check = ContaminationCheck(
+        None, "k" * 64, PRETRAINED, [PRETRAINED], QA_TASK, "d" * 64, [], "word-ngram-overlap-1",
+        13, 0.0, "test", 12, 4, 1,
+    )  # fmt: skip
+    items = [
+        ItemContamination(f"q{i:02d}", 20, 5, 17, f"q{i:02d}" in flagged, []) for i in range(12)
+    ]
+    with Store(url) as store:
+        store.add_contamination_check(check, items)
+    app = open_app(url, "head_to_head.py")
+    app.selectbox(key="h2h_task").select(QA_TASK).run()
+    app.selectbox(key="h2h_a").select(PRETRAINED).run()
+    app.selectbox(key="h2h_b").select(BASE).run()
+    split = app.dataframe[0].value  # before the differing items
+    assert list(split["items"]) == ["clean", "contaminated"] and list(split["n"]) == [8, 4]
+    assert list(split["A"]) == [4 / 8, 1.0] and list(split["B"]) == [5 / 8, 0.0]
+    caption = " ".join(c.value for c in app.caption)
+    assert f"{PRETRAINED}: check 1" in caption and f"{BASE}: not checked" in caption
+    assert "p 1 (exact McNemar)" in caption  # clean items: 1 win, 2 losses
+    task = open_app(url, "task.py")
+    task.selectbox(key="task_task").select(QA_TASK).run()
+    scores = task.dataframe[0].value.set_index("variant")["contaminated"]
+    assert scores[PRETRAINED] == pytest.approx(4 / 12) and scores.isna()[BASE]
+
+
 def test_reproductions_view_shows_each_verdict_and_its_mismatches(seeded, open_app):
     _, url = seeded
     app = open_app(url, "reproductions.py")

@@ -5,7 +5,13 @@ import re
 import pytest
 
 from medarena.registry import add_family, load_registry
-from medarena.results import MetricValue, Prediction, TrainingStep
+from medarena.results import (
+    ContaminationCheck,
+    ItemContamination,
+    MetricValue,
+    Prediction,
+    TrainingStep,
+)
 from medarena.schemas import ModelFamily
 from medarena.store import Store
 from medarena.store import run_readonly_query as query
@@ -74,6 +80,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> str:
         run_on(store, "tiny-medical-base", BASE_ANSWERS)
         run_on(store, "tiny-medical-pretrained", PRETRAINED_ANSWERS)
         seed_subjects_failures_and_seeds(store)
+        seed_contamination(store)
     return url
 
 
@@ -111,6 +118,27 @@ def seed_subjects_failures_and_seeds(store: Store) -> None:
         run = store.create_eval_run(eval_spec(task="pubmedqa", shots=3, seed=seed))
         store.add_predictions(run.id, [Prediction("item-0", "s", "yes", correct=True)])
         store.finish_eval_run(run.id, [MetricValue("acc", acc, 4)])
+
+
+def seed_contamination(store: Store) -> None:
+    """Two checks of the pretrained variant on MedQA: the older flagged item-0, the latest
+    flags item-1 and item-3 (the query lists the latest only)."""
+    for key, flagged in (("a", {"item-0"}), ("b", {"item-1", "item-3"})):
+        check = ContaminationCheck(
+            None, key * 64, "tiny-medical-pretrained", ["tiny-medical-pretrained"],
+            "medqa_4options", "d" * 64, [], "word-ngram-overlap-1", 13, 0.0, "test", 6,
+            len(flagged), 1,
+        )  # fmt: skip
+        where = [{"corpus": "tiny-demo/key-facts", "document": "doc-7", "matched": 3}]
+        store.add_contamination_check(
+            check,
+            [
+                ItemContamination(
+                    f"item-{i}", 20, 3 * (f"item-{i}" in flagged), 15, f"item-{i}" in flagged, where
+                )
+                for i in range(6)
+            ],
+        )
 
 
 def test_the_doc_has_its_queries():
@@ -157,3 +185,20 @@ def test_lineage_query_walks_to_the_pretrained_checkpoint(seeded: str):
     rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
     child = [r for r in rows if r["variant"] == "tiny-medical-pretrained"]
     assert child and child[0]["depth"] == 1 and child[0]["produced_by"] == "pretrain"
+
+
+def test_contamination_query_lists_the_latest_checks_flags(seeded: str):
+    (sql,) = [q for q in QUERIES if "FROM contamination_items" in q]
+    assert query(seeded, sql).rows == [
+        (
+            "tiny-medical-pretrained",
+            "medqa_4options",
+            item,
+            3,
+            20,
+            15,
+            "tiny-demo/key-facts",
+            "doc-7",
+        )
+        for item in ("item-1", "item-3")
+    ]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from medarena.evaluate.protocol import load_protocols, plan_protocol
-from medarena.evaluate.runner import EvalOptions
+from medarena.evaluate.runner import EvalOptions, load_task_data
 from medarena.evaluate.spec import load_benchmarks
 from medarena.registry import load_registry
 from tests.conftest import REPO
@@ -143,6 +143,19 @@ def test_reproduce_reports_reproduced_not_reproduced_and_not_comparable(
     ]
     assert rows[0][3] == pytest.approx(value)
     assert "not reproduced" in report.stdout and "reproduced" in report.stdout
+    assert "contamination:" not in report.stdout  # no check was run
+
+    # once a contamination check exists, the report names what it found
+    planted = eval_workspace / "planted.jsonl"
+    task = load_benchmarks(eval_workspace)["pubmedqa"]
+    item = load_task_data(task, eval_workspace).items[0]
+    text = f"{item.fields['question']} {item.fields['context']}"
+    planted.write_text(json.dumps({"id": "d", "text": text}) + "\n")
+    checked = invoke(eval_workspace, db_url, "contamination", "-m", "tiny-medical-base", "-t",
+                     "pubmedqa", "--corpus", str(planted))  # fmt: skip
+    assert checked.exit_code == 0, checked.output
+    again = invoke(eval_workspace, db_url, *REPRODUCE)
+    assert "contamination: 1 of" in again.stdout and "pubmedqa items flagged" in again.stdout
 
 
 def test_published_results_must_name_a_protocol_and_a_spec(workspace: Path, db_url: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from medarena.evaluate import identity
+from medarena.evaluate.extractors import EXTRACTORS
 from medarena.evaluate.runner import EvalOptions, plan_run
 from medarena.evaluate.spec import Generation, load_benchmarks
 from medarena.registry import load_registry
@@ -48,6 +49,7 @@ OPTION_CHANGES = {
     "truncation": "error",
     "bertscore_encoder": "roberta-large",
     "use_chat_template": False,
+    "extraction": "me-llama",
 }
 BASE = EvalOptions(mode="generate", temperature=0.5, samples=1, limit=3)
 
@@ -107,8 +109,14 @@ def test_changing_a_settings_field_of_the_spec_changes_the_settings_hash(plannin
 def test_the_extraction_rule_is_in_the_settings(planning, monkeypatch) -> None:
     _, tasks = planning
     before = identity.settings_hash(tasks["pubmedqa"], BASE)
-    monkeypatch.setattr(identity, "EXTRACTION_RULE", "medarena-2")
+    bumped = dataclasses.replace(EXTRACTORS.get("medarena"), version="medarena-2")
+    monkeypatch.setitem(EXTRACTORS._entries, "medarena", bumped)
     assert identity.settings_hash(tasks["pubmedqa"], BASE) != before
+
+
+def test_the_default_rule_keeps_the_keys_stored_before_rules_had_names(planning) -> None:
+    # runs stored before the extractor registry hashed the bare rule "medarena-1"
+    assert identity.settings(planning[1]["pubmedqa"], BASE)["extraction_rule"] == "medarena-1"
 
 
 def test_a_second_temperature_makes_a_second_run(eval_workspace: Path, db_url: str) -> None:

@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "evaluate": 3,
     "pretrain": 4,
     "instruct": 4,
+    "analysis": 4,  # reads stored runs, evaluation specs and the training data of recipes
     "training.service": 5,  # runs both kinds of training: above pretrain/ and instruct/
     "training.finish": 5,  # a SLURM job's last step: registers through training.service
     "cli": 6,

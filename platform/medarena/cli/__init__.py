@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from medarena.cli import compare, db, demo, evaluate, models, protocols, train, workspace
+from medarena.cli import analysis, compare, db, demo, evaluate, models, protocols, train, workspace
 from medarena.cli.common import Context
 
 app = typer.Typer(
@@ -57,5 +57,7 @@ app.command("reproduce")(protocols.reproduce)
 app.command("compare")(compare.compare)
 app.command("dashboard")(compare.dashboard)
 app.command("demo")(demo.demo)
+app.command("rescore")(analysis.rescore)
+app.command("contamination")(analysis.contamination)
 
 __all__ = ["app"]

@@ -10,12 +10,16 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from medarena.cli.common import EXIT_REFUSED, err, fail, out, reports_errors
 from medarena.registry import find_workspace
+
+if TYPE_CHECKING:
+    from medarena.compare import ContaminationSplit
 
 DASHBOARD_APP = Path("dashboard") / "app.py"
 
@@ -39,12 +43,13 @@ def compare(
     """Paired comparison of A and B on one task (latest completed runs, same items): wins /
     losses / ties, exact McNemar (or sign-test) p-value, bootstrap 95% CI of the difference;
     for a corpus F1, the paired bootstrap's CI and p-value."""
-    from medarena.compare import compare_variants
+    from medarena.compare import compare_variants, split_by_contamination
 
     with ctx.obj.store(create_if_empty=False) as store:
         result = compare_variants(
             store, variant_a, variant_b, task, scoring_mode=mode, shots=shots, metric=metric
         )
+        split = split_by_contamination(store, result, result.stats.metric)
     stats = result.stats
     if as_json:
         data = {
@@ -56,6 +61,7 @@ def compare(
             "run_a": result.run_a.id,
             "run_b": result.run_b.id,
             **asdict(stats),
+            "contamination": asdict(split) if split else None,
         }
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
@@ -78,11 +84,41 @@ def compare(
         f"{stats.p_value:.4g}",
     )
     out.print(table)
+    if split is not None:
+        out.print(_split_table(variant_a, variant_b, split))
     if stats.only_in_a or stats.only_in_b:
         err.print(
             f"note: compared on the {stats.n} items both runs scored; {stats.only_in_a} only in "
             f"A's run, {stats.only_in_b} only in B's"
         )
+
+
+def _split_table(variant_a: str, variant_b: str, split: ContaminationSplit) -> Table:
+    """Clean / contaminated items apart, and the paired test on the clean ones."""
+    checks = ", ".join(
+        f"{name} check {check}" if check else f"{name} not checked"
+        for name, check in split.checks.items()
+    )
+    table = Table(title=f"by contamination (items flagged by either variant's check: {checks})")
+    for column in ("items", "n", f"A ({variant_a}) [95% CI]", f"B ({variant_b}) [95% CI]"):
+        table.add_column(column)
+    table.add_column("clean: A - B [95% CI], p")
+    for subset in split.subsets:
+        paired = ""
+        if subset.name == "clean" and split.clean is not None:
+            clean = split.clean
+            paired = (
+                f"{clean.difference:+.4f} [{clean.ci_low:+.4f}, {clean.ci_high:+.4f}], "
+                f"p {clean.p_value:.4g} ({clean.test})"
+            )
+        table.add_row(
+            subset.name,
+            str(subset.n),
+            f"{subset.mean_a:.4f} [{subset.ci_a[0]:.4f}, {subset.ci_a[1]:.4f}]",
+            f"{subset.mean_b:.4f} [{subset.ci_b[0]:.4f}, {subset.ci_b[1]:.4f}]",
+            paired,
+        )
+    return table
 
 
 @reports_errors

@@ -279,7 +279,7 @@ def results(
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     table = Table(title=f"measured {metric} (latest completed run; 95% bootstrap CI)")
-    for column in ("task", "model", "family", "mode", "shots", metric, "n"):
+    for column in ("task", "model", "family", "mode", "shots", metric, "n", "contaminated"):
         table.add_column(column)
     for row in measured:
         table.add_row(
@@ -290,6 +290,7 @@ def results(
             str(row.shots),
             format_ci(row),
             str(row.n),
+            "-" if row.contaminated is None else f"{row.contaminated:.0%}",
         )
     out.print(table if measured else f"no measured {metric} yet: run `medarena eval`")
     if published:

@@ -114,8 +114,16 @@ def reproduce(
             by_task[task.name].metrics.append(outcome.metrics)
         reports = [compare_published(protocol, p, by_task.get(p.result.task)) for p in published]
         store.add_reproductions(reports)
+        checks = {task: store.latest_contamination(model, task) for task in sorted(by_task)}
     print_outcomes(outcomes)
     print_reports(reports, protocol.name, model)
+    for task, check in checks.items():
+        if check is not None:  # `medarena contamination` was run: say what it found
+            out.print(
+                f"contamination: {check.n_contaminated} of {check.n_items} {task} items "
+                f"flagged in {model}'s training data (check {check.id}, {check.n}-grams)",
+                highlight=False,
+            )
     if protocol.differences:
         out.print("known differences of this protocol from its source:")
         for difference in protocol.differences:

@@ -19,7 +19,7 @@ import json
 from dataclasses import fields
 from typing import Any
 
-from medarena.evaluate.extract import EXTRACTION_RULE
+from medarena.evaluate.extractors import EXTRACTORS
 from medarena.evaluate.kinds import TASK_KINDS
 from medarena.evaluate.spec import BenchmarkTask
 
@@ -39,6 +39,7 @@ OPTION_COVERAGE: dict[str, str] = {
     "truncation": "prompt_template_hash",
     "bertscore_encoder": SETTINGS,
     "use_chat_template": "prompt_template_hash",
+    "extraction": "scoring_mode",  # a suffix, and the rule's version in the settings hash
 }
 # EvalOptions fields that cannot change a stored output, and why
 OPTIONS_WITHOUT_EFFECT: dict[str, str] = {
@@ -80,7 +81,8 @@ TASK_FIELDS_WITHOUT_EFFECT: dict[str, str] = {
 def settings(task: BenchmarkTask, options: Any) -> dict[str, Any]:
     """The settings covered by the settings hash, as plain JSON values."""
     spec = task.model_dump(mode="json")
-    chosen: dict[str, Any] = {"extraction_rule": EXTRACTION_RULE}
+    # the rule's version (medarena's default keeps the key runs stored before rules had names)
+    chosen: dict[str, Any] = {"extraction_rule": EXTRACTORS.get(options.extraction).version}
     rule = TASK_KINDS.get(task.kind).rule
     if rule is not None:  # only kinds with a rule of their own: older run keys stay as they were
         chosen["kind_rule"] = rule

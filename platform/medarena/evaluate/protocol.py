@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from medarena.errors import Problem, ProblemsError, Refused, UnknownName
+from medarena.evaluate.extractors import EXTRACTORS
 from medarena.evaluate.runner import EvalOptions
 from medarena.evaluate.spec import BenchmarkTask, Generation
 from medarena.registry import Registry, VariantEntry, find_workspace
@@ -28,7 +29,6 @@ from medarena.yaml_source import load_spec_folder
 PROTOCOLS_DIR = Path("benchmarks") / "protocols"
 # a protocol's fields that only document it (no value to source)
 DOCUMENTATION = frozenset({"source", "url", "differences"})
-EXTRACTION_RULES = ("medarena",)  # answer extraction rules a protocol may name (extract.py)
 
 
 class TaskProtocol(Spec):
@@ -41,7 +41,9 @@ class TaskProtocol(Spec):
     cot: bool = False
     samples: int = Field(1, ge=1, description="self-consistency: samples per item, majority vote")
     temperature: float = Field(0.0, ge=0.0)
-    extraction: Literal["medarena"] = Field("medarena", description="answer extraction rule")
+    extraction: str = Field(
+        "medarena", description="answer extraction rule of generate runs (evaluate/extractors.py)"
+    )
     bertscore_model: str = Field("minilm", description="BERTScore encoder (summarization)")
     use_chat_template: bool = True
     # overrides of the benchmark spec's own fields (they enter the run key as task fields)
@@ -52,6 +54,13 @@ class TaskProtocol(Spec):
     split: str = Field("test", description="the split the source reports on")
     expected_items: int | None = Field(None, gt=0, description="items of that split")
     notes: str | None = None
+
+    @field_validator("extraction")
+    @classmethod
+    def _known_rule(cls, name: str) -> str:
+        if name not in EXTRACTORS:
+            raise ValueError(f"unknown extraction rule {name!r}; known: {list(EXTRACTORS)}")
+        return name
 
 
 class SizeOverride(Spec):
@@ -185,6 +194,7 @@ def plan_protocol(
                 temperature=entry.temperature,
                 bertscore_encoder=entry.bertscore_model,
                 use_chat_template=entry.use_chat_template,
+                extraction=entry.extraction,
             )
             runs.append(ProtocolRun(entry, task, options))
     return runs
@@ -233,7 +243,12 @@ def expected_setting(
     from medarena.evaluate.modes import SCORING_MODES
     from medarena.evaluate.modes.base import ScoringOptions
 
-    options = ScoringOptions(cot=entry.cot, samples=entry.samples, temperature=entry.temperature)
+    options = ScoringOptions(
+        cot=entry.cot,
+        samples=entry.samples,
+        temperature=entry.temperature,
+        extraction=entry.extraction,
+    )
     return SCORING_MODES.get(entry.mode).key(options), shots_for(protocol, entry, variant)
 
 

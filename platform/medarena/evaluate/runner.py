@@ -48,6 +48,7 @@ class EvalOptions:
     chunk_size: int = 64
     bertscore_encoder: str = "minilm"
     use_chat_template: bool = True
+    extraction: str = "medarena"  # answer extraction rule of generate runs (extractors.py)
 
     def scoring(self, end_of_turn: tuple[str, ...] = ()) -> ScoringOptions:
         """The settings the scoring mode sees (plus the chat template's end of turn)."""
@@ -59,6 +60,7 @@ class EvalOptions:
             truncation=self.truncation,
             end_of_turn=end_of_turn,
             bertscore_encoder=self.bertscore_encoder,
+            extraction=self.extraction,
         )
 
     def check(self, task: BenchmarkTask) -> None:

@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session
 from medarena.errors import Refused
 from medarena.registry import Registry
 from medarena.results import (
+    ContaminationCheck,
     EvalRun,
     EvalRunSpec,
     Expectations,
+    ItemContamination,
     MetricValue,
     Prediction,
     Reproduction,
@@ -26,6 +28,8 @@ from medarena.results import (
 )
 from medarena.schemas import ModelFamily, ModelVariant
 from medarena.store.models import (
+    ContaminatedItemRow,
+    ContaminationCheckRow,
     EvalRunRow,
     MetricRow,
     ModelFamilyRow,
@@ -33,6 +37,7 @@ from medarena.store.models import (
     PredictionRow,
     ReferenceResultRow,
     ReproductionRow,
+    RescoredRunRow,
     TaskRow,
     TrainingRunRow,
     TrainingStepRow,
@@ -42,6 +47,8 @@ from medarena.store.queries import COMPLETED, run_key_hash
 from medarena.store.reads import StoreReader, eval_run, training_run
 
 RUN_STATUSES = ("running", COMPLETED, "failed", "interrupted")
+CHECK_FIELDS = ("lineage", "task", "dataset_hash", "corpora", "method", "n", "threshold",
+                "code_version", "n_items", "n_contaminated", "documents_read")  # fmt: skip
 
 
 def _check_status(status: str) -> None:
@@ -319,6 +326,53 @@ class Store(StoreReader):
             session.flush()
             return eval_run(session, row.id)
 
+    def add_rescored_run(
+        self,
+        spec: EvalRunSpec,
+        source_run_id: int,
+        extraction: tuple[str, str],
+        predictions: Sequence[Prediction],
+        metrics: Sequence[MetricValue],
+    ) -> EvalRun:
+        """A completed run made from `source_run_id`'s stored outputs parsed again with the
+        rule `extraction` (name, version): run, predictions, metrics and the link in one
+        transaction, so a failure leaves nothing."""
+        with self._session() as session:
+            row = EvalRunRow(
+                run_uuid=str(uuid4()),
+                variant_id=self._variant_id(session, spec.variant),
+                task_id=self._task_id(session, spec.task, spec.task_kind, {}),
+                variant_revision=spec.variant_revision,
+                weights_hash=spec.weights_hash,
+                settings_hash=spec.settings_hash,
+                dataset_hash=spec.dataset_hash,
+                prompt_template_hash=spec.prompt_template_hash,
+                scoring_mode=spec.scoring_mode,
+                shots=spec.shots,
+                seed=spec.seed,
+                engine=spec.engine,
+                engine_version=spec.engine_version,
+                code_version=spec.code_version,
+                config=spec.config,
+                status=COMPLETED,
+                n_items=len(predictions),
+                finished_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            session.add(
+                RescoredRunRow(
+                    eval_run_id=row.id,
+                    source_run_id=source_run_id,
+                    extraction=extraction[0],
+                    extraction_version=extraction[1],
+                )
+            )
+            session.add_all(PredictionRow(eval_run_id=row.id, **vars(p)) for p in predictions)
+            session.add_all(MetricRow(eval_run_id=row.id, **vars(m)) for m in metrics)
+            session.flush()
+            return eval_run(session, row.id)
+
     def set_eval_run_status(self, run_id: int, status: str) -> None:
         """Mark a run that stopped before finishing (interrupted, failed); resumable later."""
         _check_status(status)
@@ -439,3 +493,26 @@ class Store(StoreReader):
                 )
                 count += 1
             return count
+
+    # ------------------------------------------------------------------------- contamination
+
+    def add_contamination_check(
+        self, check: ContaminationCheck, items: Sequence[ItemContamination]
+    ) -> ContaminationCheck:
+        """Store a check and one row per item, in one transaction; a check with the same key
+        stored meanwhile is returned instead."""
+        try:
+            with self._session() as session:
+                row = ContaminationCheckRow(
+                    check_key=check.key,
+                    variant_id=self._variant_id(session, check.variant),
+                    **{name: getattr(check, name) for name in CHECK_FIELDS},
+                )
+                session.add(row)
+                session.flush()
+                session.add_all(ContaminatedItemRow(check_id=row.id, **vars(i)) for i in items)
+        except IntegrityError:
+            pass
+        stored = self.contamination_check(check.key)
+        assert stored is not None
+        return stored

@@ -258,3 +258,61 @@ class TrainingStepRow(Base):
     mfu: Mapped[float | None] = mapped_column(Float)
     tokens_seen: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# --------------------------------------------------------------------------------- analysis
+
+
+class RescoredRunRow(Base):
+    """An evaluation run made by parsing a source run's stored outputs again with another
+    extraction rule (`medarena rescore`): no model was called."""
+
+    __tablename__ = "rescored_runs"
+
+    eval_run_id: Mapped[int] = mapped_column(
+        ForeignKey("eval_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    source_run_id: Mapped[int] = mapped_column(
+        ForeignKey("eval_runs.id", ondelete="CASCADE"), index=True
+    )
+    extraction: Mapped[str] = mapped_column(String(50))  # the rule's registered name
+    extraction_version: Mapped[str] = mapped_column(String(50))
+
+
+class ContaminationCheckRow(Base):
+    """One n-gram overlap check of a task's items against a variant's training corpora
+    (`medarena contamination`); `check_key` hashes every input, so a rerun reuses it."""
+
+    __tablename__ = "contamination_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    check_key: Mapped[str] = mapped_column(String(64), unique=True)
+    variant_id: Mapped[int] = mapped_column(ForeignKey("model_variants.id"), index=True)
+    lineage: Mapped[list] = mapped_column(JSON)  # variant names, the variant first
+    task: Mapped[str] = mapped_column(String(100), index=True)
+    dataset_hash: Mapped[str] = mapped_column(String(64))
+    corpora: Mapped[list] = mapped_column(JSON)  # [{name, origin, path, sha256}]
+    method: Mapped[str] = mapped_column(String(50))
+    n: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[float] = mapped_column(Float)
+    code_version: Mapped[str] = mapped_column(String(80))
+    n_items: Mapped[int] = mapped_column(Integer)
+    n_contaminated: Mapped[int] = mapped_column(Integer)
+    documents_read: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ContaminatedItemRow(Base):
+    """One item's overlap in a contamination check (every item has a row, clean ones too)."""
+
+    __tablename__ = "contamination_items"
+    __table_args__ = (UniqueConstraint("check_id", "item_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    check_id: Mapped[int] = mapped_column(ForeignKey("contamination_checks.id", ondelete="CASCADE"))
+    item_id: Mapped[str] = mapped_column(String(200))
+    ngrams: Mapped[int] = mapped_column(Integer)  # the item's distinct n-grams
+    matched: Mapped[int] = mapped_column(Integer)  # of them found in a corpus
+    longest: Mapped[int] = mapped_column(Integer)  # longest run of matched words
+    contaminated: Mapped[bool] = mapped_column(Boolean)
+    sources: Mapped[list] = mapped_column(JSON)  # [{corpus, document, matched}], most first

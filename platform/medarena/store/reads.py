@@ -13,9 +13,11 @@ from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from medarena.results import (
+    ContaminationCheck,
     EvalRun,
     EvalRunSpec,
     FamilyInfo,
+    ItemContamination,
     LeaderboardRow,
     MetricValue,
     Prediction,
@@ -27,6 +29,8 @@ from medarena.results import (
 )
 from medarena.store.database import check_schema, make_engine
 from medarena.store.models import (
+    ContaminatedItemRow,
+    ContaminationCheckRow,
     EvalRunRow,
     MetricRow,
     ModelFamilyRow,
@@ -201,6 +205,41 @@ class StoreReader:
             row = session.execute(query).first()
             return EvalRun(*row) if row else None
 
+    def eval_run(self, run_id: int) -> EvalRun | None:
+        """The run with store id `run_id`, if any."""
+        with self._session() as session:
+            row = session.execute(_eval_runs().where(EvalRunRow.id == run_id)).first()
+            return EvalRun(*row) if row else None
+
+    def eval_run_spec(self, run_id: int) -> EvalRunSpec | None:
+        """What run `run_id` was stored under (its key, config and its task's spec), if any."""
+        query = (
+            select(
+                ModelVariantRow.name,
+                TaskRow.name,
+                TaskRow.kind,
+                EvalRunRow.dataset_hash,
+                EvalRunRow.prompt_template_hash,
+                EvalRunRow.scoring_mode,
+                EvalRunRow.shots,
+                EvalRunRow.seed,
+                EvalRunRow.engine,
+                EvalRunRow.engine_version,
+                EvalRunRow.code_version,
+                EvalRunRow.variant_revision,
+                EvalRunRow.weights_hash,
+                EvalRunRow.settings_hash,
+                EvalRunRow.config,
+                TaskRow.spec,
+            )
+            .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
+            .join(TaskRow, TaskRow.id == EvalRunRow.task_id)
+            .where(EvalRunRow.id == run_id)
+        )
+        with self._session() as session:
+            row = session.execute(query).first()
+            return EvalRunSpec(*row) if row else None
+
     def latest_runs(
         self, *, variant: str | None = None, task: str | None = None, shots: int | None = None
     ) -> list[EvalRun]:
@@ -329,7 +368,13 @@ class StoreReader:
             .where(MetricRow.name == metric)
         )
         with self._session() as session:
-            rows = [LeaderboardRow(*row[:10], MEASURED, row[10]) for row in session.execute(query)]
+            shares = self._contaminated_shares(session)
+            rows = [
+                LeaderboardRow(
+                    *row[:10], MEASURED, row[10], contaminated=shares.get((row[0], row[2]))
+                )
+                for row in session.execute(query)
+            ]
             if include_reference:
                 rows += self._published(session, metric)
         return sorted(rows, key=lambda r: (r.task, r.source != MEASURED, -r.value))
@@ -403,6 +448,15 @@ class StoreReader:
             query = _training_runs().order_by(TrainingRunRow.id)
             return [TrainingRun(*row) for row in session.execute(query)]
 
+    def training_config(self, run_id: int) -> dict[str, Any]:
+        """A training run's kind and what it recorded at its start (plan, recipe...)."""
+        query = select(TrainingRunRow.kind, TrainingRunRow.config).where(
+            TrainingRunRow.id == run_id
+        )
+        with self._session() as session:
+            kind, config = session.execute(query).one()
+            return {**config, "kind": kind}
+
     def training_steps(self, run_id: int) -> list[TrainingStep]:
         columns = [getattr(TrainingStepRow, name) for name in TrainingStep.__dataclass_fields__]
         query = (
@@ -418,3 +472,90 @@ class StoreReader:
         with self._session() as session:
             query = select(TrainingRunRow.data_mix).where(TrainingRunRow.id == run_id)
             return session.scalar(query) or {}
+
+    # ------------------------------------------------------------------------- contamination
+
+    def contamination_check(self, key: str) -> ContaminationCheck | None:
+        """The stored check with `key` (medarena.analysis.contamination.check_key), if any."""
+        query = (
+            select(ContaminationCheckRow, ModelVariantRow.name)
+            .join(ModelVariantRow, ModelVariantRow.id == ContaminationCheckRow.variant_id)
+            .where(ContaminationCheckRow.check_key == key)
+        )
+        with self._session() as session:
+            found = session.execute(query).first()
+            if found is None:
+                return None
+            row, variant = found
+            return ContaminationCheck(
+                row.id,
+                row.check_key,
+                variant,
+                list(row.lineage),
+                row.task,
+                row.dataset_hash,
+                list(row.corpora),
+                row.method,
+                row.n,
+                row.threshold,
+                row.code_version,
+                row.n_items,
+                row.n_contaminated,
+                row.documents_read,
+                row.created_at,
+            )
+
+    def contaminated_items(self, check_id: int) -> list[ItemContamination]:
+        """Every item of a check, by item id."""
+        columns = [getattr(ContaminatedItemRow, f) for f in ItemContamination.__dataclass_fields__]
+        query = (
+            select(*columns)
+            .where(ContaminatedItemRow.check_id == check_id)
+            .order_by(ContaminatedItemRow.item_id)
+        )
+        with self._session() as session:
+            return [ItemContamination(*row) for row in session.execute(query)]
+
+    def latest_contamination(self, variant: str, task: str) -> ContaminationCheck | None:
+        """The latest contamination check of `variant` on `task`, if any."""
+        query = (
+            select(ContaminationCheckRow.check_key)
+            .join(ModelVariantRow, ModelVariantRow.id == ContaminationCheckRow.variant_id)
+            .where(ModelVariantRow.name == variant, ContaminationCheckRow.task == task)
+            .order_by(ContaminationCheckRow.id.desc())
+            .limit(1)
+        )
+        with self._session() as session:
+            key = session.scalar(query)
+        return None if key is None else self.contamination_check(key)
+
+    def contaminated_item_ids(self, check_id: int) -> set[str]:
+        """The items a check flagged."""
+        query = select(ContaminatedItemRow.item_id).where(
+            ContaminatedItemRow.check_id == check_id, ContaminatedItemRow.contaminated
+        )
+        with self._session() as session:
+            return set(session.scalars(query))
+
+    @staticmethod
+    def _contaminated_shares(session: Session) -> dict[tuple[str, str], float]:
+        """(variant, task) -> share of items flagged by the latest check of the pair."""
+        latest = (
+            select(func.max(ContaminationCheckRow.id).label("check_id"))
+            .group_by(ContaminationCheckRow.variant_id, ContaminationCheckRow.task)
+            .subquery()
+        )
+        query = (
+            select(
+                ModelVariantRow.name,
+                ContaminationCheckRow.task,
+                ContaminationCheckRow.n_contaminated,
+                ContaminationCheckRow.n_items,
+            )
+            .join(latest, latest.c.check_id == ContaminationCheckRow.id)
+            .join(ModelVariantRow, ModelVariantRow.id == ContaminationCheckRow.variant_id)
+        )
+        return {
+            (variant, task): flagged / items if items else 0.0
+            for variant, task, flagged, items in session.execute(query)
+        }

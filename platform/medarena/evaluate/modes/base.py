@@ -53,6 +53,7 @@ class ScoringOptions:
     truncation: str = "left"
     end_of_turn: tuple[str, ...] = ()  # the chat template's stop strings, when one is applied
     bertscore_encoder: str = "minilm"
+    extraction: str = "medarena"  # the answer extraction rule (evaluate/extractors.py)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class ScoringMode(ABC):
         """Refuse settings this mode cannot score, before anything is loaded."""
         if options.cot or options.samples > 1:
             raise Refused("chain-of-thought and self-consistency need --mode generate")
+        if options.extraction != "medarena":
+            raise Refused(f"extraction rule {options.extraction!r} needs --mode generate")
 
     def key(self, options: ScoringOptions) -> str:
         """The run's scoring mode as stored, part of the run key: variants that measure

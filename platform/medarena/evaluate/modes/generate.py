@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 from medarena.errors import Refused
 from medarena.evaluate.engines.base import Engine, Sampling
-from medarena.evaluate.extract import extract_choice, majority_vote
+from medarena.evaluate.extract import majority_vote
+from medarena.evaluate.extractors import DEFAULT_EXTRACTOR, EXTRACTORS
 from medarena.evaluate.formats import Item
 from medarena.evaluate.kinds import TASK_KINDS, ScoredOutput
 from medarena.evaluate.metrics import (
@@ -46,6 +48,7 @@ class GenerateMode(ScoringMode):
     def check(self, options: ScoringOptions) -> None:
         if options.samples > 1 and options.temperature <= 0:
             raise Refused("self-consistency samples need --temperature above 0")
+        EXTRACTORS.get(options.extraction)  # an unknown rule is refused with the known ones
 
     def key(self, options: ScoringOptions) -> str:
         """Chain-of-thought and self-consistency are different measurements."""
@@ -54,6 +57,8 @@ class GenerateMode(ScoringMode):
             key += "+cot"
         if options.samples > 1:
             key += f"+sc{options.samples}@{options.temperature:g}"
+        if options.extraction != DEFAULT_EXTRACTOR:  # another rule: another measurement
+            key += f"+x={options.extraction}"
         return key
 
     def instruction(self, task: BenchmarkTask) -> str | None:
@@ -64,6 +69,11 @@ class GenerateMode(ScoringMode):
         if kind.choices:
             return partial(self._choices, task=task, options=options)
         if kind.score_output is not None:
+            if options.extraction != DEFAULT_EXTRACTOR:
+                raise Refused(
+                    f"{task.name} ({task.kind}) parses its outputs with its kind's own rule: "
+                    f"extraction rule {options.extraction!r} does not apply"
+                )
             return partial(self._own_rule, task=task, options=options, rule=kind.score_output)
         # the encoder loads once per run, on its first chunk
         bert = BertScorer(options.bertscore_encoder) if "bertscore_f1" in task.metrics else None
@@ -87,26 +97,10 @@ class GenerateMode(ScoringMode):
         options: ScoringOptions,
     ) -> ChunkResult:
         generations, tokens = _generate(engine, task, prompts, options)
-        predictions = []
-        for prompt, (texts, cut) in zip(prompts, generations, strict=True):
-            item = prompt.item
-            votes = [extract_choice(text, item.choices, item.option_texts) for text in texts]
-            answer = majority_vote(votes)
-            details: dict[str, object] = {"choices": list(item.choices)}
-            if len(texts) > 1:
-                details["samples"] = list(texts)
-                details["votes"] = [None if v is None else item.choices[v] for v in votes]
-            predictions.append(
-                prediction(
-                    prompt,
-                    cut,
-                    raw_output=texts[0],
-                    parsed_answer=None if answer is None else item.choices[answer],
-                    correct=answer is not None and answer == item.gold,
-                    parse_failed=answer is None,
-                    details=details,
-                )
-            )
+        predictions = [
+            prediction(prompt, cut, **parsed_fields(prompt.item, texts, options))
+            for prompt, (texts, cut) in zip(prompts, generations, strict=True)
+        ]
         return ChunkResult(predictions, tokens)
 
     def _own_rule(
@@ -163,6 +157,25 @@ class GenerateMode(ScoringMode):
                 )
             )
         return ChunkResult(predictions, tokens)
+
+
+def parsed_fields(item: Item, texts: Sequence[str], options: ScoringOptions) -> dict[str, Any]:
+    """A multiple-choice prediction's fields from its generated texts (one per sample), parsed
+    with the options' extraction rule; `medarena rescore` calls it on stored texts."""
+    parse = EXTRACTORS.get(options.extraction).parse
+    votes = [parse(text, item.choices, item.option_texts, options.cot) for text in texts]
+    answer = majority_vote(votes)
+    details: dict[str, object] = {"choices": list(item.choices)}
+    if len(texts) > 1:
+        details["samples"] = list(texts)
+        details["votes"] = [None if v is None else item.choices[v] for v in votes]
+    return {
+        "raw_output": texts[0],
+        "parsed_answer": None if answer is None else item.choices[answer],
+        "correct": answer is not None and answer == item.gold,
+        "parse_failed": answer is None,
+        "details": details,
+    }
 
 
 def _generate(
