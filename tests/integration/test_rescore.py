@@ -188,3 +188,16 @@ def test_a_log_likelihood_run_is_refused_with_the_reason(eval_workspace, db_url)
     assert f"run {run_id} was scored by loglik (log-likelihood)" in result.stderr
     assert "no generated text" in result.stderr
     assert sql_rows(db_url, "SELECT COUNT(*) FROM eval_runs") == [(1,)]
+
+
+def test_a_kind_with_its_own_rule_is_refused(eval_workspace, db_url):
+    """HoC's label sets are read by the multilabel kind's own rule: the extraction rules,
+    which pick one of a question's choices, do not apply to them."""
+    args = ("eval", "-m", "tiny-medical-base", "-t", "hoc", "--mode", "generate", "--limit", "2")
+    with ENGINES.temporarily("scripted", ScriptedEngine):
+        assert invoke(eval_workspace, db_url, *args, "--engine", "scripted").exit_code == 0
+    ((run_id,),) = sql_rows(db_url, "SELECT id FROM eval_runs")
+    result = invoke(eval_workspace, db_url, "rescore", str(run_id), "-x", "lm-eval")
+    assert result.exit_code == 2
+    assert f"run {run_id} (hoc, multilabel) is parsed by its kind's own rule" in result.stderr
+    assert sql_rows(db_url, "SELECT COUNT(*) FROM eval_runs") == [(1,)]
