@@ -177,6 +177,7 @@ with CORPUS_READERS.temporarily("killing", killing_reader):
 """
 
 
+@pytest.mark.slow  # a second Python process that imports transformers
 def test_a_sigkilled_preparation_resumes_at_its_first_unfinished_task(
     tokenizer, tiny_model_dir, tmp_path
 ):

@@ -54,6 +54,9 @@ def pretrain(
     output: str | None = typer.Option(
         None, help="Name of the new variant (default: model-recipe)."
     ),
+    workers: int | None = typer.Option(
+        None, min=1, help="Data preparation tasks run at once (default: the machine's cores)."
+    ),
 ) -> None:
     """Continually pretrain a registry variant on a recipe's data mix with DeepSpeed."""
     registry = ctx.obj.registry()
@@ -61,7 +64,9 @@ def pretrain(
     if plan_only:
         print_plan(plan_pretrain(registry, recipe_name, model, where))
         return
-    prepared = prepare_pretrain(registry, ctx.obj.db_url(), recipe_name, model, where, output)
+    prepared = prepare_pretrain(
+        registry, ctx.obj.db_url(), recipe_name, model, where, output, workers=workers
+    )
     run_prepared(registry, prepared, hostfile, launcher)
 
 

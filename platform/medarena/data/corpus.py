@@ -83,6 +83,16 @@ def local_path(source: Source, pretrain_dir: Path) -> Path | None:
     return path if path.is_absolute() else pretrain_dir / path
 
 
+def source_bytes(source: Source, pretrain_dir: Path) -> int | None:
+    """Bytes of a file source's data as stored (compressed files: compressed); None for the
+    hub or a path that does not exist."""
+    path = local_path(source, pretrain_dir)
+    if path is None or not path.exists():
+        return None
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(file.stat().st_size for file in files)
+
+
 def source_reader(source: Source, pretrain_dir: Path) -> BaseReader:
     """The reader step of `source`; a missing path is a located problem before anything runs."""
     path = local_path(source, pretrain_dir)

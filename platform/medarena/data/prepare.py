@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from medarena.data.clean import Cleaning, CleaningReport
-from medarena.data.corpus import Source
+from medarena.data.corpus import Source, source_bytes
 from medarena.data.pack import (
     PackReport,
     TokenizedSource,
@@ -43,8 +43,21 @@ class MixRecipe(Protocol):
     def content_hash(self) -> str: ...
 
 
-def default_workers() -> int:
+# medarena's choice: below this, a process pool costs more than it saves
+BYTES_PER_WORKER = 32 * 2**20
+
+
+def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_workers(sources: list[Source], pretrain_dir: Path) -> int:
+    """The machine's cores, but one worker per 32 MiB of local input at least (a tiny mix is
+    prepared in this process); a hub source counts as large."""
+    sizes = [source_bytes(source, pretrain_dir) for source in sources]
+    if any(size is None for size in sizes):
+        return cores()
+    return max(1, min(cores(), -(-sum(sizes) // BYTES_PER_WORKER)))
 
 
 def work_dir(out_dir: Path) -> Path:
@@ -63,7 +76,7 @@ def clean_and_tokenize(
 ) -> tuple[CleaningReport, dict[str, TokenizedSource]]:
     """Run the datatrove stages in `work` (resuming completed tasks of the same inputs); the
     cleaning counts and each source's tokens, memory-mapped from `work`."""
-    workers = workers or default_workers()
+    workers = workers or default_workers(recipe.sources, pretrain_dir)
     tasks = tasks or workers
     eos = eos_of(tokenizer)
     dtype = token_dtype(len(tokenizer))
@@ -114,10 +127,10 @@ def prepare(
     tasks: int | None = None,
 ) -> tuple[PackReport, dict[str, Any]]:
     """Packed shards of the recipe's mix in `out_dir`; returns the pack report and the
-    cleaning counts. `tasks` (default: `workers`, default: the machine's cores) split the work;
+    cleaning counts. `tasks` (default: `workers`, default: `default_workers`) split the work;
     the same inputs, seed and task count give the same shards byte for byte. A killed
     preparation called again resumes at its first unfinished task."""
-    workers = workers or default_workers()
+    workers = workers or default_workers(recipe.sources, pretrain_dir)
     tasks = tasks or workers
     work = work_dir(out_dir)
     created = _first_missing(work)

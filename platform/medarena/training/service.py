@@ -95,9 +95,12 @@ def prepare_pretrain(
     model: str,
     where: Placement,
     output: str | None = None,
+    *,
+    workers: int | None = None,
 ) -> PreparedRun:
-    """Resume the unfinished run of the same name, or check, pack the data, record the run and
-    write its contract. Nothing is written when a check fails."""
+    """Resume the unfinished run of the same name, or check, pack the data (`workers` tasks at
+    once, default: the machine's cores), record the run and write its contract. Nothing is
+    written when a check fails."""
     from medarena.data.prepare import prepare
     from medarena.pretrain.recipe import get_recipe, load_recipes
 
@@ -118,6 +121,7 @@ def prepare_pretrain(
         registry.root / "pretrain",
         run_dir / "data",
         sequence_length=plan.sequence_length,
+        workers=workers,
     )
     mix = {source: asdict(share) for source, share in packed.mix.items()}
     contract = _start_run(
