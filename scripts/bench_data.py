@@ -81,22 +81,23 @@ def child(args: argparse.Namespace) -> None:
     """One measurement, in this fresh process; prints a JSON line."""
     from transformers import AutoTokenizer
 
+    from medarena.data.prepare import prepare
+
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     corpus = Path(args.corpus)
-    start = time.perf_counter()
-    if args.what == "encode":
+    if args.what == "encode":  # the text in memory first: only the encode is timed
         texts = [
             json.loads(line)["text"]
             for path in sorted(corpus.glob("*/*.jsonl"))
             for line in path.open()
         ]
+        start = time.perf_counter()
         encoder, tokens = tokenizer.backend_tokenizer, 0
         for i in range(0, len(texts), 1024):
             batch = encoder.encode_batch_fast(texts[i : i + 1024], add_special_tokens=False)
             tokens += sum(len(e.ids) + 1 for e in batch)
-    else:
-        from medarena.data.prepare import prepare
-
+    else:  # the whole path: read, clean, dedup, tokenize, mix, pack
+        start = time.perf_counter()
         packed, _ = prepare(
             recipe(args.what == "near"),
             tokenizer,

@@ -5,6 +5,7 @@ middle of a task that resumes at its first unfinished task."""
 import csv
 import gzip
 import io
+import itertools
 import json
 import os
 import signal
@@ -217,3 +218,24 @@ def test_a_sigkilled_preparation_resumes_at_its_first_unfinished_task(
     for key in ("mix", "cleaning", "shards", "tokens"):
         assert json.loads(index)[key] == json.loads(fresh_index)[key]
     assert resumed.sequences > 100 and not work.exists()
+
+
+def test_the_stages_chain_as_slurm_job_arrays_with_the_local_completion_marks(tokenizer, tmp_path):
+    """Built, not submitted (no cluster here): every stage a job array of its task count,
+    depending on the stage before, logging where a local run looks for completed tasks."""
+    from medarena.data.pipeline import TokenizerSpec, slurm_chain, stages
+
+    write_corpus(tmp_path / "a", files=2, per_file=5)
+    recipe = recipe_of([folder_source("a", 1)])
+    spec = TokenizerSpec(tokenizer.backend_tokenizer.to_str(), tokenizer.eos_token_id, "uint16")
+    stage_list = stages(
+        recipe.sources, recipe.cleaning, tmp_path, tmp_path / "work", spec, tasks=8, seed=0
+    )
+    chain = slurm_chain(stage_list, tmp_path / "work", partition="cpu")
+    assert [(s.name, s.tasks) for s in stage_list] == [
+        ("clean", 8), ("exact", 1), ("buckets", 9), ("cluster", 1), ("tokenize", 8)
+    ]  # fmt: skip
+    assert [executor.tasks for executor in chain] == [8, 1, 9, 1, 8]
+    assert chain[0].depends is None
+    assert all(later.depends is earlier for earlier, later in itertools.pairwise(chain))
+    assert chain[-1].logging_dir.path == str(tmp_path / "work" / "logs" / "tokenize")

@@ -35,6 +35,7 @@ from datatrove.pipeline.dedup.minhash import (
 from datatrove.utils.binaryio import read_tuples_from_file
 from datatrove.utils.word_tokenizers import WordTokenizer
 
+import medarena.data.engine  # noqa: F401  (datatrove's dependency check, made fast)
 from medarena.data.clean import Cleaning
 
 EXACT = np.dtype([("hash", "<u8"), ("source", "<u4"), ("doc", "<u4")])

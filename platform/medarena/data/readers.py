@@ -18,6 +18,7 @@ from datatrove.data import Document
 from datatrove.pipeline.readers import CSVReader, HuggingFaceDatasetReader, JsonlReader
 from datatrove.pipeline.readers.base import BaseDiskReader, BaseReader
 
+import medarena.data.engine  # noqa: F401  (datatrove's dependency check, made fast)
 from medarena.data.records import _not_utf8, read_utf8
 from medarena.errors import OperationFailed, Problem, ProblemsError
 from medarena.schemas import HubData
