@@ -188,6 +188,15 @@ class NearSignature(MinhashDedupSignature):
         hashes = [xxh64_intdigest(gram.encode()) for gram in grams if gram]
         return np.array(hashes, dtype=np.uint64).reshape((-1, 1))
 
+    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
+        """Min over the shingles of `(a x + b) mod 2^64 >> 32` per permutation, a odd: the
+        multiply-add-shift universal hash (Dietzfelbinger), without datatrove's 64-bit modulo
+        by a Mersenne prime, which cost more than the rest of the signature."""
+        a, b = self.parameters
+        hashed = (shingles * (a | np.uint64(1)) + b) >> np.uint64(32)
+        bands = (self.config.num_buckets, self.config.hashes_per_bucket)
+        return hashed.min(axis=0).reshape(bands).tolist()
+
 
 class FirstKeptCluster(MinhashDedupCluster):
     """datatrove's clustering of duplicate pairs, keeping the earliest document (source index,
