@@ -66,6 +66,9 @@ class ProblemsError(UserError):
         lines = "\n".join(f"  {problem}" for problem in self.problems)
         super().__init__(f"{headline} ({len(self.problems)} problem(s)):\n{lines}")
 
+    def __reduce__(self):  # raised in a worker process, re-raised whole in the parent
+        return type(self), (self.problems, self.headline)
+
 
 class Refused(UserError):
     """A request that cannot be carried out as asked (a setting that cannot be scored, a run

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datatrove.data import Document as DatatroveDocument
+from datatrove.pipeline.readers.base import BaseDiskReader
 
-from medarena.data.clean import Cleaning, clean, normalise
+from medarena.data.clean import normalise
 from medarena.data.corpus import CORPUS_READERS, Document, Source, local_path, read_source
 from medarena.data.mix import select_documents
 from medarena.data.pack import PackedDataset, pack, tokenize
@@ -38,23 +40,63 @@ def test_normalise_keeps_placeholders_and_paragraphs():
     assert normalise(text) == "Name: ___ Unit No: ___\n\nfindings stable"
 
 
-def test_cleaning_counts_each_removal_and_keeps_the_first_copy():
+def write_jsonl(path: Path, docs: list[Document]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs))
+
+
+def kept_texts(tokenized, tokenizer) -> list[str]:
+    """The documents a source kept, decoded from its tokens (EOS dropped)."""
+    return [
+        tokenizer.decode(tokenized.tokens[start : end - 1].tolist())
+        for start, end in zip(tokenized.offsets[:-1], tokenized.offsets[1:], strict=True)
+    ]
+
+
+def folder_source(name: str) -> dict:
+    """A source read from every .jsonl file of a folder (files shared out among the tasks)."""
+    data = {"path": name, "file_format": "jsonl"}
+    return {"name": name, "kind": "general", "reader": "records", "ratio": 1, "data": data}
+
+
+@pytest.mark.parametrize("tasks", [1, 2])
+def test_cleaning_counts_each_removal_and_keeps_the_first_copy(tokenizer, tmp_path, tasks):
+    """Planted exact and near duplicates go, the first copy in recipe order stays, also when
+    the sources are split into files shared out among several tasks."""
+    from medarena.data.prepare import clean_and_tokenize
+
     rng = np.random.default_rng(0)
     base = [list(rng.permutation(WORDS)) + list(rng.permutation(WORDS)) for _ in range(4)]
     near = list(base[1])
     near[7] = "clopidogrel"  # one word of 40 changed
-    docs = [
+    pubmed = [
         document("pubmed", 0, base[0]),
         document("pubmed", 1, base[1]),
         document("pubmed", 2, base[0]),  # exact copy of 0
+    ]
+    general = [
         document("general", 3, near),  # near copy of 1, in another source
         document("general", 4, base[2]),
         document("general", 5, ["too", "short"]),
         document("general", 6, base[3] * 3),  # 120 words
     ]
-    settings = Cleaning(min_words=10, max_words=100, near_dedup_threshold=0.7)
-    kept, report = clean(docs, settings)
-    assert [d.id for d in kept] == ["pubmed-0", "pubmed-1", "general-4"]
+    # the later source's files come first in task order: recipe order still decides
+    write_jsonl(tmp_path / "pubmed" / "b.jsonl", pubmed[2:])
+    write_jsonl(tmp_path / "pubmed" / "a.jsonl", pubmed[:2])
+    write_jsonl(tmp_path / "general" / "a.jsonl", general[:2])
+    write_jsonl(tmp_path / "general" / "b.jsonl", general[2:])
+    recipe = small_recipe(
+        [folder_source(name) for name in ("pubmed", "general")],
+        cleaning={"min_words": 10, "max_words": 100, "near_dedup_threshold": 0.7},
+    )
+    report, tokenized = clean_and_tokenize(
+        recipe, tokenizer, tmp_path, tmp_path / "work", workers=1, tasks=tasks
+    )
+    kept = {name: kept_texts(tokens, tokenizer) for name, tokens in tokenized.items()}
+    assert kept == {
+        "pubmed": [pubmed[0].text, pubmed[1].text],
+        "general": [general[1].text],
+    }
     counts = report.as_dict()
     assert counts["exact_duplicates"] == {"pubmed": 1}
     assert counts["near_duplicates"] == {"general": 1}
@@ -158,7 +200,7 @@ def test_recipe_errors_point_at_fields(tmp_path):
 def test_missing_source_path_is_named(tmp_path):
     source = Source(name="notes", kind="clinical_notes", data={"path": "nowhere.jsonl"}, ratio=1)
     with pytest.raises(ProblemsError, match="notes") as caught:
-        read_source(source, tmp_path)
+        list(read_source(source, tmp_path))
     assert caught.value.problems[0].file == str(tmp_path / "nowhere.jsonl")
 
 
@@ -186,14 +228,14 @@ def test_shipped_recipes_load_with_published_settings():
     assert isinstance(recipes["tiny-demo"], PretrainRecipe)
 
 
-def small_recipe(sources: list[dict]) -> PretrainRecipe:
+def small_recipe(sources: list[dict], cleaning: dict | None = None) -> PretrainRecipe:
     return PretrainRecipe.model_validate(
         {
             "name": "small",
             "description": "x",
             "citation": "x",
             "sources": sources,
-            "cleaning": {"min_words": 10, "near_dedup_threshold": None},
+            "cleaning": cleaning or {"min_words": 10, "near_dedup_threshold": None},
             "sequence_length": 16,
             "global_batch_sequences": 2,
             "optimizer": {"lr": 1e-3},
@@ -231,7 +273,7 @@ def test_hub_corpus_reads_the_same_fields(monkeypatch):
     ]
     asked = []
 
-    def from_hub(path, name=None, split=None, revision=None):
+    def from_hub(path, name=None, split=None, revision=None, streaming=False):
         asked.append((path, name, split, revision))
         return datasets.Dataset.from_list(rows)
 
@@ -243,18 +285,27 @@ def test_hub_corpus_reads_the_same_fields(monkeypatch):
         text_fields=["title", "clean_text"],
         ratio=1,
     )
-    documents = read_source(source, Path("."))
+    documents = list(read_source(source, Path(".")))
     assert asked == [("epfl-llm/guidelines", None, "train", None)]
     assert [d.id for d in documents] == ["a1", "b2"]
     assert documents[0].text.startswith("Malaria\n\nTreat early.")
 
 
-def one_document_per_line(source: Source, pretrain_dir: Path) -> list[Document]:
+class LinesReader(BaseDiskReader):
     """A toy corpus reader: every line of a text file is a document."""
+
+    def read_file(self, filepath: str):
+        with self.data_folder.open(filepath, "rt") as handle:
+            for i, line in enumerate(handle, start=1):
+                yield DatatroveDocument(text=line.strip(), id=f"line-{i}", metadata=self.tags)
+
+
+def one_document_per_line(source: Source, pretrain_dir: Path) -> LinesReader:
     path = local_path(source, pretrain_dir)
     assert path is not None
-    lines = path.read_text().splitlines()
-    return [Document(source.name, f"line-{i}", line) for i, line in enumerate(lines, start=1)]
+    reader = LinesReader(str(path.parent), glob_pattern=path.name)
+    reader.tags = {"source": source.name}
+    return reader
 
 
 def test_a_registered_reader_is_named_by_a_recipe_and_feeds_preparation(tokenizer, tmp_path):
@@ -289,7 +340,7 @@ def test_the_reader_comes_from_the_recipe_or_the_data(tmp_path):
     assert [d.id for d in read_source(source("folder", "text-folder"), tmp_path)] == ["a"]
     assert [d.id for d in read_source(source("rows.jsonl"), tmp_path)] == ["r1"]
     with pytest.raises(ProblemsError, match="expected a folder") as caught:
-        read_source(source("rows.jsonl", "text-folder"), tmp_path)
+        list(read_source(source("rows.jsonl", "text-folder"), tmp_path))
     assert caught.value.problems[0].field == "sources.s.data"
     # an unset reader is left out of the recipe's dump, so its content hash is what it was
     assert "reader" not in source("folder").model_dump()

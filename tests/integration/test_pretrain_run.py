@@ -233,6 +233,8 @@ def test_plan_and_cluster_launchers(train_workspace, db_url):
     )
     assert plan.exit_code == 0, plan.output
     assert "zero_stage" in plan.stdout and "4,096" in plan.stdout  # the 70B override
+    assert "data preparation" in plan.stdout and "CPU core-hours" in plan.stdout
+    assert "wall hours on" in plan.stdout and "published per-source counts" in plan.stdout
     cluster = invoke(
         train_workspace,
         db_url,

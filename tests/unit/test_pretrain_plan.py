@@ -133,3 +133,31 @@ def test_lora_plans_count_only_trainable_state_and_qlora_fits_70b_on_one_gpu(reg
         resolve(plain, registry, seventy, hardware=h100, gpus=1, trainable=lora)
     with pytest.raises(PlanError, match="one process; enable DeepSpeed to train on 8"):
         resolve(plain, registry, seventy, hardware=h100, gpus=8, trainable=lora)
+
+
+def test_the_data_stage_is_planned_from_the_measured_rates(tmp_path):
+    from medarena.data.corpus import Source
+    from medarena.data.estimate import PEAK_WORKER_MIB, TOKENS_PER_CORE_SECOND, plan_data
+
+    (tmp_path / "notes.jsonl").write_bytes(b"x" * 4000)
+    (tmp_path / "papers").mkdir()
+    (tmp_path / "papers" / "a.txt").write_bytes(b"y" * 1000)
+    local = [
+        Source(name="n", kind="clinical_notes", data={"path": "notes.jsonl"}, ratio=1),
+        Source(name="p", kind="papers", data={"path": "papers"}, ratio=1),
+    ]
+    plan = plan_data(local, 0, tmp_path, nodes=2, cores_per_node=8)
+    assert plan.corpus_bytes == 5000 and plan.expected_tokens == 5000 / 4
+    assert plan.core_hours == pytest.approx(1250 / TOKENS_PER_CORE_SECOND / 3600)
+    assert plan.wall_hours == pytest.approx(plan.core_hours / 16) and plan.cores == 16
+    assert plan.intermediate_disk_gib == pytest.approx((5000 + 3 * 2 * 1250) / 2**30)
+    assert plan.peak_memory_mib_per_worker == PEAK_WORKER_MIB > 0
+    hub = Source(name="h", kind="general", ratio=1,
+                 data={"kind": "hub", "dataset": "x/y", "split": "train"})  # fmt: skip
+    published = plan_data([*local, hub], 129e9, tmp_path, nodes=1, cores_per_node=2)
+    assert published.corpus_bytes is None
+    assert published.intermediate_disk_gib == pytest.approx((129e9 * 4 + 6 * 129e9) / 2**30)
+    assert published.core_hours == pytest.approx(129e9 / TOKENS_PER_CORE_SECOND / 3600)
+    unknown = plan_data([hub], 0, tmp_path, nodes=1, cores_per_node=2)
+    assert unknown.expected_tokens is None and unknown.core_hours is None
+    assert unknown.intermediate_disk_gib is None

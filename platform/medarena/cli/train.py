@@ -18,6 +18,7 @@ from medarena.training.service import (
     PreparedRun,
     plan_instruct,
     plan_pretrain,
+    plan_pretrain_data,
     prepare_instruct,
     prepare_pretrain,
     register_outputs,
@@ -62,6 +63,9 @@ def pretrain(
     output: str | None = typer.Option(
         None, help="Name of the new variant (default: model-recipe)."
     ),
+    workers: int | None = typer.Option(
+        None, min=1, help="Data preparation tasks run at once (default: the machine's cores)."
+    ),
 ) -> None:
     """Continually pretrain a registry variant on a recipe's data mix with DeepSpeed."""
     registry = ctx.obj.registry()
@@ -69,8 +73,11 @@ def pretrain(
     check_submission(submit, wait)
     if plan_only:
         print_plan(plan_pretrain(registry, recipe_name, model, where))
+        print_data_plan(plan_pretrain_data(registry, recipe_name, where))
         return
-    prepared = prepare_pretrain(registry, ctx.obj.db_url(), recipe_name, model, where, output)
+    prepared = prepare_pretrain(
+        registry, ctx.obj.db_url(), recipe_name, model, where, output, workers=workers
+    )
     run_prepared(registry, prepared, hostfile, launcher, submit=submit, wait=wait)
 
 
@@ -150,6 +157,22 @@ def run_prepared(
         f"done: {done.tokens_seen:,} tokens; registered {', '.join(done.registered)} "
         f"(parent {done.base_variant}) from {prepared.run_dir}"
     )
+
+
+def print_data_plan(plan: Any) -> None:
+    table = Table(title="data preparation", show_header=False)
+    rows = {
+        "corpus bytes (local)": plan.corpus_bytes,
+        "expected tokens": plan.expected_tokens,
+        "CPU core-hours": plan.core_hours,
+        f"wall hours on {plan.cores} cores": plan.wall_hours,
+        "peak memory per worker (MiB)": plan.peak_memory_mib_per_worker,
+        "intermediate disk (GiB)": plan.intermediate_disk_gib,
+    }
+    for key, value in rows.items():
+        table.add_row(key, "unknown" if value is None else f"{value:,.1f}")
+    table.add_row("notes", "\n".join(plan.notes))
+    out.print(table)
 
 
 def print_plan(plan: Any) -> None:

@@ -1,26 +1,29 @@
-"""Cleaning: Unicode and whitespace normalisation, length filters, exact and near-duplicate
-removal (MinHash LSH over word shingles, datasketch), with a count of what each step removed.
+"""Cleaning settings and the pipeline steps that normalise and length-filter documents.
 
-Duplicates are looked for across all sources together (a replayed web page can repeat an
-abstract), and the first occurrence in recipe order is the one kept. `Cleaning` is the settings
-block a pretraining recipe writes (`cleaning:`).
+`Cleaning` is the settings block a pretraining recipe writes (`cleaning:`). Normalisation and the
+length filters are datatrove pipeline steps; exact and near-duplicate removal are the staged
+steps of `medarena.data.dedup`. Every step counts what it removed per source in the task's
+datatrove stats (`<count>/<source>`), which `CleaningReport.from_stats` sums into the run's index.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
 from pydantic import Field
 
-from medarena.data.corpus import Document
 from medarena.schemas import Spec
 
 _SPACES = re.compile(r"[^\S\n]+")  # whitespace except newlines
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
+STEPS = ("documents_in", "too_short", "too_long", "exact_duplicates", "near_duplicates",
+         "documents_out")  # fmt: skip
 
 
 class Cleaning(Spec):
@@ -47,66 +50,54 @@ def normalise(text: str) -> str:
 class CleaningReport:
     """Documents in, and what each step removed, per source."""
 
-    documents_in: Counter = field(default_factory=Counter)
-    too_short: Counter = field(default_factory=Counter)
-    too_long: Counter = field(default_factory=Counter)
-    exact_duplicates: Counter = field(default_factory=Counter)
-    near_duplicates: Counter = field(default_factory=Counter)
-    documents_out: Counter = field(default_factory=Counter)
+    counts: dict[str, Counter] = field(default_factory=lambda: {step: Counter() for step in STEPS})
 
     def as_dict(self) -> dict[str, dict[str, int]]:
-        steps = ("documents_in", "too_short", "too_long", "exact_duplicates", "near_duplicates",
-                 "documents_out")  # fmt: skip
-        return {step: dict(getattr(self, step)) for step in steps}
+        return {step: dict(self.counts[step]) for step in STEPS}
+
+    @classmethod
+    def from_stats(cls, stats: Iterable[dict]) -> CleaningReport:
+        """Sum the `<step>/<source>` counters of datatrove task stats (`stats/<rank>.json`)."""
+        report = cls()
+        for step_stats in stats:
+            for label, metric in step_stats.get("stats", {}).items():
+                step, _, source = label.partition("/")
+                if step in report.counts and source:
+                    # datatrove saves a plain count as a number, a distribution as a dict
+                    total = metric["total"] if isinstance(metric, dict) else metric
+                    report.counts[step][source] += int(total)
+        return report
 
 
-def clean(documents: list[Document], settings: Cleaning) -> tuple[list[Document], CleaningReport]:
-    report = CleaningReport()
-    kept: list[Document] = []
-    seen_hashes: set[str] = set()
-    lsh, permutations = _near_duplicate_index(settings)
-    for document in documents:
-        report.documents_in[document.source] += 1
-        text = normalise(document.text)
-        words = text.split()
-        if len(words) < settings.min_words:
-            report.too_short[document.source] += 1
-            continue
-        if settings.max_words is not None and len(words) > settings.max_words:
-            report.too_long[document.source] += 1
-            continue
-        digest = hashlib.sha1(text.encode()).hexdigest()
-        if settings.exact_dedup and digest in seen_hashes:
-            report.exact_duplicates[document.source] += 1
-            continue
-        seen_hashes.add(digest)
-        if lsh is not None:
-            signature = _minhash(words, settings.shingle_words, permutations)
-            if lsh.query(signature):
-                report.near_duplicates[document.source] += 1
-                continue
-            lsh.insert(f"{len(kept)}", signature)
-        kept.append(Document(document.source, document.id, text))
-        report.documents_out[document.source] += 1
-    return kept, report
+class Normalise(PipelineStep):
+    """`normalise` every document's text; counts `documents_in` per source."""
+
+    name = "normalise"
+    type = "medarena"
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for document in data:
+            self.stat_update(f"documents_in/{document.metadata['source']}")
+            document.text = normalise(document.text)
+            yield document
 
 
-def _near_duplicate_index(settings: Cleaning):
-    if settings.near_dedup_threshold is None:
-        return None, 0
-    from datasketch import MinHashLSH
+class LengthFilter(PipelineStep):
+    """Drop documents under `min_words` or over `max_words` (whitespace-separated words)."""
 
-    lsh = MinHashLSH(
-        threshold=settings.near_dedup_threshold, num_perm=settings.minhash_permutations
-    )
-    return lsh, settings.minhash_permutations
+    name = "length filter"
+    type = "medarena"
 
+    def __init__(self, min_words: int, max_words: int | None):
+        super().__init__()
+        self.min_words, self.max_words = min_words, max_words
 
-def _minhash(words: list[str], size: int, permutations: int):
-    from datasketch import MinHash
-
-    signature = MinHash(num_perm=permutations, seed=1)
-    lowered = [word.lower() for word in words]
-    shingles = {" ".join(lowered[i : i + size]) for i in range(max(1, len(lowered) - size + 1))}
-    signature.update_batch([shingle.encode() for shingle in shingles])
-    return signature
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for document in data:
+            words = len(document.text.split())
+            if words < self.min_words:
+                self.stat_update(f"too_short/{document.metadata['source']}")
+            elif self.max_words is not None and words > self.max_words:
+                self.stat_update(f"too_long/{document.metadata['source']}")
+            else:
+                yield document

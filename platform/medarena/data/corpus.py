@@ -1,32 +1,36 @@
-"""Corpus sources and the readers that turn them into documents.
+"""Corpus sources and the datatrove readers that stream them as documents.
 
-`Source` is one corpus of a pretraining recipe's mix (`sources:`). Its `reader` names a function
+`Source` is one corpus of a pretraining recipe's mix (`sources:`). Its `reader` names a factory
 registered in `CORPUS_READERS`; without one, a folder is read by `text-folder` and anything else
 by `records`. Built in:
 
-- `records`: JSONL / JSON / CSV / parquet files or a hub dataset (the same record readers as the
-  benchmarks), the `text_fields` of each record joined with a blank line (a title, then an
-  abstract). Every document keeps where it came from, so a record without its text field is
-  reported at its file and line.
+- `records`: JSONL, CSV (MIMIC-IV-Note's `discharge.csv.gz`), parquet or JSON files, `.gz` and
+  `.zst` read as they ship, or a hub dataset; the `text_fields` of each record are joined with a
+  blank line (a title, then an abstract). A malformed line or a record without its text field is
+  reported at its file, line (or row) and field.
 - `text-folder`: a folder of .txt files, one document per file.
 
-A new reader is one function `(source, pretrain_dir) -> list[Document]` plus
-`@CORPUS_READERS.register("name")`; recipes can name it once the module defining it is imported.
+A reader factory is `(source, pretrain_dir) -> datatrove reader step`; the step yields datatrove
+Documents whose metadata holds `source` (the source's name). Files are shared out among the
+preparation's tasks by datatrove (file i goes to task i mod tasks). A new reader is one factory
+plus `@CORPUS_READERS.register("name")`; recipes can name it once its module is imported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from medarena.data.records import FieldProblem, Record, convert_all, read_records, read_utf8
 from medarena.errors import Problem, ProblemsError
 from medarena.extensions import ExtensionRegistry
-from medarena.schemas import DataSource, FileData, Name, Spec
+from medarena.schemas import DataSource, FileData, HubData, Name, Spec
+
+if TYPE_CHECKING:  # datatrove is imported when a reader is built, not when a recipe loads
+    from datatrove.pipeline.readers.base import BaseReader
 
 SOURCE_KINDS = ("guidelines", "pubmed_abstracts", "papers", "clinical_notes", "general")
 
@@ -67,7 +71,7 @@ class Source(Spec):
         return reader
 
 
-CorpusReader = Callable[[Source, Path], list[Document]]
+CorpusReader = Callable[[Source, Path], "BaseReader"]
 CORPUS_READERS: ExtensionRegistry[CorpusReader] = ExtensionRegistry("corpus reader")
 
 
@@ -79,9 +83,18 @@ def local_path(source: Source, pretrain_dir: Path) -> Path | None:
     return path if path.is_absolute() else pretrain_dir / path
 
 
-def read_source(source: Source, pretrain_dir: Path) -> list[Document]:
-    """Every document of `source`, read by its reader; a missing path, malformed lines and
-    missing fields are reported all together, each at its place."""
+def source_bytes(source: Source, pretrain_dir: Path) -> int | None:
+    """Bytes of a file source's data as stored (compressed files: compressed); None for the
+    hub or a path that does not exist."""
+    path = local_path(source, pretrain_dir)
+    if path is None or not path.exists():
+        return None
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(file.stat().st_size for file in files)
+
+
+def source_reader(source: Source, pretrain_dir: Path) -> BaseReader:
+    """The reader step of `source`; a missing path is a located problem before anything runs."""
     path = local_path(source, pretrain_dir)
     if path is not None and not path.exists():
         raise ProblemsError(
@@ -92,27 +105,31 @@ def read_source(source: Source, pretrain_dir: Path) -> list[Document]:
     return CORPUS_READERS.get(source.reader or default)(source, pretrain_dir)
 
 
-@CORPUS_READERS.register("records")
-def read_record_documents(source: Source, pretrain_dir: Path) -> list[Document]:
-    def document(record: Record) -> Document:
-        row = record.data
-        missing = [name for name in source.text_fields if not isinstance(row.get(name), str)]
-        if missing:
-            raise FieldProblem(missing[0], "missing text field")
-        text = "\n\n".join(row[name].strip() for name in source.text_fields if row[name].strip())
-        identifier = row.get("id") or row.get("note_id") or row.get("pmid") or f"{record.index:06d}"
-        return Document(source.name, str(identifier), text)
+def read_source(source: Source, pretrain_dir: Path) -> Iterator[Document]:
+    """The documents of `source`, streamed through its reader in one task (for inspection and
+    tests; preparation runs the reader inside its pipeline)."""
+    for document in source_reader(source, pretrain_dir).run(None, 0, 1):
+        yield Document(source.name, str(document.id), document.text)
 
-    records = read_records(source.data, pretrain_dir)
-    return convert_all(records, document, f"source {source.name!r} has records without their text")
+
+@CORPUS_READERS.register("records")
+def read_record_documents(source: Source, pretrain_dir: Path) -> BaseReader:
+    from medarena.data.readers import hub_reader, record_reader
+
+    if isinstance(source.data, HubData):
+        return hub_reader(source.name, source.data, source.text_fields)
+    path = local_path(source, pretrain_dir)
+    assert path is not None
+    return record_reader(source.name, path, source.data.file_format, source.text_fields)
 
 
 @CORPUS_READERS.register("text-folder")
-def read_text_folder(source: Source, pretrain_dir: Path) -> list[Document]:
+def read_text_folder(source: Source, pretrain_dir: Path) -> BaseReader:
+    from medarena.data.readers import folder_reader
+
     folder = local_path(source, pretrain_dir)
     if folder is None or not folder.is_dir():
         where = str(folder) if folder is not None else f"source {source.name}"
         problem = Problem(where, None, f"sources.{source.name}.data", "expected a folder")
         raise ProblemsError([problem], f"source {source.name!r} is not a folder of .txt files")
-    files = sorted(folder.glob("*.txt"))
-    return [Document(source.name, path.stem, read_utf8(path).strip()) for path in files]
+    return folder_reader(source.name, folder)

@@ -1,16 +1,28 @@
-"""The data pipeline of a recipe, end to end: read every source, clean across sources, tokenize
-each source, mix to the token ratios and pack into shards. Every step is counted in the index."""
+"""The data pipeline of a recipe, end to end: the datatrove stages (read, normalise, filter,
+exact and near dedup, tokenize; `medarena.data.pipeline`) then medarena's token-ratio mix and
+EOS packing into shards, streamed from the tokenized files. Every step is counted in the index."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
-from medarena.data.clean import Cleaning, clean
-from medarena.data.corpus import Source, read_source
-from medarena.data.pack import PackReport, pack, tokenize
-from medarena.errors import Problem, ProblemsError
+from medarena.data.clean import Cleaning, CleaningReport
+from medarena.data.corpus import Source, source_bytes
+from medarena.data.pack import (
+    PackReport,
+    TokenizedSource,
+    eos_of,
+    gather_source,
+    pack,
+    token_dtype,
+)
+from medarena.data.pipeline import TokenizerSpec, cleaning_report, open_work, run_local, stages
+from medarena.errors import Problem, ProblemsError, UserError
 
 
 class MixRecipe(Protocol):
@@ -31,6 +43,79 @@ class MixRecipe(Protocol):
     def content_hash(self) -> str: ...
 
 
+# medarena's choice: below this, a process pool costs more than it saves
+BYTES_PER_WORKER = 32 * 2**20
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_workers(sources: list[Source], pretrain_dir: Path) -> int:
+    """The machine's cores, but one worker per 32 MiB of local input at least (a tiny mix is
+    prepared in this process); a hub source counts as large."""
+    sizes = [source_bytes(source, pretrain_dir) for source in sources]
+    if any(size is None for size in sizes):
+        return cores()
+    return max(1, min(cores(), -(-sum(sizes) // BYTES_PER_WORKER)))
+
+
+def work_dir(out_dir: Path) -> Path:
+    """The intermediate files of a preparation, next to its output (kept until it succeeds)."""
+    return out_dir.with_name(out_dir.name + ".work")
+
+
+def clean_and_tokenize(
+    recipe: MixRecipe,
+    tokenizer: Any,
+    pretrain_dir: Path,
+    work: Path,
+    *,
+    workers: int | None = None,
+    tasks: int | None = None,
+) -> tuple[CleaningReport, dict[str, TokenizedSource]]:
+    """Run the datatrove stages in `work` (resuming completed tasks of the same inputs); the
+    cleaning counts and each source's tokens, memory-mapped from `work`."""
+    workers = workers or default_workers(recipe.sources, pretrain_dir)
+    tasks = tasks or workers
+    eos = eos_of(tokenizer)
+    dtype = token_dtype(len(tokenizer))
+    encoder_json = tokenizer.backend_tokenizer.to_str()
+    spec = TokenizerSpec(encoder_json, eos, dtype.name)
+    inputs = {
+        "recipe_sha256": recipe.content_hash(),
+        "pretrain_dir": str(pretrain_dir.resolve()),
+        "tokenizer_sha256": hashlib.sha256(encoder_json.encode()).hexdigest(),
+        "eos": spec.eos,
+        "tasks": tasks,
+    }
+    stage_list = stages(
+        recipe.sources, recipe.cleaning, pretrain_dir, work, spec, tasks=tasks, seed=recipe.seed
+    )
+    open_work(work, inputs)
+    run_local(stage_list, work, workers)
+    report = cleaning_report(work)
+    emptied = [
+        Problem(f"recipe {recipe.name}", None, f"sources.{name}", "no document left after cleaning")
+        for name, ratio in recipe.mix_ratios().items()
+        if ratio > 0 and not report.counts["documents_out"].get(name)
+    ]
+    if emptied:
+        raise ProblemsError(emptied, "empty source after cleaning")
+    tokenized = {
+        source.name: gather_source(work / "tokens" / source.name, tasks, dtype)
+        for source in recipe.sources
+    }
+    return report, tokenized
+
+
+def _first_missing(path: Path) -> Path:
+    """The outermost folder of `path` that does not exist yet."""
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
 def prepare(
     recipe: MixRecipe,
     tokenizer: Any,
@@ -38,36 +123,41 @@ def prepare(
     out_dir: Path,
     *,
     sequence_length: int | None = None,
+    workers: int | None = None,
+    tasks: int | None = None,
 ) -> tuple[PackReport, dict[str, Any]]:
     """Packed shards of the recipe's mix in `out_dir`; returns the pack report and the
-    cleaning counts. Sources are read in recipe order (the first of two duplicates is kept)."""
-    documents = [doc for source in recipe.sources for doc in read_source(source, pretrain_dir)]
-    kept, report = clean(documents, recipe.cleaning)
-    ratios = recipe.mix_ratios()
-    emptied = [
-        Problem(f"recipe {recipe.name}", None, f"sources.{name}", "no document left after cleaning")
-        for name, ratio in ratios.items()
-        if ratio > 0 and not report.documents_out.get(name)
-    ]
-    if emptied:
-        raise ProblemsError(emptied, "empty source after cleaning")
-    tokenized = {
-        source.name: tokenize([d for d in kept if d.source == source.name], tokenizer)
-        for source in recipe.sources
-    }
+    cleaning counts. `tasks` (default: `workers`, default: `default_workers`) split the work;
+    the same inputs, seed and task count give the same shards byte for byte. A killed
+    preparation called again resumes at its first unfinished task."""
+    workers = workers or default_workers(recipe.sources, pretrain_dir)
+    tasks = tasks or workers
+    work = work_dir(out_dir)
+    created = _first_missing(work)
+    try:
+        report, tokenized = clean_and_tokenize(
+            recipe, tokenizer, pretrain_dir, work, workers=workers, tasks=tasks
+        )
+    except UserError:
+        # bad input: nothing to resume (the fix changes the inputs), nothing is left behind;
+        # a killed or crashed preparation keeps its completed tasks
+        shutil.rmtree(created, ignore_errors=True)
+        raise
     metadata = {
         "recipe": recipe.name,
         "recipe_sha256": recipe.content_hash(),
         "tokenizer": getattr(tokenizer, "name_or_path", ""),
         "tokenizer_vocab": len(tokenizer),
+        "tasks": tasks,
         "cleaning": report.as_dict(),
     }
     packed = pack(
         tokenized,
-        ratios,
+        recipe.mix_ratios(),
         out_dir,
         sequence_length=sequence_length or recipe.sequence_length,
         seed=recipe.seed,
         metadata=metadata,
     )
+    shutil.rmtree(work)
     return packed, json.loads(json.dumps(report.as_dict()))

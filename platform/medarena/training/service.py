@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from medarena.data.estimate import DataPlan
 from medarena.errors import PlanError, Problem, ProblemsError, Refused, TrainingFailed
 from medarena.registry import Registry, VariantEntry, add_family, load_registry
 from medarena.training.contract import LoraContract, QloraContract, RunContract
@@ -88,6 +89,23 @@ def plan_pretrain(registry: Registry, recipe_name: str, model: str, where: Place
     return _resolve(registry, recipe, registry.variant(model), where)
 
 
+def plan_pretrain_data(registry: Registry, recipe_name: str, where: Placement) -> DataPlan:
+    """The data stage of the plan: corpus bytes, expected tokens, CPU core-hours and wall time
+    on the chosen nodes, peak memory per worker, intermediate disk; nothing is read."""
+    from medarena.data.estimate import plan_data
+    from medarena.data.prepare import cores
+    from medarena.pretrain.recipe import get_recipe, load_recipes
+
+    recipe = get_recipe(load_recipes(registry.root), recipe_name)
+    return plan_data(
+        recipe.sources,
+        recipe.published_tokens(),
+        registry.root / "pretrain",
+        nodes=where.nodes,
+        cores_per_node=cores(),
+    )
+
+
 def prepare_pretrain(
     registry: Registry,
     db_url: str,
@@ -95,9 +113,12 @@ def prepare_pretrain(
     model: str,
     where: Placement,
     output: str | None = None,
+    *,
+    workers: int | None = None,
 ) -> PreparedRun:
-    """Resume the unfinished run of the same name, or check, pack the data, record the run and
-    write its contract. Nothing is written when a check fails."""
+    """Resume the unfinished run of the same name, or check, pack the data (`workers` tasks at
+    once, default: the machine's cores), record the run and write its contract. Nothing is
+    written when a check fails."""
     from medarena.data.prepare import prepare
     from medarena.pretrain.recipe import get_recipe, load_recipes
 
@@ -118,6 +139,7 @@ def prepare_pretrain(
         registry.root / "pretrain",
         run_dir / "data",
         sequence_length=plan.sequence_length,
+        workers=workers,
     )
     mix = {source: asdict(share) for source, share in packed.mix.items()}
     contract = _start_run(
