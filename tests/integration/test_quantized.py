@@ -1,0 +1,179 @@
+"""Quantized variants run, or are refused before loading with what can run them.
+
+GGUF copies of the tiny model (written by medarena.quantize.gguf_export with the `gguf`
+package's quantizers) are registered as local variants and evaluated through `medarena eval`;
+their per-choice log-likelihoods and accuracy stay within measured bounds of full precision.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medarena.quantize.gguf_export import export_gguf
+from tests.helpers import as_json, invoke, sql_rows
+
+# variant -> GGUF type
+COPIES = {"tiny-medical-q8": "Q8_0", "tiny-medical-q4": "Q4_0"}
+BITS = {"Q8_0": 8, "Q4_0": 4}
+TASK = ["-t", "medqa_4options", "--mode", "loglik", "--limit", "20"]
+
+
+@pytest.fixture(scope="module")
+def gguf_copies(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gguf")
+    for name, qtype in {**COPIES, "tiny-medical-f32": "F32"}.items():
+        export_gguf(tiny_model_dir, out / f"{name}.{qtype}.gguf", qtype)
+    return out
+
+
+def test_an_unquantized_gguf_export_loads_back_exactly(tiny_model_dir, gguf_copies):
+    """The control: names, layout and the rotary permutation round-trip bit for bit."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        gguf_copies, gguf_file="tiny-medical-f32.F32.gguf", dtype=torch.float32
+    )
+    ids = torch.arange(1, 40)[None]
+    with torch.no_grad():
+        assert torch.equal(original(ids).logits, loaded(ids).logits)
+
+
+@pytest.fixture
+def quant_workspace(eval_workspace: Path, gguf_copies: Path) -> Path:
+    variants = [
+        {
+            "name": name,
+            "params_b": 0.000213,
+            "source": {"kind": "local", "path": str(gguf_copies / f"{name}.{qtype}.gguf")},
+            "context_length": 2048,
+            "dtype": "float32",
+            "quantization": {"method": "gguf", "bits": BITS[qtype], "scheme": qtype},
+            "parent": "tiny-medical-base",
+        }
+        for name, qtype in COPIES.items()
+    ]
+    family = {
+        "name": "tiny-quantized",
+        "display_name": "Tiny Medical, GGUF copies",
+        "developer": "medarena tests",
+        "license": "apache-2.0",
+        "variants": variants,
+    }
+    (eval_workspace / "models" / "tiny-quantized.yaml").write_text(json.dumps(family))
+    return eval_workspace
+
+
+def choice_logliks(db_url: str, variant: str) -> dict[str, list[float]]:
+    found = sql_rows(
+        db_url,
+        "SELECT p.item_id, p.logprobs FROM predictions p JOIN eval_runs r "
+        "ON r.id = p.eval_run_id JOIN model_variants v ON v.id = r.variant_id "
+        "WHERE v.name = :variant",
+        variant=variant,
+    )
+    return {item: as_json(logprobs)["loglik"] for item, logprobs in found}
+
+
+def accuracy(db_url: str, variant: str) -> float:
+    [(value,)] = sql_rows(
+        db_url,
+        "SELECT AVG(CAST(p.correct AS FLOAT)) FROM predictions p JOIN eval_runs r "
+        "ON r.id = p.eval_run_id JOIN model_variants v ON v.id = r.variant_id "
+        "WHERE v.name = :variant",
+        variant=variant,
+    )
+    return value
+
+
+def max_change(db_url: str, variant: str) -> float:
+    full, quantized = choice_logliks(db_url, "tiny-medical-base"), choice_logliks(db_url, variant)
+    assert full.keys() == quantized.keys() and len(full) == 20
+    return max(
+        abs(a - b) for item in full for a, b in zip(full[item], quantized[item], strict=True)
+    )
+
+
+@pytest.mark.slow
+def test_gguf_copies_evaluate_within_bounds_of_full_precision(quant_workspace, db_url):
+    for variant in ["tiny-medical-base", *COPIES]:
+        result = invoke(quant_workspace, db_url, "eval", "-m", variant, *TASK)
+        assert result.exit_code == 0, result.output
+    # measured on the tiny model (2026-11-30): largest per-choice change 2.9e-3 nats (Q8_0) and
+    # 3.0e-2 (Q4_0); accuracy 0.25 for all three. Bounds: about 3x the measured change.
+    assert 0 < max_change(db_url, "tiny-medical-q8") < 0.01
+    assert max_change(db_url, "tiny-medical-q8") < max_change(db_url, "tiny-medical-q4") < 0.1
+    full = accuracy(db_url, "tiny-medical-base")
+    assert abs(accuracy(db_url, "tiny-medical-q8") - full) <= 0.05  # at most 1 of 20 flips
+    assert abs(accuracy(db_url, "tiny-medical-q4") - full) <= 0.1
+
+
+def test_the_gguf_tokenizer_encodes_like_the_original(tiny_model_dir, gguf_copies):
+    from transformers import AutoTokenizer
+
+    from medarena.evaluate.engines.hf import gguf_tokenizer
+
+    original = AutoTokenizer.from_pretrained(tiny_model_dir)
+    carried = gguf_tokenizer(str(gguf_copies), "tiny-medical-q8.Q8_0.gguf", None)
+    text = "Question: Which drug? <|im_start|>A. aspirin</s> ünïcode\n"
+    assert carried.encode(text) == original.encode(text)
+    assert carried.encode(text)[0] == original.bos_token_id
+
+
+@pytest.mark.parametrize(
+    ("variant", "engine", "says"),
+    [
+        (
+            "meditron-7b-awq",
+            "hf",
+            "AWQ 4-bit g128: the hf engine has no AWQ 4-bit g128 kernel on cpu",
+        ),
+        ("meditron-7b-gptq", "hf", "GPTQ 4-bit g128: the hf engine has no GPTQ 4-bit g128 kernel"),
+        ("meditron-7b-awq", "vllm", "the vllm engine has no AWQ 4-bit g128 kernel on cpu"),
+        (
+            "meditron-7b-gguf-q4km",
+            "vllm",
+            "the vllm engine has no GGUF Q4_K_M (4-bit) kernel on cpu",
+        ),
+    ],
+)
+def test_unrunnable_variants_are_refused_naming_what_runs_them(
+    eval_workspace, db_url, tmp_path, variant, engine, says
+):
+    result = invoke(
+        eval_workspace, db_url, "eval", "-m", variant, "--engine", engine, "-t", "pubmedqa"
+    )
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert says in message
+    if variant == "meditron-7b-gguf-q4km":
+        assert "run it with --engine hf on cpu or --engine hf on cuda" in message
+    else:
+        assert "run it with --engine vllm on cuda" in message
+    assert not (tmp_path / "results.db").exists()  # refused before the store opened
+
+
+def test_a_gguf_variant_without_a_file_is_refused(eval_workspace, db_url, gguf_copies):
+    family = {
+        "name": "tiny-folder",
+        "display_name": "Tiny, GGUF folder",
+        "developer": "medarena tests",
+        "license": "apache-2.0",
+        "variants": [
+            {
+                "name": "tiny-folder-q8",
+                "params_b": 0.000213,
+                "source": {"kind": "local", "path": str(gguf_copies)},
+                "context_length": 2048,
+                "quantization": {"method": "gguf", "bits": 8, "scheme": "Q8_0"},
+            }
+        ],
+    }
+    (eval_workspace / "models" / "tiny-folder.yaml").write_text(json.dumps(family))
+    result = invoke(eval_workspace, db_url, "eval", "-m", "tiny-folder-q8", "-t", "pubmedqa")
+    assert result.exit_code == 2, result.output
+    assert "point its source path at the .gguf file (3 .gguf files in" in result.output
