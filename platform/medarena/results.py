@@ -145,6 +145,8 @@ class LeaderboardRow:
     # the setting a measured run needs to stand beside this published one (None: unknown)
     expected_mode: str | None = None
     expected_shots: int | None = None
+    # the variant's quantization (`GGUF Q4_0 (4-bit)`), None at full precision
+    quantization: str | None = None
 
 
 @dataclass(frozen=True)
@@ -238,3 +240,18 @@ class Reproduction:
 # (variant, task, protocol) -> (scoring-mode key, shots) a measured run needs to stand beside a
 # published result obtained under that protocol (computed by medarena.evaluate.protocol)
 Expectations = Mapping[tuple[str, str, str | None], tuple[str, int]]
+
+
+METHOD_NAMES = {"gguf": "GGUF", "gptq": "GPTQ", "awq": "AWQ", "bitsandbytes": "bitsandbytes"}
+
+
+def quantization_label(
+    method: str | None, bits: int | None, group_size: int | None, scheme: str | None
+) -> str | None:
+    """`GGUF Q4_K_M (4-bit)`, `AWQ 4-bit g128`; None without a method (full precision)."""
+    if method is None:
+        return None
+    name = METHOD_NAMES.get(method, method)
+    if scheme:
+        return f"{name} {scheme} ({bits}-bit)"
+    return f"{name} {bits}-bit" + (f" g{group_size}" if group_size else "")

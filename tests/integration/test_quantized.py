@@ -110,6 +110,16 @@ def test_gguf_copies_evaluate_within_bounds_of_full_precision(quant_workspace, d
     full = accuracy(db_url, "tiny-medical-base")
     assert abs(accuracy(db_url, "tiny-medical-q8") - full) <= 0.05  # at most 1 of 20 flips
     assert abs(accuracy(db_url, "tiny-medical-q4") - full) <= 0.1
+    shown = invoke(quant_workspace, db_url, "results", "--task", "medqa_4options", "--json")
+    measured = [row for row in json.loads(shown.stdout) if row["source"] == "measured"]
+    beside = {row["variant"]: row["quantization"] for row in measured}
+    assert beside == {
+        "tiny-medical-base": None,
+        "tiny-medical-q8": "GGUF Q8_0 (8-bit)",
+        "tiny-medical-q4": "GGUF Q4_0 (4-bit)",
+    }
+    table = invoke(quant_workspace, db_url, "results", "--task", "medqa_4options")
+    assert "quantization" in table.stdout and "Q4_0" in table.stdout
 
 
 def test_the_gguf_tokenizer_encodes_like_the_original(tiny_model_dir, gguf_copies):
@@ -177,3 +187,48 @@ def test_a_gguf_variant_without_a_file_is_refused(eval_workspace, db_url, gguf_c
     result = invoke(eval_workspace, db_url, "eval", "-m", "tiny-folder-q8", "-t", "pubmedqa")
     assert result.exit_code == 2, result.output
     assert "point its source path at the .gguf file (3 .gguf files in" in result.output
+
+
+def test_the_quantization_is_in_the_run_key() -> None:
+    from medarena.evaluate import identity
+    from medarena.evaluate.runner import EvalOptions, plan_run
+    from medarena.evaluate.spec import load_benchmarks
+    from medarena.registry import load_registry
+    from tests.conftest import REPO
+
+    registry, task = load_registry(REPO), load_benchmarks(REPO)["pubmedqa"]
+    options = EvalOptions(limit=2)
+
+    def quantized(method: str, bits: int, group: int | None, scheme: str | None) -> str:
+        chosen = {"method": method, "bits": bits, "group_size": group, "scheme": scheme}
+        return identity.settings_hash(task, options, chosen)
+
+    hashes = {
+        identity.settings_hash(task, options),
+        quantized("gguf", 8, None, "Q8_0"),
+        quantized("gguf", 4, None, "Q4_0"),
+        quantized("gptq", 4, 128, None),
+        quantized("gptq", 4, 64, None),
+        quantized("gptq", 8, 128, None),
+        quantized("awq", 4, 128, None),
+    }
+    assert len(hashes) == 7
+    awq = plan_run(registry, "meditron-7b-awq", task, options).spec.settings_hash
+    assert awq == quantized("awq", 4, 128, None)
+    # full precision hashes as before the quantization entered the key
+    full = plan_run(registry, "tiny-medical-base", task, options).spec.settings_hash
+    assert full == identity.settings_hash(task, options)
+
+
+def test_models_show_tells_which_engines_run_a_variant_where(eval_workspace, db_url):
+    shown = invoke(eval_workspace, db_url, "models", "show", "meditron-7b-gptq")
+    assert shown.exit_code == 0, shown.output
+    runs_on = json.loads(shown.stdout)["runs_on"]
+    assert set(runs_on) >= {"hf", "vllm"}
+    assert runs_on["vllm"] == {
+        "cpu": "no: the vllm engine has no GPTQ 4-bit g128 kernel on cpu",
+        "cuda": "yes (vLLM Marlin kernels)",
+    }
+    assert runs_on["hf"]["cpu"] == "no: the hf engine has no GPTQ 4-bit g128 kernel on cpu"
+    full = json.loads(invoke(eval_workspace, db_url, "models", "show", "meditron-7b").stdout)
+    assert full["runs_on"]["hf"] == {"cpu": "yes", "cuda": "yes"}

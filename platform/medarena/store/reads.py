@@ -24,6 +24,7 @@ from medarena.results import (
     TrainingRun,
     TrainingStep,
     VariantInfo,
+    quantization_label,
 )
 from medarena.store.database import check_schema, make_engine
 from medarena.store.models import (
@@ -324,12 +325,21 @@ class StoreReader:
                 EvalRunRow.scoring_mode,
                 EvalRunRow.shots,
                 EvalRunRow.id,
+                ModelVariantRow.quant_method,
+                ModelVariantRow.quant_bits,
+                ModelVariantRow.quant_group_size,
+                ModelVariantRow.quant_scheme,
             )
             .join(ModelFamilyRow, ModelFamilyRow.id == ModelVariantRow.family_id)
             .where(MetricRow.name == metric)
         )
         with self._session() as session:
-            rows = [LeaderboardRow(*row[:10], MEASURED, row[10]) for row in session.execute(query)]
+            rows = [
+                LeaderboardRow(
+                    *row[:10], MEASURED, row[10], quantization=quantization_label(*row[11:])
+                )
+                for row in session.execute(query)
+            ]
             if include_reference:
                 rows += self._published(session, metric)
         return sorted(rows, key=lambda r: (r.task, r.source != MEASURED, -r.value))

@@ -15,8 +15,9 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from medarena.results import METHOD_NAMES, quantization_label
+
 DEVICE_KINDS = ("cpu", "cuda")
-METHOD_NAMES = {"gguf": "GGUF", "gptq": "GPTQ", "awq": "AWQ", "bitsandbytes": "bitsandbytes"}
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,8 @@ def describe(quantization: Any) -> str:
     """`GGUF Q4_K_M (4-bit)`, `AWQ 4-bit g128`, or `full precision`."""
     if quantization is None:
         return "full precision"
-    name = METHOD_NAMES.get(quantization.method, quantization.method)
-    if quantization.scheme:
-        return f"{name} {quantization.scheme} ({quantization.bits}-bit)"
-    group = f" g{quantization.group_size}" if quantization.group_size else ""
-    return f"{name} {quantization.bits}-bit{group}"
+    q = quantization
+    return quantization_label(q.method, q.bits, q.group_size, q.scheme) or "full precision"
 
 
 def unsupported(cls: Any, variant: Any, device: str) -> str | None:
