@@ -194,3 +194,20 @@ def _write_tokenizer(writer, source: Path) -> None:
     writer.add_add_bos_token(prepends_bos)
     if tokenizer_config.get("chat_template"):
         writer.add_chat_template(tokenizer_config["chat_template"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m medarena.quantize.gguf_export MODEL_DIR OUT.gguf --type Q4_0`"""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write a Llama folder as one GGUF file.")
+    parser.add_argument("model_dir")
+    parser.add_argument("out_file")
+    parser.add_argument("--type", default="Q8_0", choices=sorted(GGUF_TYPES))
+    args = parser.parse_args(argv)
+    done = export_gguf(args.model_dir, args.out_file, args.type)
+    print(f"wrote {done.path} ({done.qtype}, {done.tensors} tensors, {done.bytes:,} bytes)")
+
+
+if __name__ == "__main__":
+    main()
