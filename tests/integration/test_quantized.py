@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from medarena.quantize.gguf_export import export_gguf
+from medarena.quantize.gguf_export import GGUF_TYPES, export_gguf, main
 from tests.helpers import as_json, invoke, sql_rows
 
 # variant -> GGUF type
@@ -24,9 +24,44 @@ TASK = ["-t", "medqa_4options", "--mode", "loglik", "--limit", "20"]
 @pytest.fixture(scope="module")
 def gguf_copies(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("gguf")
-    for name, qtype in {**COPIES, "tiny-medical-f32": "F32"}.items():
+    for name, qtype in COPIES.items():
         export_gguf(tiny_model_dir, out / f"{name}.{qtype}.gguf", qtype)
+    # the command users run for their own copies
+    main([str(tiny_model_dir), str(out / "tiny-medical-f32.F32.gguf"), "--type", "F32"])
     return out
+
+
+@pytest.mark.parametrize("qtype", sorted(set(GGUF_TYPES) - {"F32"}))
+def test_every_exported_type_loads_back_close_to_the_original(tiny_model_dir, tmp_path, qtype):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    export_gguf(tiny_model_dir, tmp_path / "copy.gguf", qtype)
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        tmp_path, gguf_file="copy.gguf", dtype=torch.float32
+    )
+    ids = torch.arange(1, 40)[None]
+    with torch.no_grad():
+        change = (original(ids).logits - loaded(ids).logits).abs().max().item()
+    # fewer bits, larger change; measured on the tiny model: F16 ~1e-5 ... Q4_0 ~0.1
+    assert 0 < change < {16: 1e-3, 8: 0.02, 5: 0.1, 4: 0.2}[GGUF_TYPES[qtype]]
+
+
+def test_a_type_the_shape_cannot_take_is_refused_leaving_no_file(tiny_model_dir, tmp_path):
+    from medarena.errors import Refused
+    from medarena.tiny import TinyShape, build_tiny
+
+    with pytest.raises(Refused, match="'Q9' is not one this exporter writes"):
+        export_gguf(tiny_model_dir, tmp_path / "copy.gguf", "Q9")
+    narrow = build_tiny(
+        tmp_path / "narrow", shape=TinyShape(hidden_size=48, intermediate_size=96, head_dim=24)
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(Refused, match=r"Q8_0 packs rows in blocks of 32 weights; tensor .* of 48"):
+        export_gguf(narrow.path, out / "copy.gguf", "Q8_0")
+    assert list(out.iterdir()) == []  # not even the partial file
 
 
 def test_an_unquantized_gguf_export_loads_back_exactly(tiny_model_dir, gguf_copies):

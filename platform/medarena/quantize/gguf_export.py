@@ -20,7 +20,9 @@ import numpy as np
 
 from medarena.errors import Refused
 
-# the types this exporter writes, with their nominal bits per weight (the registry's `bits`)
+# the types this exporter writes (each tested to load back through transformers), with their
+# nominal bits per weight (the registry's `bits`); the K-quants (Q4_K_M...) need rows in
+# multiples of 256 and llama.cpp's per-tensor mixes, which this writer does not reproduce
 GGUF_TYPES: dict[str, int] = {
     "F32": 32,
     "F16": 16,
@@ -29,8 +31,6 @@ GGUF_TYPES: dict[str, int] = {
     "Q5_1": 5,
     "Q4_0": 4,
     "Q4_1": 4,
-    "Q4_K": 4,
-    "Q6_K": 6,
 }
 # Hugging Face parameter name (inside a layer) -> GGUF tensor name
 _LAYER_TENSORS = {
@@ -104,21 +104,24 @@ def export_gguf(model_dir: str | Path, out_file: str | Path, qtype: str = "Q8_0"
     out = Path(out_file)
     staging = out.with_name(f".{out.name}.partial")
     writer = gguf.GGUFWriter(str(staging), "llama")
-    _write_hyperparameters(writer, config)
-    _write_tokenizer(writer, source)
-    heads, kv_heads = config["num_attention_heads"], config.get("num_key_value_heads")
-    for name in sorted(weights):
-        array = weights[name].astype(np.float32)
-        if name.endswith("q_proj.weight"):
-            array = rotary_to_ggml(array, heads)
-        elif name.endswith("k_proj.weight"):
-            array = rotary_to_ggml(array, kv_heads or heads)
-        _add_tensor(writer, gguf_name(name), array, kind)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    staging.replace(out)
+    try:
+        _write_hyperparameters(writer, config)
+        _write_tokenizer(writer, source)
+        heads, kv_heads = config["num_attention_heads"], config.get("num_key_value_heads")
+        for name in sorted(weights):
+            array = weights[name].astype(np.float32)
+            if name.endswith("q_proj.weight"):
+                array = rotary_to_ggml(array, heads)
+            elif name.endswith("k_proj.weight"):
+                array = rotary_to_ggml(array, kv_heads or heads)
+            _add_tensor(writer, gguf_name(name), array, kind)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        staging.replace(out)
+    finally:
+        staging.unlink(missing_ok=True)
     return GgufExport(out, qtype, GGUF_TYPES[qtype], len(weights), out.stat().st_size)
 
 
@@ -135,7 +138,7 @@ def _add_tensor(writer, name: str, array: np.ndarray, kind) -> None:
     if array.shape[-1] % block:
         raise Refused(
             f"{kind.name} packs rows in blocks of {block} weights; tensor {name} has rows of "
-            f"{array.shape[-1]}: choose a type with smaller blocks (e.g. Q8_0, Q4_0)"
+            f"{array.shape[-1]}: choose another type"
         )
     writer.add_tensor(name, gguf.quants.quantize(array, kind), raw_dtype=kind)
 
