@@ -159,6 +159,8 @@ class LeaderboardRow:
     # measured results: the share of the task's items the variant's latest contamination check
     # flagged (None: never checked)
     contaminated: float | None = None
+    # the variant's quantization (`GGUF Q4_0 (4-bit)`), None at full precision
+    quantization: str | None = None
 
 
 @dataclass(frozen=True)
@@ -290,3 +292,18 @@ class ItemContamination:
     longest: int
     contaminated: bool
     sources: list[dict[str, Any]]
+
+
+METHOD_NAMES = {"gguf": "GGUF", "gptq": "GPTQ", "awq": "AWQ", "bitsandbytes": "bitsandbytes"}
+
+
+def quantization_label(
+    method: str | None, bits: int | None, group_size: int | None, scheme: str | None
+) -> str | None:
+    """`GGUF Q4_K_M (4-bit)`, `AWQ 4-bit g128`; None without a method (full precision)."""
+    if method is None:
+        return None
+    name = METHOD_NAMES.get(method, method)
+    if scheme:
+        return f"{name} {scheme} ({bits}-bit)"
+    return f"{name} {bits}-bit" + (f" g{group_size}" if group_size else "")

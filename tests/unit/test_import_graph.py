@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "data": 2,
     "adapters": 2,
     "tiny": 2,
+    "quantize": 2,
     "training": 3,
     "compare": 3,
     "evaluate": 3,

@@ -279,12 +279,15 @@ def results(
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     table = Table(title=f"measured {metric} (latest completed run; 95% bootstrap CI)")
-    for column in ("task", "model", "family", "mode", "shots", metric, "n", "contaminated"):
+    quantized = any(row.quantization for row in measured)  # a column only when it says something
+    columns = ("task", "model", *(("quantization",) if quantized else ()), "family", "mode")
+    for column in (*columns, "shots", metric, "n", "contaminated"):
         table.add_column(column)
     for row in measured:
         table.add_row(
             row.task,
             row.variant,
+            *((row.quantization or "-",) if quantized else ()),
             row.family,
             row.scoring_mode,
             str(row.shots),

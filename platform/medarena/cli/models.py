@@ -86,6 +86,8 @@ def _params(params_b: float) -> str:
 @reports_errors
 def models_show(ctx: typer.Context, name: str = typer.Argument(..., help="Family or variant.")):
     """Show one family card, or one variant with its family and lineage."""
+    from medarena.evaluate.engines import capabilities
+
     registry: Registry = ctx.obj.registry()
     if name in registry.families:
         data: dict[str, Any] = registry.families[name].model_dump(mode="json", exclude_none=True)
@@ -97,6 +99,8 @@ def models_show(ctx: typer.Context, name: str = typer.Argument(..., help="Family
             **entry.variant.model_dump(mode="json", exclude_none=True),
             "lineage": registry.lineage(name),
             "load_from": _load_from(registry, entry.variant),
+            # engine -> device kind -> yes, or why not (what `medarena eval` refuses)
+            "runs_on": capabilities(entry.variant),
         }
     out.print_json(json.dumps(data))
 

@@ -6,7 +6,8 @@ The run key (`medarena.store.queries.RUN_KEY`) has parts computed elsewhere: the
 prompt-template hash (preamble, prompt, delimiters, instruction, CoT trigger, chat template,
 truncation policy), the scoring mode's key (`generate+cot+sc5@0.7`), shots, seed, engine and the
 weights hash. The rest is the settings hash made here: sampling, generation length and stops,
-metric settings and encoders, the extraction rule.
+metric settings and encoders, the extraction rule, and a quantized variant's quantization
+(method, bits, group size, scheme).
 
 A field added to `EvalOptions` or `BenchmarkTask` must be placed in one of the tables below; a
 test fails until it is, so a new option cannot be forgotten.
@@ -78,14 +79,21 @@ TASK_FIELDS_WITHOUT_EFFECT: dict[str, str] = {
 }
 
 
-def settings(task: BenchmarkTask, options: Any) -> dict[str, Any]:
-    """The settings covered by the settings hash, as plain JSON values."""
+def settings(
+    task: BenchmarkTask, options: Any, quantization: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The settings covered by the settings hash, as plain JSON values. `quantization`: the
+    variant's (method, bits, group size, scheme), so a variant re-registered at another
+    quantization under the same name is a new run; absent at full precision, which keeps the
+    hashes of full-precision runs as they were."""
     spec = task.model_dump(mode="json")
     # the rule's version (medarena's default keeps the key runs stored before rules had names)
     chosen: dict[str, Any] = {"extraction_rule": EXTRACTORS.get(options.extraction).version}
     rule = TASK_KINDS.get(task.kind).rule
     if rule is not None:  # only kinds with a rule of their own: older run keys stay as they were
         chosen["kind_rule"] = rule
+    if quantization is not None:
+        chosen["variant.quantization"] = quantization
     for name, part in OPTION_COVERAGE.items():
         if part == SETTINGS:
             chosen[f"options.{name}"] = getattr(options, name)
@@ -95,8 +103,10 @@ def settings(task: BenchmarkTask, options: Any) -> dict[str, Any]:
     return chosen
 
 
-def settings_hash(task: BenchmarkTask, options: Any) -> str:
-    canonical = json.dumps(settings(task, options), sort_keys=True)
+def settings_hash(
+    task: BenchmarkTask, options: Any, quantization: dict[str, Any] | None = None
+) -> str:
+    canonical = json.dumps(settings(task, options, quantization), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -90,7 +90,13 @@ def _check_options(options: EvalOptions) -> None:
 
 
 def _checked(registry: Registry, work: list[tuple[VariantEntry, list[Plan]]]) -> PlannedEvaluation:
+    from medarena.evaluate.engines import check_runnable, engine_class
+
     every = [plan for _, plans in work for plan in plans]
+    for entry, plans in work:  # a variant no engine here can run is refused before any work
+        for _, task_options in plans[:1]:
+            engine = task_options.engine
+            check_runnable(engine, entry.variant, engine_class(engine).device_kind({}))
     for task, task_options in every:
         task_options.check(task)
     return PlannedEvaluation(work, read_task_data(registry, every))

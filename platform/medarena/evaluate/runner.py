@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from medarena.data.records import read_records
 from medarena.errors import Refused, UnknownName
@@ -176,6 +177,11 @@ def _weights_hash(registry: Registry, entry: VariantEntry) -> str | None:
     return build.weights_sha256 if build else None
 
 
+def _quantization(entry: VariantEntry) -> dict[str, Any] | None:
+    quantization = entry.variant.quantization
+    return quantization.model_dump(mode="json") if quantization else None
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """One variant on one task, ready to score: the run key and the prompts."""
@@ -232,7 +238,7 @@ def plan_run(
         code_version=code_version(),
         variant_revision=getattr(entry.variant.source, "revision", None),
         weights_hash=_weights_hash(registry, entry),
-        settings_hash=settings_hash(task, options),
+        settings_hash=settings_hash(task, options, _quantization(entry)),
         config={**asdict(options), "chat_template": template.name if template else None},
         task_spec=task.model_dump(mode="json"),
     )

@@ -26,6 +26,7 @@ from medarena.results import (
     TrainingRun,
     TrainingStep,
     VariantInfo,
+    quantization_label,
 )
 from medarena.store.database import check_schema, make_engine
 from medarena.store.models import (
@@ -363,6 +364,10 @@ class StoreReader:
                 EvalRunRow.scoring_mode,
                 EvalRunRow.shots,
                 EvalRunRow.id,
+                ModelVariantRow.quant_method,
+                ModelVariantRow.quant_bits,
+                ModelVariantRow.quant_group_size,
+                ModelVariantRow.quant_scheme,
             )
             .join(ModelFamilyRow, ModelFamilyRow.id == ModelVariantRow.family_id)
             .where(MetricRow.name == metric)
@@ -371,7 +376,11 @@ class StoreReader:
             shares = self._contaminated_shares(session)
             rows = [
                 LeaderboardRow(
-                    *row[:10], MEASURED, row[10], contaminated=shares.get((row[0], row[2]))
+                    *row[:10],
+                    MEASURED,
+                    row[10],
+                    contaminated=shares.get((row[0], row[2])),
+                    quantization=quantization_label(*row[11:]),
                 )
                 for row in session.execute(query)
             ]

@@ -11,6 +11,7 @@ from typing import Any
 
 from medarena.errors import EngineError, Refused
 from medarena.evaluate.engines.base import Engine, Generation, LoglikRequest, LoglikResult, Sampling
+from medarena.evaluate.engines.capability import DEVICE_KINDS, describe
 from medarena.extensions import ExtensionRegistry
 from medarena.registry import Registry, VariantEntry
 
@@ -41,7 +42,8 @@ def engine_version(name: str) -> str:
 def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: Any) -> Engine:
     """Load `entry`'s weights into engine `name` with the registry's dtype, context length and
     revision, the variant fields the engine declares (vLLM: tensor_parallel), and `options`,
-    which must be ones the engine takes."""
+    which must be ones the engine takes. A quantized variant the engine cannot run on this
+    device kind is refused before anything loads."""
     cls = engine_class(name)
     unknown = sorted(set(options) - set(cls.options))
     if unknown:
@@ -50,6 +52,7 @@ def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: A
             f"it takes: {', '.join(cls.options) or '(none)'}"
         )
     variant = entry.variant
+    check_runnable(name, variant, cls.device_kind(options))
     location = registry.weights_location(variant)
     settings: dict[str, Any] = {
         "revision": getattr(variant.source, "revision", None),
@@ -65,6 +68,8 @@ def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: A
             )
         base = registry.variant(variant.source.base).variant
         settings["adapter"], location = location, registry.weights_location(base)
+    if variant.quantization is not None and variant.quantization.method == "gguf":
+        location, settings["gguf_file"] = _gguf_file(variant, location)
     if variant.source.kind == "embedded" and not Path(location).is_dir():
         raise Refused(
             f"{variant.name} is not built yet: run `medarena tiny build --variant {variant.name}`"
@@ -80,6 +85,62 @@ def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: A
         raise EngineError(f"cannot load {variant.name} from {where}: {exc}") from exc
 
 
+def capabilities(variant: Any) -> dict[str, dict[str, str]]:
+    """engine -> device kind -> "yes (how)" or why not, for every registered engine."""
+    table: dict[str, dict[str, str]] = {}
+    for name in ENGINES:
+        cls = engine_class(name)
+        row = {}
+        for device in DEVICE_KINDS:
+            reason = cls.unsupported(variant, device)
+            support = (
+                cls.quantized.get(variant.quantization.method) if variant.quantization else None
+            )
+            how = f" ({support.how})" if support and support.how else ""
+            row[device] = f"yes{how}" if reason is None else f"no: {reason}"
+        table[name] = row
+    return table
+
+
+def check_runnable(engine: str, variant: Any, device: str) -> None:
+    """Refuse, before anything loads, a variant the engine cannot run on this device kind,
+    naming the engines and devices that can."""
+    reason = engine_class(engine).unsupported(variant, device)
+    if reason is None:
+        return
+    able = [
+        f"--engine {name} on {kind}"
+        for name in ENGINES
+        for kind in DEVICE_KINDS
+        if engine_class(name).unsupported(variant, kind) is None
+    ]
+    where = (
+        f"run it with {' or '.join(able)}"
+        if able
+        else "no registered engine runs it on any device kind"
+    )
+    raise Refused(f"{variant.name} is {describe(variant.quantization)}: {reason}; {where}")
+
+
+def _gguf_file(variant: Any, location: str) -> tuple[str, str]:
+    """(folder or repo, file name) of a GGUF variant: the hub source's `filename`, or a local
+    path to the .gguf file (or to a folder holding exactly one)."""
+    if variant.source.kind == "hub":
+        if not variant.source.filename:
+            raise Refused(f"{variant.name} is GGUF: its hub source must name the file (filename:)")
+        return location, variant.source.filename
+    path = Path(location)
+    if path.suffix == ".gguf":
+        return str(path.parent), path.name
+    found = sorted(path.glob("*.gguf")) if path.is_dir() else []
+    if len(found) != 1:
+        raise Refused(
+            f"{variant.name} is GGUF: point its source path at the .gguf file "
+            f"({len(found)} .gguf files in {path})"
+        )
+    return str(path), found[0].name
+
+
 __all__ = [
     "ENGINES",
     "Engine",
@@ -87,6 +148,8 @@ __all__ = [
     "LoglikRequest",
     "LoglikResult",
     "Sampling",
+    "capabilities",
+    "check_runnable",
     "engine_class",
     "engine_version",
     "load_engine",

@@ -11,6 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from medarena.evaluate.engines import capability
+from medarena.evaluate.engines.capability import Support
+
 
 @dataclass(frozen=True)
 class LoglikRequest:
@@ -58,7 +61,9 @@ class Engine(ABC):
     - `options`: the keyword options a caller may pass (e.g. `batch_size`);
     - `variant_fields`: registry fields of the variant passed on as keywords of the same name
       (e.g. `tensor_parallel`);
-    - `applies_adapters`: whether it takes `adapter=` (a LoRA adapter folder on the base).
+    - `applies_adapters`: whether it takes `adapter=` (a LoRA adapter folder on the base);
+    - `quantized`: the quantization methods it runs, where (`capability.Support`); a quantized
+      variant's method, bits, group size and scheme come as `quantization=` (a dict).
     """
 
     name: ClassVar[str]
@@ -66,9 +71,22 @@ class Engine(ABC):
     options: ClassVar[tuple[str, ...]] = ()
     variant_fields: ClassVar[tuple[str, ...]] = ()
     applies_adapters: ClassVar[bool] = False
+    quantized: ClassVar[dict[str, Support]] = {}
 
     max_length: int
     tokenizer: Any
+
+    @classmethod
+    def device_kind(cls, options: dict[str, Any]) -> str:
+        """The device kind (`cpu` or `cuda`) this engine would run on with `options`."""
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @classmethod
+    def unsupported(cls, variant: Any, device: str) -> str | None:
+        """Why this engine cannot run `variant` on device kind `device` (None: it can)."""
+        return capability.unsupported(cls, variant, device)
 
     @abstractmethod
     def loglikelihood(

