@@ -114,6 +114,10 @@ class Prediction:
     parse_failed: bool = False
     logprobs: dict[str, Any] | None = None
     details: dict[str, Any] | None = None
+    # what an API billed for the item (None for local engines; cost None without prices)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True)

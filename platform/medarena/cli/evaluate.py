@@ -105,7 +105,9 @@ def eval_command(
     protocol: str | None = typer.Option(
         None, "--protocol", "-p", help="Run a protocol's tasks with its settings (protocols ls)."
     ),
-    engine: str = typer.Option("hf", help="hf (transformers) or vllm."),
+    engine: str = typer.Option(
+        "hf", help="hf (transformers), vllm, or openai (a variant behind an API)."
+    ),
     mode: str | None = typer.Option(
         None,
         help="loglik (choice labels), cloze (option texts) or generate; default: first listed.",
@@ -123,6 +125,7 @@ def eval_command(
     data: str = typer.Option("bundled", help="bundled (offline samples) or hub (full datasets)."),
     truncation: str = typer.Option("left", help="Prompt over the context: left (cut) or error."),
     batch_size: int = typer.Option(32, min=1, help="hf engine batch size."),
+    concurrency: int = typer.Option(8, min=1, help="openai engine: requests in flight."),
     chunk_size: int = typer.Option(64, min=1, help="Items scored and stored per transaction."),
     bertscore_model: str = typer.Option(
         "minilm", help="BERTScore encoder: minilm (offline) or a bert-score model_type."
@@ -172,6 +175,7 @@ def eval_command(
                 plans,
                 engine,
                 batch_size,
+                concurrency=concurrency,
                 rerun=rerun,
                 task_data=planned.task_data,
                 progress=progress_bar,

@@ -133,6 +133,7 @@ def run_plans(
     engine: str,
     batch_size: int = 32,
     *,
+    concurrency: int = 8,
     rerun: bool = False,
     task_data: dict[tuple[Any, ...], TaskData] | None = None,
     progress: Progress | None = None,
@@ -149,8 +150,9 @@ def run_plans(
 
         def engine_loader(entry: VariantEntry = entry, loaded: list[Any] = loaded) -> Any:
             if not loaded:
-                takes_batch = "batch_size" in engine_class(engine).options
-                extra = {"batch_size": batch_size} if takes_batch else {}
+                offered = {"batch_size": batch_size, "concurrency": concurrency}
+                taken = engine_class(engine).options
+                extra = {name: value for name, value in offered.items() if name in taken}
                 loaded.append(load_engine(engine, registry, entry, **extra))
             return loaded[0]
 
