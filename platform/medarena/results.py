@@ -168,6 +168,22 @@ class RunMetric:
     n: int
 
 
+@dataclass(frozen=True)
+class ApiUsage:
+    """What an API billed for the latest completed run of a variant on a task (cost None: the
+    variant declares no prices)."""
+
+    run_id: int
+    variant: str
+    task: str
+    scoring_mode: str
+    shots: int
+    n_items: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
 # --------------------------------------------------------------------------------- training
 
 

@@ -268,6 +268,7 @@ def results(
 
     with ctx.obj.store() as store:
         rows = store.leaderboard(metric, include_reference=reference)
+        usage = store.api_usage()
     if task:
         rows = [row for row in rows if row.task == task]
     measured = [row for row in rows if row.source == "measured"]
@@ -296,6 +297,31 @@ def results(
     out.print(table if measured else f"no measured {metric} yet: run `medarena eval`")
     if published:
         out.print(_published_table(metric, published, measured))
+    if usage:
+        out.print(_usage_table([row for row in usage if not task or row.task == task]))
+
+
+def _usage_table(usage: list) -> Table:
+    """Tokens and cost of the latest API runs, with their total."""
+    table = Table(title="API usage (latest completed runs)")
+    for column in ("task", "model", "mode", "shots", "items", "tokens in", "tokens out", "USD"):
+        table.add_column(column)
+    for row in usage:
+        table.add_row(
+            row.task,
+            row.variant,
+            row.scoring_mode,
+            str(row.shots),
+            str(row.n_items),
+            f"{row.input_tokens:,}",
+            f"{row.output_tokens:,}",
+            "unknown" if row.cost_usd is None else f"{row.cost_usd:,.4f}",
+        )
+    costs = [row.cost_usd for row in usage]
+    if len(usage) > 1:
+        total = "unknown" if None in costs else f"{sum(costs):,.4f}"  # type: ignore[arg-type]
+        table.add_row("total", "", "", "", "", "", "", total)
+    return table
 
 
 def _published_table(metric: str, published: list, measured: list) -> Table:
