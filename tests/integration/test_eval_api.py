@@ -94,8 +94,9 @@ def stored(db_url: str, variant: str, mode: str) -> dict[str, tuple]:
 
 
 def test_scores_and_generations_equal_the_local_engines(api_workspace: Path, db_url: str):
-    served = api(api_workspace, db_url, "-m", "tiny-api", *LOGLIK, *GENERATE)
-    assert served.exit_code == 0, served.output
+    for task in (LOGLIK, GENERATE):
+        served = api(api_workspace, db_url, "-m", "tiny-api", *task)
+        assert served.exit_code == 0, served.output
     local = invoke(api_workspace, db_url, "eval", "-m", "tiny-medical-base", *LOGLIK)
     assert local.exit_code == 0, local.output
     hf = stored(db_url, "tiny-medical-base", "loglik")
@@ -118,7 +119,9 @@ def test_scores_and_generations_equal_the_local_engines(api_workspace: Path, db_
         timeout=600,
     )
     assert vllm.returncode == 0, vllm.stderr[-3000:]
-    local_texts = {item: row[0] for item, row in stored(db_url, "tiny-medical-base", "generate")}
+    local_texts = {
+        item: row[0] for item, row in stored(db_url, "tiny-medical-base", "generate").items()
+    }
     served_rows = stored(db_url, "tiny-api", "generate")
     assert len(local_texts) == 6
     assert {item: row[0] for item, row in served_rows.items()} == local_texts
@@ -140,6 +143,11 @@ def test_scores_and_generations_equal_the_local_engines(api_workspace: Path, db_
         assert cost == pytest.approx(sum(row[4] for row in rows))
     # loglik: one request per item (its choices batched), one output token per choice
     assert all(row[3] == 4 for row in scored.values())
+    shown = invoke(api_workspace, db_url, "results", "--task", "medqa_4options")
+    assert shown.exit_code == 0, shown.output
+    loglik_run = next(run for run in runs if run[0] == "loglik")
+    assert "API usage" in shown.output and f"{loglik_run[1]:,}" in shown.output
+    assert f"{loglik_run[3]:,.4f}" in shown.output
 
 
 def test_faults_are_retried_and_every_item_is_answered_once(
@@ -156,6 +164,21 @@ def test_faults_are_retried_and_every_item_is_answered_once(
     assert set(proxy.answered) == set(predictions) and set(proxy.answered.values()) == {1}
     # each refused request was sent again once, nothing else twice
     assert sum(proxy.requests.values()) == 12 + 4
+
+
+def test_a_request_that_keeps_failing_fails_the_run_naming_its_item(
+    api_workspace: Path, db_url: str, proxy: FaultProxy
+):
+    proxy.faults = {n: "500" for n in range(1, 1000)}
+    failed = api(api_workspace, db_url, "-m", "tiny-api", *LOGLIK, "--concurrency", "1")
+    assert failed.exit_code == 1
+    assert "item '00000': the request to" in failed.output and "failed 6 times" in failed.output
+    assert "HTTP 500" in failed.output
+    assert sql_rows(db_url, "SELECT status, n_items FROM eval_runs") == [("failed", None)]
+    proxy.reset()
+    result = api(api_workspace, db_url, "-m", "tiny-api", *LOGLIK)
+    assert result.exit_code == 0, result.output
+    assert len(stored(db_url, "tiny-api", "loglik")) == 12
 
 
 def test_a_killed_run_resumes_requesting_only_the_remaining_items(
@@ -213,7 +236,8 @@ def test_loglik_without_prompt_logprobs_is_refused_before_any_request(
 def test_a_chat_model_generates_through_the_servers_template(
     api_workspace: Path, db_url: str, proxy: FaultProxy
 ):
-    result = api(api_workspace, db_url, "-m", "tiny-api-chat", "-t", "pubmedqa", "--limit", "4")
+    chat = ["-m", "tiny-api-chat", "-t", "pubmedqa", "--mode", "generate", "--limit", "4"]
+    result = api(api_workspace, db_url, *chat)
     assert result.exit_code == 0, result.output
     rows = stored(db_url, "tiny-api-chat", "generate")
     assert len(rows) == 4 and sum(proxy.requests.values()) == 4

@@ -5,6 +5,7 @@ tests/integration/test_eval_api.py.)"""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from medarena.evaluate.spec import load_benchmarks
 from medarena.registry import load_registry
 from medarena.schemas import ApiPrices, ApiSource
 from tests.conftest import REPO
+from tests.helpers import invoke
 
 REQUEST = httpx.Request("POST", "http://127.0.0.1:9/v1/completions")
 
@@ -90,7 +92,7 @@ def test_transient_failures_are_retried_honouring_retry_after(slept: list[float]
         ]
     )
     policy = RetryPolicy(base_delay=0.1)
-    assert asyncio.run(with_retries(call, "q1", policy, "the server")) == "ok"
+    assert asyncio.run(with_retries(call, "item 'q1'", policy, "the server")) == "ok"
     assert len(calls) == 5 and len(slept) == 4
     assert slept[0] == 4.0 and all(delay < 4 for delay in slept[1:])
 
@@ -98,14 +100,14 @@ def test_transient_failures_are_retried_honouring_retry_after(slept: list[float]
 def test_a_request_that_keeps_failing_names_its_item(slept: list[float]):
     call, calls = failing([status_error(openai.InternalServerError, 500)] * 10)
     with pytest.raises(EngineError, match=r"item 'q7'.*failed 3 times.*HTTP 500"):
-        asyncio.run(with_retries(call, "q7", RetryPolicy(attempts=3), "the server"))
+        asyncio.run(with_retries(call, "item 'q7'", RetryPolicy(attempts=3), "the server"))
     assert len(calls) == 3
 
 
 def test_a_bad_request_is_not_retried(slept: list[float]):
     call, calls = failing([status_error(openai.BadRequestError, 400)])
     with pytest.raises(EngineError, match=r"item 'q2'.*refused the request.*HTTP 400"):
-        asyncio.run(with_retries(call, "q2", RetryPolicy(), "the server"))
+        asyncio.run(with_retries(call, "item 'q2'", RetryPolicy(), "the server"))
     assert len(calls) == 1 and not slept
 
 
@@ -185,6 +187,16 @@ variants:
     context_length: 4096
     instruction_tuned: true
     source: {kind: api, base_url: "http://127.0.0.1:9/v1", model: m, api_key_env: REMOTE_KEY}
+  - name: remote-priced
+    params_b: 1
+    context_length: 4096
+    instruction_tuned: true
+    source:
+      kind: api
+      base_url: "http://127.0.0.1:9/v1"
+      model: m
+      api_key_env: REMOTE_KEY
+      prices: {input_per_million: 10, output_per_million: 30, source: a page, date: "2026-11-30"}
   - name: remote-raw
     params_b: 1
     context_length: 4096
@@ -244,3 +256,26 @@ def test_a_run_costs_its_estimated_tokens_at_the_variant_prices():
     prompt_tokens = 400.0 / 4 * 2  # 4 characters per token, the item and one demonstration
     expected = 100 * (prompt_tokens * 10 + task.generation.max_new_tokens * 30) / 1e6
     assert cost == pytest.approx(expected)
+
+
+def test_the_plan_of_a_protocol_on_an_api_variant_says_what_it_costs(api_registry):
+    priced = invoke(
+        api_registry.root,
+        "sqlite://",
+        "reproduce",
+        "-p",
+        "lm-eval",
+        "-m",
+        "remote-priced",
+        "--plan",
+    )
+    assert priced.exit_code == 0, priced.output
+    found = re.search(r"this protocol on remote-priced costs about \$([\d,.]+)", priced.output)
+    assert found and float(found.group(1).replace(",", "")) > 0
+    assert "$10 / $30 per million tokens in / out (a page, 2026-11-30)" in priced.output
+    assert "GPU-hours" not in priced.output
+    unpriced = invoke(
+        api_registry.root, "sqlite://", "reproduce", "-p", "lm-eval", "-m", "remote-chat", "--plan"
+    )
+    assert unpriced.exit_code == 0, unpriced.output
+    assert "cost unknown: remote-chat declares no prices" in unpriced.output

@@ -83,7 +83,7 @@ class OpenAIEngine(Engine):
         a run is stored."""
         try:
             models = self._run(
-                with_retries(lambda: self._list_models(), "(model list)", self.policy, self.where)
+                with_retries(self._list_models, "the model list", self.policy, self.where)
             )
         except EngineError as exc:
             cause = exc.__cause__
@@ -135,7 +135,10 @@ class OpenAIEngine(Engine):
     ) -> Callable[[], Any]:
         async def call() -> Generation:
             return await with_retries(
-                lambda: send(prompt, settings, stop, label), label, self.policy, self.where
+                lambda: send(prompt, settings, stop, label),
+                f"item {label!r}",
+                self.policy,
+                self.where,
             )
 
         return call
@@ -197,7 +200,7 @@ class OpenAIEngine(Engine):
 
         async def call() -> list[LoglikResult]:
             return await with_retries(
-                lambda: self._score(group, label), label, self.policy, self.where
+                lambda: self._score(group, label), f"item {label!r}", self.policy, self.where
             )
 
         return call

@@ -69,22 +69,23 @@ def describe(exc: BaseException) -> str:
 
 
 async def with_retries(
-    call: Callable[[], Awaitable[T]], item: str, policy: RetryPolicy, where: str
+    call: Callable[[], Awaitable[T]], what: str, policy: RetryPolicy, where: str
 ) -> T:
-    """`call()`, retried per `policy`; EngineError naming `item` when it cannot succeed."""
+    """`call()`, retried per `policy`; EngineError naming `what` (the item) when it cannot
+    succeed."""
     for attempt in range(policy.attempts):
         try:
             return await call()
         except RETRYABLE as exc:
             if attempt + 1 == policy.attempts:
                 raise EngineError(
-                    f"item {item!r}: the request to {where} failed {policy.attempts} times; "
+                    f"{what}: the request to {where} failed {policy.attempts} times; "
                     f"last: {describe(exc)}"
                 ) from exc
             await asyncio.sleep(policy.delay(attempt, retry_after(exc)))
         except openai.APIStatusError as exc:  # 400, 401, 404 ...: retrying cannot mend it
             raise EngineError(
-                f"item {item!r}: {where} refused the request: {describe(exc)}: {exc.message}"
+                f"{what}: {where} refused the request: {describe(exc)}: {exc.message}"
             ) from exc
     raise AssertionError("unreachable")
 
