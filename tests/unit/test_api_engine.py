@@ -279,3 +279,27 @@ def test_the_plan_of_a_protocol_on_an_api_variant_says_what_it_costs(api_registr
     )
     assert unpriced.exit_code == 0, unpriced.output
     assert "cost unknown: remote-chat declares no prices" in unpriced.output
+
+
+def test_without_a_mode_an_api_model_without_logprobs_generates(api_registry):
+    from medarena.evaluate.plans import plan_evaluation
+
+    planned = plan_evaluation(
+        api_registry,
+        ["remote-chat", "remote-raw", "meditron-7b"],
+        ["medqa_4options", "mimic_cxr_summarization"],
+        EvalOptions(engine="openai", limit=2),
+    )
+    modes = {
+        (entry.variant.name, task.name): options.mode
+        for entry, plans in planned.work
+        for task, options in plans
+    }
+    assert modes == {
+        ("remote-chat", "medqa_4options"): "generate",
+        ("remote-chat", "mimic_cxr_summarization"): "generate",
+        ("remote-raw", "medqa_4options"): "generate",  # log-probs, but no tokenizer to score with
+        ("remote-raw", "mimic_cxr_summarization"): "generate",
+        ("meditron-7b", "medqa_4options"): "loglik",
+        ("meditron-7b", "mimic_cxr_summarization"): "generate",
+    }
