@@ -232,7 +232,7 @@ def test_a_wrong_key_is_one_clear_error_and_stores_nothing(
 def test_loglik_without_prompt_logprobs_is_refused_before_any_request(
     api_workspace: Path, db_url: str, proxy: FaultProxy
 ):
-    result = api(api_workspace, db_url, "-m", "tiny-api-chat", *LOGLIK)
+    result = api(api_workspace, db_url, "-m", "tiny-api-chat", *LOGLIK, "--mode", "loglik")
     assert result.exit_code == 2
     assert "does not return prompt log-probabilities" in result.output
     assert "--mode generate" in result.output
