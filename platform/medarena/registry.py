@@ -257,17 +257,23 @@ def cross_check(
                     [*loc, "chat_template"],
                     f"unknown chat template {template!r}; known: {templates}",
                 )
-            if variant.get("instruction_tuned") is True and template is None:
+            source = variant.get("source")
+            api = isinstance(source, dict) and source.get("kind") == "api"
+            # an API model is prompted through the server's own chat template
+            if variant.get("instruction_tuned") is True and template is None and not api:
                 report(
                     family.key, [*loc, "chat_template"], "an instruction-tuned variant needs one"
                 )
             if isinstance(parent, str) and parent not in owner:
                 report(family.key, [*loc, "parent"], f"unknown parent variant {parent!r}")
-            source = variant.get("source")
             if isinstance(source, dict) and source.get("kind") == "adapter":
                 base = source.get("base")
                 if isinstance(base, str) and base not in owner:
                     report(family.key, [*loc, "source", "base"], f"unknown base variant {base!r}")
+            if api:
+                served = source.get("serves")  # type: ignore[union-attr]
+                if isinstance(served, str) and served not in owner:
+                    report(family.key, [*loc, "source", "serves"], f"unknown variant {served!r}")
     for source_key, reference in registry.references.items():
         for index, result in enumerate(reference.results):
             if result.variant not in owner:

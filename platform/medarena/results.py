@@ -114,6 +114,10 @@ class Prediction:
     parse_failed: bool = False
     logprobs: dict[str, Any] | None = None
     details: dict[str, Any] | None = None
+    # what an API billed for the item (None for local engines; cost None without prices)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
 
 
 # Corpus-level F1 metrics (medarena.compare.corpus): metric name -> (the per-item counts it sums,
@@ -178,6 +182,22 @@ class RunMetric:
     ci_low: float | None
     ci_high: float | None
     n: int
+
+
+@dataclass(frozen=True)
+class ApiUsage:
+    """What an API billed for the latest completed run of a variant on a task (cost None: the
+    variant declares no prices)."""
+
+    run_id: int
+    variant: str
+    task: str
+    scoring_mode: str
+    shots: int
+    n_items: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
 
 
 # --------------------------------------------------------------------------------- training

@@ -88,8 +88,46 @@ class EmbeddedSource(Spec):
     seed: int = Field(0, ge=0)
 
 
+class ApiPrices(Spec):
+    """What the provider charges, in US dollars per million tokens, and where that was read."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+    source: str = Field(description="where the prices are stated (URL)")
+    date: str = Field(description="when they were read there (YYYY-MM-DD)")
+
+
+class ApiSource(Spec):
+    """A model behind an OpenAI-compatible API (OpenAI, `vllm serve`): evaluated with
+    `--engine openai`. The key is read from the environment variable `api_key_env` at run time;
+    it is never stored, logged or shown."""
+
+    kind: Literal["api"]
+    base_url: str = Field(pattern=r"^https?://", description="e.g. https://api.openai.com/v1")
+    model: str = Field(min_length=1, description="the server's model id")
+    endpoint: Literal["chat", "completions"] = Field(
+        "chat", description="chat: the server applies its chat template; completions: raw text"
+    )
+    api_key_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$", description="variable holding the key")
+    prompt_logprobs: bool = Field(
+        False, description="the server returns prompt log-probabilities (vLLM's completions)"
+    )
+    serves: Name | None = Field(
+        None,
+        description="the registered variant the server runs: its tokenizer makes token-id "
+        "prompts, as the local engines score them (needed for log-likelihood modes)",
+    )
+    prices: ApiPrices | None = Field(None, description="unset: cost is not computed")
+
+    @model_validator(mode="after")
+    def _loglik_needs_completions(self) -> ApiSource:
+        if self.prompt_logprobs and self.endpoint != "completions":
+            raise ValueError("prompt_logprobs comes from the completions endpoint")
+        return self
+
+
 VariantSource = Annotated[
-    HubSource | LocalSource | AdapterSource | ExternalSource | EmbeddedSource,
+    HubSource | LocalSource | AdapterSource | ExternalSource | EmbeddedSource | ApiSource,
     Field(discriminator="kind"),
 ]
 

@@ -35,6 +35,10 @@ class WeightsSource:
         they are distributed)."""
         return self.location(source, variant_name, root, state_dir)
 
+    def loglik_refusal(self, source: Any, variant_name: str) -> str | None:
+        """Why the variant cannot be scored by log-likelihood, or None when it can."""
+        return None
+
 
 WEIGHTS_SOURCES: ExtensionRegistry[WeightsSource] = ExtensionRegistry("weights source kind")
 
@@ -96,8 +100,32 @@ class ExternalWeights(WeightsSource):
         return source.url
 
 
+class ApiWeights(WeightsSource):
+    """Served behind an OpenAI-compatible API: the location is the server's base URL."""
+
+    def location(self, source: Any, variant_name: str, root: Path, state_dir: Path) -> str:
+        return source.base_url
+
+    def describe(self, source: Any) -> str:
+        return f"api:{source.model} at {source.base_url}"
+
+    def loglik_refusal(self, source: Any, variant_name: str) -> str | None:
+        if not source.prompt_logprobs:
+            return (
+                f"{variant_name}'s server does not return prompt log-probabilities (source "
+                "prompt_logprobs: false): score it with --mode generate"
+            )
+        if source.serves is None:
+            return (
+                f"{variant_name} names no variant it serves (source serves:), whose tokenizer "
+                "log-likelihood scoring needs: score it with --mode generate"
+            )
+        return None
+
+
 WEIGHTS_SOURCES.register("hub", HubWeights())
 WEIGHTS_SOURCES.register("local", LocalWeights())
 WEIGHTS_SOURCES.register("adapter", AdapterWeights())
 WEIGHTS_SOURCES.register("embedded", EmbeddedWeights())
 WEIGHTS_SOURCES.register("external", ExternalWeights())
+WEIGHTS_SOURCES.register("api", ApiWeights())

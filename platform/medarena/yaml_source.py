@@ -63,7 +63,7 @@ class YamlDocument:
 
 def _is_union_tag(part: int | str) -> bool:
     # pydantic puts the discriminator value ("hub", "local"...) into error locations
-    return part in {"hub", "local", "adapter", "external", "embedded", "file"}
+    return part in {"hub", "local", "adapter", "external", "embedded", "api", "file"}
 
 
 def _written_loc(data: Any, loc: Sequence[int | str]) -> list[int | str]:

@@ -50,7 +50,7 @@ class FavouriteEngine(Engine):
             LoglikResult(0.0 if t == self.favourite else -1.0, t == self.favourite) for t in texts
         ]
 
-    def generate(self, prompts, sampling):
+    def generate(self, prompts, sampling, items=()):
         return [Generation((self.favourite,) * sampling.n, sampling.n) for _ in prompts]
 
 

@@ -19,7 +19,7 @@ from tests.conftest import REPO, copy_models
 
 
 def test_the_built_in_extensions_are_registered():
-    assert ENGINES.names() == ("hf", "vllm")
+    assert ENGINES.names() == ("hf", "vllm", "openai")
     assert SCORING_MODES.names() == ("loglik", "cloze", "generate")
     assert TASK_KINDS.names() == (
         "multiple_choice",
@@ -57,9 +57,9 @@ def test_listing_engines_and_modes_imports_no_backend():
         "from medarena.evaluate.modes import SCORING_MODES\n"
         "from medarena.evaluate.spec import load_benchmarks\n"
         f"load_benchmarks({str(REPO)!r})\n"
-        "assert 'vllm' in ENGINES and ENGINES.names() == ('hf', 'vllm')\n"
+        "assert 'vllm' in ENGINES and ENGINES.names() == ('hf', 'vllm', 'openai')\n"
         "print(SCORING_MODES.names())\n"
-        "print([m for m in ('torch', 'transformers', 'vllm') if m in sys.modules])\n"
+        "print([m for m in ('torch', 'transformers', 'vllm', 'openai') if m in sys.modules])\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -96,7 +96,7 @@ def test_settings_a_mode_cannot_score_are_refused(options, message):
 
 def test_an_unknown_engine_lists_the_known_ones():
     task = load_benchmarks(REPO)["pubmedqa"]
-    with pytest.raises(UnknownName, match="unknown engine 'tgi'; known: hf, vllm"):
+    with pytest.raises(UnknownName, match="unknown engine 'tgi'; known: hf, openai, vllm"):
         EvalOptions(engine="tgi").check(task)
 
 
@@ -147,7 +147,7 @@ class Recorder(Engine):
     def loglikelihood(self, requests, progress=None):
         raise NotImplementedError
 
-    def generate(self, prompts, sampling):
+    def generate(self, prompts, sampling, items=()):
         raise NotImplementedError
 
 

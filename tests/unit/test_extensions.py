@@ -62,7 +62,7 @@ def test_weights_sources_of_every_kind_in_the_catalogue_are_registered() -> None
     registry = load_registry(Path(__file__).resolve().parents[2])
     kinds = {entry.variant.source.kind for entry in registry.variants.values()}
     assert kinds <= set(WEIGHTS_SOURCES.names())
-    assert WEIGHTS_SOURCES.names() == ("hub", "local", "adapter", "embedded", "external")
+    assert WEIGHTS_SOURCES.names() == ("hub", "local", "adapter", "embedded", "external", "api")
 
 
 def test_a_toy_weights_source_is_one_class_and_one_registration(workspace: Path) -> None:

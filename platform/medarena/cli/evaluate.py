@@ -105,7 +105,9 @@ def eval_command(
     protocol: str | None = typer.Option(
         None, "--protocol", "-p", help="Run a protocol's tasks with its settings (protocols ls)."
     ),
-    engine: str = typer.Option("hf", help="hf (transformers) or vllm."),
+    engine: str = typer.Option(
+        "hf", help="hf (transformers), vllm, or openai (a variant behind an API)."
+    ),
     mode: str | None = typer.Option(
         None,
         help="loglik (choice labels), cloze (option texts) or generate; default: first listed.",
@@ -125,6 +127,7 @@ def eval_command(
     ),
     truncation: str = typer.Option("left", help="Prompt over the context: left (cut) or error."),
     batch_size: int = typer.Option(32, min=1, help="hf engine batch size."),
+    concurrency: int = typer.Option(8, min=1, help="openai engine: requests in flight."),
     chunk_size: int = typer.Option(64, min=1, help="Items scored and stored per transaction."),
     bertscore_model: str = typer.Option(
         "minilm", help="BERTScore encoder: minilm (offline) or a bert-score model_type."
@@ -174,6 +177,7 @@ def eval_command(
                 plans,
                 engine,
                 batch_size,
+                concurrency=concurrency,
                 rerun=rerun,
                 task_data=planned.task_data,
                 progress=progress_bar,
@@ -266,6 +270,7 @@ def results(
 
     with ctx.obj.store() as store:
         rows = store.leaderboard(metric, include_reference=reference)
+        usage = store.api_usage()
     if task:
         rows = [row for row in rows if row.task == task]
     measured = [row for row in rows if row.source == "measured"]
@@ -298,6 +303,31 @@ def results(
     out.print(table if measured else f"no measured {metric} yet: run `medarena eval`")
     if published:
         out.print(_published_table(metric, published, measured))
+    if usage:
+        out.print(_usage_table([row for row in usage if not task or row.task == task]))
+
+
+def _usage_table(usage: list) -> Table:
+    """Tokens and cost of the latest API runs, with their total."""
+    table = Table(title="API usage (latest completed runs)")
+    for column in ("task", "model", "mode", "shots", "items", "tokens in", "tokens out", "USD"):
+        table.add_column(column)
+    for row in usage:
+        table.add_row(
+            row.task,
+            row.variant,
+            row.scoring_mode,
+            str(row.shots),
+            str(row.n_items),
+            f"{row.input_tokens:,}",
+            f"{row.output_tokens:,}",
+            "unknown" if row.cost_usd is None else f"{row.cost_usd:,.4f}",
+        )
+    costs = [row.cost_usd for row in usage]
+    if len(usage) > 1:
+        total = "unknown" if None in costs else f"{sum(costs):,.4f}"  # type: ignore[arg-type]
+        table.add_row("total", "", "", "", "", "", "", total)
+    return table
 
 
 def _published_table(metric: str, published: list, measured: list) -> Table:

@@ -70,7 +70,7 @@ def reproduce(
         [], "--task", "-t", help="Only these of the protocol's tasks."
     ),
     plan_only: bool = typer.Option(False, "--plan", help="List the runs and their cost only."),
-    engine: str = typer.Option("hf", help="hf (transformers) or vllm."),
+    engine: str = typer.Option("hf", help="hf (transformers), vllm, or openai (API variants)."),
     data: str = typer.Option("bundled", help="bundled (offline samples) or hub (full datasets)."),
     limit: int | None = typer.Option(None, min=1, help="Only the first n items of each task."),
     hardware: str = typer.Option(
@@ -132,16 +132,22 @@ def reproduce(
 
 def print_reproduction_plan(registry, protocol, planned, hardware, published) -> None:
     from medarena.evaluate.plans import task_data_key
-    from medarena.evaluate.reproduce import estimate
+    from medarena.evaluate.reproduce import api_cost, estimate
 
     profile = registry.hardware_profile(hardware)
     ((entry, plans),) = planned.work
+    source = entry.variant.source
+    api = source.kind == "api"
+    prices = source.prices if api else None
     table = Table(
-        title=f"plan: {len(plans)} runs of {entry.variant.name} (estimates on {hardware})"
+        title=f"plan: {len(plans)} runs of {entry.variant.name}"
+        + ("" if api else f" (estimates on {hardware})")
     )
-    for column in ("task", "setting", "seed", "items", "tokens", "GPU-hours"):
+    columns = ["task", "setting", "seed", "items", "tokens"]
+    columns += (["cost (USD)"] if prices else []) if api else ["GPU-hours"]
+    for column in columns:
         table.add_column(column)
-    total = 0.0
+    total = cost = 0.0
     for task, options in plans:
         data = planned.task_data[task_data_key(task, options)]
         chars = statistics.fmean(
@@ -151,19 +157,35 @@ def print_reproduction_plan(registry, protocol, planned, hardware, published) ->
         items = expected or len(data.items)
         tokens, hours = estimate(task, options, items, chars, entry.variant.params_b * 1e9, profile)
         total += hours
-        table.add_row(
+        row = [
             task.name,
             _setting(protocol.entry(task.name), options.shots),
             str(options.seed),
             f"{items:,}" + ("" if expected else " (bundled sample)"),
             f"{tokens:,.0f}",
-            f"{hours:.2f}",
-        )
+        ]
+        if prices:
+            run_cost = api_cost(task, options, items, chars, prices)
+            cost += run_cost
+            row.append(f"{run_cost:,.2f}")
+        elif not api:
+            row.append(f"{hours:.2f}")
+        table.add_row(*row)
     out.print(table)
-    out.print(
-        f"about {total:.1f} GPU-hours on {hardware}: prompts at 40% MFU, generated tokens at 2% "
-        "MFU (docs/PERFORMANCE.md, Baselines), 4 characters per token"
-    )
+    if prices:
+        out.print(
+            f"this protocol on {entry.variant.name} costs about ${cost:,.2f}: "
+            f"${prices.input_per_million:g} / ${prices.output_per_million:g} per million tokens "
+            f"in / out ({prices.source}, {prices.date}), 4 characters per token, every "
+            "generation at its full token budget"
+        )
+    elif api:
+        out.print(f"cost unknown: {entry.variant.name} declares no prices")
+    else:
+        out.print(
+            f"about {total:.1f} GPU-hours on {hardware}: prompts at 40% MFU, generated tokens at "
+            "2% MFU (docs/PERFORMANCE.md, Baselines), 4 characters per token"
+        )
     out.print(f"{len(published)} published result(s) under this protocol to compare")
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from medarena.errors import Refused
+from medarena.evaluate.modes import SCORING_MODES
 from medarena.evaluate.protocol import Protocol, sync_registry
 from medarena.evaluate.runner import EvalOptions, EvalOutcome, TaskData, evaluate, load_task_data
 from medarena.evaluate.spec import BenchmarkTask, load_benchmarks, select_tasks
@@ -41,20 +42,41 @@ def plan_evaluation(
     seeds: list[int] | None = None,
 ) -> PlannedEvaluation:
     """One plan per task and seed (`task_names` ["all"]: every benchmark); `mode` None: each
-    task's first scoring mode. Bad combinations are refused and bad data (file:line: field)
-    reported here, before any model loads."""
+    task's `default_mode` for the variant. Bad combinations are refused and bad data
+    (file:line: field) reported here, before any model loads."""
     _check_options(options)
     entries = [registry.variant(name) for name in models]
     benchmarks = load_benchmarks(registry.root)
     tasks = (
         list(benchmarks.values()) if task_names == ["all"] else select_tasks(benchmarks, task_names)
     )
-    plans = [
-        (task, replace(options, mode=mode or task.scoring_modes[0], seed=seed))
-        for task in tasks
-        for seed in seeds or [options.seed]
+    work = [
+        (
+            entry,
+            [
+                (task, replace(options, mode=mode or default_mode(registry, entry, task), seed=s))
+                for task in tasks
+                for s in seeds or [options.seed]
+            ],
+        )
+        for entry in entries
     ]
-    return _checked(registry, [(entry, plans) for entry in entries])
+    return _checked(registry, work)
+
+
+def default_mode(registry: Registry, entry: VariantEntry, task: BenchmarkTask) -> str:
+    """The task's first scoring mode, or generate for a variant that cannot be scored by
+    log-likelihood (an API model without prompt log-probabilities) where the task allows it."""
+    first = task.scoring_modes[0]
+    variant = entry.variant
+    refusal = registry.weights_source(variant).loglik_refusal(variant.source, variant.name)
+    if (
+        refusal
+        and SCORING_MODES.get(first).scores_loglikelihood
+        and "generate" in task.scoring_modes
+    ):
+        return "generate"
+    return first
 
 
 def plan_protocol_evaluation(
@@ -139,6 +161,7 @@ def run_plans(
     engine: str,
     batch_size: int = 32,
     *,
+    concurrency: int = 8,
     rerun: bool = False,
     task_data: dict[tuple[Any, ...], TaskData] | None = None,
     progress: Progress | None = None,
@@ -155,8 +178,9 @@ def run_plans(
 
         def engine_loader(entry: VariantEntry = entry, loaded: list[Any] = loaded) -> Any:
             if not loaded:
-                takes_batch = "batch_size" in engine_class(engine).options
-                extra = {"batch_size": batch_size} if takes_batch else {}
+                offered = {"batch_size": batch_size, "concurrency": concurrency}
+                taken = engine_class(engine).options
+                extra = {name: value for name, value in offered.items() if name in taken}
                 loaded.append(load_engine(engine, registry, entry, **extra))
             return loaded[0]
 

@@ -17,7 +17,7 @@ from medarena.evaluate.runner import EvalOptions
 from medarena.evaluate.spec import BenchmarkTask
 from medarena.registry import Registry
 from medarena.results import EvalRun, MetricValue, Reproduction
-from medarena.schemas import HardwareProfile, ReferenceResult
+from medarena.schemas import ApiPrices, HardwareProfile, ReferenceResult
 
 # from docs/PERFORMANCE.md, Baselines (one H100, 1.1B shape): multiple-choice scoring forward at
 # 40% MFU, greedy decoding (static cache) at ~2% MFU (7,941 new tokens/s x 2 x 1.1e9 FLOP /
@@ -144,12 +144,30 @@ def estimate(
 ) -> tuple[float, float]:
     """(tokens, GPU-hours) of one run: prompts (with their demonstrations) scored at
     PREFILL_MFU, generated tokens at DECODE_MFU, 2 x params FLOP per token."""
+    prompt_tokens, new_tokens = item_tokens(task, options, prompt_chars)
+    peak = hardware.bf16_tflops * 1e12
+    per_item = prompt_tokens / (peak * PREFILL_MFU) + new_tokens / (peak * DECODE_MFU)
+    return items * (prompt_tokens + new_tokens), items * 2 * params * per_item / 3600
+
+
+def item_tokens(
+    task: BenchmarkTask, options: EvalOptions, prompt_chars: float
+) -> tuple[float, float]:
+    """(prompt, generated) tokens of one item: the prompt with its demonstrations at
+    CHARS_PER_TOKEN, the generation budget in full (an upper bound) times the samples."""
     prompt_tokens = prompt_chars / CHARS_PER_TOKEN * (options.shots + 1)
     new_tokens = 0.0
     if options.mode == "generate":
         generation = task.generation
         budget = generation.cot_max_new_tokens if options.cot else generation.max_new_tokens
         new_tokens = float(budget * options.samples)
-    peak = hardware.bf16_tflops * 1e12
-    per_item = prompt_tokens / (peak * PREFILL_MFU) + new_tokens / (peak * DECODE_MFU)
-    return items * (prompt_tokens + new_tokens), items * 2 * params * per_item / 3600
+    return prompt_tokens, new_tokens
+
+
+def api_cost(
+    task: BenchmarkTask, options: EvalOptions, items: int, prompt_chars: float, prices: ApiPrices
+) -> float:
+    """US dollars one run costs at the variant's prices, by the same token estimate."""
+    prompt_tokens, new_tokens = item_tokens(task, options, prompt_chars)
+    per_item = prompt_tokens * prices.input_per_million + new_tokens * prices.output_per_million
+    return items * per_item / 1e6

@@ -204,6 +204,11 @@ def plan_run(
     options.check(task)
     mode = SCORING_MODES.get(options.mode)
     entry = registry.variant(variant_name)
+    if mode.scores_loglikelihood:
+        source = entry.variant.source
+        refusal = registry.weights_source(entry.variant).loglik_refusal(source, variant_name)
+        if refusal:
+            raise Refused(refusal)
     data = task_data or load_task_data(
         task, registry.root, data=options.data, limit=options.limit, need_pool=options.shots > 0
     )

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Insert, func, insert, select, update
+from sqlalchemy import Insert, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -320,6 +320,20 @@ class Store(StoreReader):
                 .where(PredictionRow.eval_run_id == run_id)
             )
             row.items_per_s, row.tokens_per_s = items_per_s, tokens_per_s
+            row.input_tokens, row.output_tokens, row.cost_usd = session.execute(
+                select(
+                    func.sum(PredictionRow.input_tokens),
+                    func.sum(PredictionRow.output_tokens),
+                    # a cost only when every billed item has one
+                    case(
+                        (
+                            func.count(PredictionRow.input_tokens)
+                            == func.count(PredictionRow.cost_usd),
+                            func.sum(PredictionRow.cost_usd),
+                        ),
+                    ),
+                ).where(PredictionRow.eval_run_id == run_id)
+            ).one()
             if status == COMPLETED:
                 row.open_key = None  # the key may be run again (--rerun)
             row.finished_at = utcnow()

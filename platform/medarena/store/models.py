@@ -176,6 +176,10 @@ class EvalRunRow(Base):
     n_items: Mapped[int | None] = mapped_column(Integer)
     items_per_s: Mapped[float | None] = mapped_column(Float)
     tokens_per_s: Mapped[float | None] = mapped_column(Float)
+    # what an API billed, summed over the run's predictions (NULL: a local engine)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     # the run key's hash while the run is unfinished, NULL once completed: at most one open run
@@ -216,6 +220,10 @@ class PredictionRow(Base):
     parse_failed: Mapped[bool] = mapped_column(Boolean, default=False)
     logprobs: Mapped[dict | None] = mapped_column(JSON)
     details: Mapped[dict | None] = mapped_column(JSON)
+    # what an API billed for the item (NULL: a local engine; cost NULL: no prices known)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

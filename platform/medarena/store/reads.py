@@ -13,6 +13,7 @@ from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from medarena.results import (
+    ApiUsage,
     ContaminationCheck,
     EvalRun,
     EvalRunSpec,
@@ -387,6 +388,29 @@ class StoreReader:
             if include_reference:
                 rows += self._published(session, metric)
         return sorted(rows, key=lambda r: (r.task, r.source != MEASURED, -r.value))
+
+    def api_usage(self) -> list[ApiUsage]:
+        """Tokens and cost of the latest completed runs that went through an API."""
+        latest = latest_completed_runs(EvalRunRow.input_tokens.is_not(None))
+        query = (
+            select(
+                EvalRunRow.id,
+                ModelVariantRow.name,
+                TaskRow.name,
+                EvalRunRow.scoring_mode,
+                EvalRunRow.shots,
+                EvalRunRow.n_items,
+                EvalRunRow.input_tokens,
+                EvalRunRow.output_tokens,
+                EvalRunRow.cost_usd,
+            )
+            .join(latest, latest.c.run_id == EvalRunRow.id)
+            .join(ModelVariantRow, ModelVariantRow.id == EvalRunRow.variant_id)
+            .join(TaskRow, TaskRow.id == EvalRunRow.task_id)
+            .order_by(ModelVariantRow.name, TaskRow.name, EvalRunRow.id)
+        )
+        with self._session() as session:
+            return [ApiUsage(*row) for row in session.execute(query)]
 
     @staticmethod
     def _published(session: Session, metric: str) -> list[LeaderboardRow]:

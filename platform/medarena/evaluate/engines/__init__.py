@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from medarena.errors import EngineError, Refused
-from medarena.evaluate.engines.base import Engine, Generation, LoglikRequest, LoglikResult, Sampling
+from medarena.evaluate.engines.base import (
+    Engine,
+    Generation,
+    LoglikRequest,
+    LoglikResult,
+    Sampling,
+    Usage,
+)
 from medarena.evaluate.engines.capability import DEVICE_KINDS, describe
 from medarena.extensions import ExtensionRegistry
 from medarena.registry import Registry, VariantEntry
@@ -18,6 +25,7 @@ from medarena.registry import Registry, VariantEntry
 ENGINES: ExtensionRegistry[type[Engine]] = ExtensionRegistry("engine")
 ENGINES.register_lazy("hf", "medarena.evaluate.engines.hf:HFEngine")
 ENGINES.register_lazy("vllm", "medarena.evaluate.engines.vllm:VLLMEngine")
+ENGINES.register_lazy("openai", "medarena.evaluate.engines.api:OpenAIEngine")
 
 
 def engine_class(name: str) -> type[Engine]:
@@ -54,6 +62,23 @@ def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: A
     variant = entry.variant
     check_runnable(name, variant, cls.device_kind(options))
     location = registry.weights_location(variant)
+    if (variant.source.kind == "api") != cls.serves_api:
+        raise Refused(
+            f"{variant.name} is served by an API: evaluate it with --engine openai"
+            if cls.serves_api is False
+            else f"the {name} engine runs API variants (source kind api); {variant.name} is not"
+        )
+    if cls.serves_api:
+        engine_version(name)
+        served = variant.source.serves  # type: ignore[union-attr]
+        tokenizer = registry.weights_location(registry.variant(served).variant) if served else None
+        return cls(
+            location,
+            source=variant.source,
+            max_length=variant.context_length,
+            tokenizer=tokenizer,
+            **options,
+        )
     settings: dict[str, Any] = {
         "revision": getattr(variant.source, "revision", None),
         "dtype": variant.dtype,
@@ -148,6 +173,7 @@ __all__ = [
     "LoglikRequest",
     "LoglikResult",
     "Sampling",
+    "Usage",
     "capabilities",
     "check_runnable",
     "engine_class",

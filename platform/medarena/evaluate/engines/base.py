@@ -16,17 +16,37 @@ from medarena.evaluate.engines.capability import Support
 
 
 @dataclass(frozen=True)
+class Usage:
+    """Tokens an API billed for one request (or one item), and what they cost."""
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None = None  # None: the variant declares no prices
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = None
+        if self.cost_usd is not None and other.cost_usd is not None:
+            cost = self.cost_usd + other.cost_usd
+        return Usage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens, cost
+        )
+
+
+@dataclass(frozen=True)
 class LoglikRequest:
-    """Score `continuation` after `context` (token ids)."""
+    """Score `continuation` after `context` (token ids) for item `item` (an API engine sends
+    an item's choices in one request)."""
 
     context: tuple[int, ...]
     continuation: tuple[int, ...]
+    item: str = ""
 
 
 @dataclass(frozen=True)
 class LoglikResult:
     logprob: float  # summed over the continuation's tokens
     is_greedy: bool  # every continuation token was the argmax
+    usage: Usage | None = None  # API engines: what scoring it billed
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,7 @@ class Sampling:
 class Generation:
     texts: tuple[str, ...]  # n samples, each cut at the first stop string
     new_tokens: int  # generated tokens over all samples, for throughput
+    usage: Usage | None = None  # API engines: what the request billed
 
 
 Progress = Callable[[int], None]
@@ -64,6 +85,11 @@ class Engine(ABC):
     - `applies_adapters`: whether it takes `adapter=` (a LoRA adapter folder on the base);
     - `quantized`: the quantization methods it runs, where (`capability.Support`); a quantized
       variant's method, bits, group size and scheme come as `quantization=` (a dict).
+    - `serves_api`: it runs variants of source kind `api` (and only those), constructed as
+      `Engine(base_url, *, source, max_length, tokenizer, ...)`.
+
+    `takes_text`: prompts go to `generate` as text, not token ids (the server tokenizes and
+    applies its chat template); such an engine's `tokenizer` may be None.
     """
 
     name: ClassVar[str]
@@ -72,9 +98,11 @@ class Engine(ABC):
     variant_fields: ClassVar[tuple[str, ...]] = ()
     applies_adapters: ClassVar[bool] = False
     quantized: ClassVar[dict[str, Support]] = {}
+    serves_api: ClassVar[bool] = False
 
     max_length: int
     tokenizer: Any
+    takes_text: bool = False
 
     @classmethod
     def device_kind(cls, options: dict[str, Any]) -> str:
@@ -95,8 +123,10 @@ class Engine(ABC):
 
     @abstractmethod
     def generate(
-        self, prompts: Sequence[tuple[int, ...]], sampling: Sampling
-    ) -> list[Generation]: ...
+        self, prompts: Sequence[Any], sampling: Sampling, items: Sequence[str] = ()
+    ) -> list[Generation]:
+        """One generation per prompt (token ids, or text when `takes_text`); `items` are the
+        prompts' item ids where the caller knows them (API engines label requests with them)."""
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release the model (GPU memory, engine processes)."""

@@ -185,7 +185,9 @@ class HFEngine(Engine):
     # ---------------------------------------------------------------------------- generation
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[tuple[int, ...]], sampling: Sampling) -> list[Generation]:
+    def generate(
+        self, prompts: Sequence[tuple[int, ...]], sampling: Sampling, items: Sequence[str] = ()
+    ) -> list[Generation]:
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
         outputs: list[Generation | None] = [None] * len(prompts)
         generator_seed = sampling.seed

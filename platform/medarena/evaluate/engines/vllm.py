@@ -111,7 +111,9 @@ class VLLMEngine(Engine):
             progress(len(requests))
         return results
 
-    def generate(self, prompts: Sequence[tuple[int, ...]], sampling: Sampling) -> list[Generation]:
+    def generate(
+        self, prompts: Sequence[tuple[int, ...]], sampling: Sampling, items: Sequence[str] = ()
+    ) -> list[Generation]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from medarena.errors import Refused
-from medarena.evaluate.engines.base import Engine
+from medarena.evaluate.engines.base import Engine, Usage
 from medarena.evaluate.formats import Item
 from medarena.evaluate.spec import BenchmarkTask
 from medarena.extensions import ExtensionRegistry
@@ -70,6 +70,7 @@ class ScoringMode(ABC):
 
     name: ClassVar[str]
     template_field: ClassVar[str] = "prompt"  # the spec's Jinja template of one item
+    scores_loglikelihood: ClassVar[bool] = False  # it needs the engine's loglikelihood
 
     def check(self, options: ScoringOptions) -> None:
         """Refuse settings this mode cannot score, before anything is loaded."""
@@ -107,11 +108,23 @@ SCORING_MODES.register_lazy("generate", "medarena.evaluate.modes.generate:GENERA
 
 
 def prediction(
-    prompt: BuiltPrompt, truncated_tokens: int, details: dict[str, Any] | None = None, **fields: Any
+    prompt: BuiltPrompt,
+    truncated_tokens: int,
+    details: dict[str, Any] | None = None,
+    usage: Sequence[Usage | None] = (),
+    **fields: Any,
 ) -> Prediction:
-    """A prediction with the item's id, the prompt and its hash, the gold answer, and the
-    details every mode records (subject, demo ids, tokens cut from the context) before the
-    mode's own `details`."""
+    """A prediction with the item's id, the prompt and its hash, the gold answer, the details
+    every mode records (subject, demo ids, tokens cut from the context) before the mode's own
+    `details`, and the sum of what the item's API requests billed (`usage`, when any)."""
+    billed = [one for one in usage if one is not None]
+    if billed:
+        total = sum(billed[1:], billed[0])
+        fields.update(
+            input_tokens=total.input_tokens,
+            output_tokens=total.output_tokens,
+            cost_usd=total.cost_usd,
+        )
     item = prompt.item
     common: dict[str, Any] = {}
     if item.subject:

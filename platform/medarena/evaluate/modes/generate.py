@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from medarena.errors import Refused
-from medarena.evaluate.engines.base import Engine, Sampling
+from medarena.evaluate.engines.base import Engine, Sampling, Usage
 from medarena.evaluate.extract import majority_vote
 from medarena.evaluate.extractors import DEFAULT_EXTRACTOR, EXTRACTORS
 from medarena.evaluate.formats import Item
@@ -39,7 +39,8 @@ from medarena.evaluate.spec import BenchmarkTask
 from medarena.evaluate.tokens import fit_context
 from medarena.results import MetricValue, Prediction
 
-Generations = list[tuple[tuple[str, ...], int]]  # per prompt: the samples, tokens cut
+# per prompt: the samples, tokens cut, what an API billed
+Generations = list[tuple[tuple[str, ...], int, Usage | None]]
 
 
 class GenerateMode(ScoringMode):
@@ -98,8 +99,8 @@ class GenerateMode(ScoringMode):
     ) -> ChunkResult:
         generations, tokens = _generate(engine, task, prompts, options)
         predictions = [
-            prediction(prompt, cut, **parsed_fields(prompt.item, texts, options))
-            for prompt, (texts, cut) in zip(prompts, generations, strict=True)
+            prediction(prompt, cut, usage=[usage], **parsed_fields(prompt.item, texts, options))
+            for prompt, (texts, cut, usage) in zip(prompts, generations, strict=True)
         ]
         return ChunkResult(predictions, tokens)
 
@@ -114,7 +115,7 @@ class GenerateMode(ScoringMode):
     ) -> ChunkResult:
         generations, tokens = _generate(engine, task, prompts, options)
         predictions = []
-        for prompt, (texts, cut) in zip(prompts, generations, strict=True):
+        for prompt, (texts, cut, usage) in zip(prompts, generations, strict=True):
             scored = rule(prompt.item, texts[0])
             predictions.append(
                 prediction(
@@ -126,6 +127,7 @@ class GenerateMode(ScoringMode):
                     score=scored.score,
                     parse_failed=scored.parse_failed,
                     details=scored.details,
+                    usage=[usage],
                 )
             )
         return ChunkResult(predictions, tokens)
@@ -140,12 +142,12 @@ class GenerateMode(ScoringMode):
         bert: BertScorer | None,
     ) -> ChunkResult:
         generations, tokens = _generate(engine, task, prompts, options)
-        candidates = [texts[0].strip() for texts, _ in generations]
+        candidates = [texts[0].strip() for texts, _, _ in generations]
         references = [prompt.item.reference or "" for prompt in prompts]
         rouge = rouge_scores(candidates, references)
         berts = bert.f1(candidates, references) if bert else [None] * len(candidates)
         predictions = []
-        for prompt, (_, cut), candidate, scores, bert_f1 in zip(
+        for prompt, (_, cut, usage), candidate, scores, bert_f1 in zip(
             prompts, generations, candidates, rouge, berts, strict=True
         ):
             details: dict[str, float] = dict(scores)
@@ -153,7 +155,12 @@ class GenerateMode(ScoringMode):
                 details["bertscore_f1"] = bert_f1
             predictions.append(
                 prediction(
-                    prompt, cut, raw_output=candidate, score=scores["rouge_l"], details=details
+                    prompt,
+                    cut,
+                    raw_output=candidate,
+                    score=scores["rouge_l"],
+                    details=details,
+                    usage=[usage],
                 )
             )
         return ChunkResult(predictions, tokens)
@@ -192,16 +199,27 @@ def _generate(
         seed=options.seed,
         end_of_turn=options.end_of_turn,
     )
-    ids = []
-    for prompt in prompts:
-        context = engine.tokenizer.encode(prompt.context)
-        context, cut = fit_context(
-            context, budget, engine.max_length, options.truncation, prompt.item.id
-        )
-        ids.append((tuple(context), cut))
-    outputs = engine.generate([context for context, _ in ids], sampling)
-    tokens = sum(len(c) for c, _ in ids) + sum(o.new_tokens for o in outputs)
-    return [(o.texts, cut) for o, (_, cut) in zip(outputs, ids, strict=True)], tokens
+    items = [prompt.item.id for prompt in prompts]
+    if engine.takes_text:  # an API server tokenizes, applies its template and bounds the prompt
+        outputs = engine.generate([prompt.context for prompt in prompts], sampling, items)
+        tokens = sum(o.usage.input_tokens if o.usage else 0 for o in outputs)
+        cuts = [0] * len(prompts)
+    else:
+        ids, cuts = [], []
+        for prompt in prompts:
+            context, cut = fit_context(
+                engine.tokenizer.encode(prompt.context),
+                budget,
+                engine.max_length,
+                options.truncation,
+                prompt.item.id,
+            )
+            ids.append(tuple(context))
+            cuts.append(cut)
+        outputs = engine.generate(ids, sampling, items)
+        tokens = sum(len(context) for context in ids)
+    tokens += sum(o.new_tokens for o in outputs)
+    return [(o.texts, cut, o.usage) for o, cut in zip(outputs, cuts, strict=True)], tokens
 
 
 GENERATE = GenerateMode()

@@ -32,6 +32,7 @@ from medarena.results import MetricValue, Prediction
 
 class LoglikMode(ScoringMode):
     name = "loglik"
+    scores_loglikelihood = True
 
     def continuations(self, item: Item) -> tuple[str, ...]:
         """What follows the prompt for each choice."""
@@ -63,7 +64,7 @@ class LoglikMode(ScoringMode):
                     prompt.item.id,
                 )
                 most = max(most, cut)
-                requests.append(LoglikRequest(tuple(context), tuple(continuation)))
+                requests.append(LoglikRequest(tuple(context), tuple(continuation), prompt.item.id))
             dropped.append(most)
         results = engine.loglikelihood(requests)
         predictions, start = [], 0
@@ -88,6 +89,7 @@ class LoglikMode(ScoringMode):
                         "char_len": [len(text) for text in continuations],
                     },
                     details={"choices": list(item.choices)},
+                    usage=[r.usage for r in scored],
                 )
             )
         tokens = sum(len(r.context) + len(r.continuation) for r in requests)
