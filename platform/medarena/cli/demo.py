@@ -5,6 +5,7 @@ stage calls a service (the tiny build, training, evaluation, the store), never a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -20,8 +21,19 @@ DEMO_PRETRAINED = "tiny-medical-base-tiny-demo"
 DEMO_TUNED = "tiny-medical-chat"
 DEMO_RECIPE = "tiny-demo"
 
-# what a summarization cell of the leaderboard shows (QA cells: acc and parse failures)
-SUMMARY_SHOWN = ("rouge_l", "bertscore_f1")
+# what a leaderboard cell shows when the task has no accuracy (QA cells: acc and parse
+# failures): the first two of these the task reports, in this order
+HEADLINE = (
+    "strict_f1",
+    "lenient_f1",
+    "micro_f1",
+    "macro_f1",
+    "exact_match",
+    "token_f1",
+    "rouge_l",
+    "bertscore_f1",
+    "bartscore",
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,8 @@ class HeadToHead:
     b: str
     mode: str
     claim: str
+    # check A's items against its training data and split the gain into clean / flagged items
+    contamination: bool = False
 
 
 @reports_errors
@@ -83,7 +97,7 @@ def demo(ctx: typer.Context) -> None:
     evaluate_all(ctx, variants)
     out.print("[7/7] what each stage changed (read back from the database):")
     with ctx.obj.store() as store:
-        print_summary(store, variants)
+        print_summary(store, variants, registry.root)
     out.print(
         "next: medarena results --metric acc | "
         f"medarena compare {DEMO_TUNED} {DEMO_BASE} -t medqa_4options --mode generate | "
@@ -129,24 +143,32 @@ def evaluate_all(ctx: typer.Context, variants: list[str]) -> None:
     print_outcomes(outcomes)
 
 
-def print_summary(store, variants: list[str]) -> None:
+def print_summary(store, variants: list[str], root: Path) -> None:
     """The leaderboard of the demo's variants, then the paired comparisons that show what
-    continual pretraining (cloze accuracy) and instruction tuning (generated answers) did."""
+    continual pretraining (cloze accuracy) and instruction tuning (generated answers) did; the
+    pretraining gain is split into items its training data contains and the others (the
+    tiny-demo mix's key-facts passages were written to teach the bundled items' facts)."""
     latest = store.latest_metrics(variants, shots=0)
     out.print(_leaderboard(latest, variants))
     comparisons = []
     if DEMO_PRETRAINED in variants:
         comparisons.append(
-            HeadToHead(DEMO_PRETRAINED, DEMO_BASE, "cloze", "pretraining: option-text likelihood")
+            HeadToHead(
+                DEMO_PRETRAINED,
+                DEMO_BASE,
+                "cloze",
+                "pretraining: option-text likelihood",
+                contamination=True,
+            )
         )
     if DEMO_TUNED in variants:
         comparisons.append(HeadToHead(DEMO_TUNED, DEMO_BASE, "generate", "instruction tuning"))
     for comparison in comparisons:
-        out.print(_head_to_head(store, latest, comparison))
+        out.print(_head_to_head(store, latest, comparison, root))
 
 
 def _leaderboard(latest: dict[tuple[str, str, str], dict[str, float]], variants: list[str]):
-    table = Table(title="leaderboard: 0-shot, seed 0 (acc / parse failures; ROUGE-L / BERTScore)")
+    table = Table(title="leaderboard: 0-shot, seed 0 (acc / parse failures; or two headline metrics)")
     table.add_column("task")
     table.add_column("mode")
     for variant in variants:
@@ -164,24 +186,29 @@ def _cell(values: dict[str, float]) -> str:
     if "acc" in values:
         failures = values.get("parse_failure_rate")
         return f"{values['acc']:.3f}" + ("" if failures is None else f" / {failures:.2f} fail")
-    return " / ".join(f"{values[name]:.3f}" for name in SUMMARY_SHOWN if name in values)
+    shown = [name for name in HEADLINE if name in values][:2]
+    return " / ".join(f"{name} {values[name]:.3f}" for name in shown)
 
 
-def _head_to_head(store, latest, comparison: HeadToHead) -> Table:
+def _head_to_head(store, latest, comparison: HeadToHead, root: Path) -> Table:
     from medarena.compare import compare_variants
 
     table = Table(
         title=f"{comparison.claim}: {comparison.a} (A) vs {comparison.b} (B), "
         f"{comparison.mode} mode, paired per item"
     )
-    for column in ("task", "metric", "items", "A", "B", "A wins", "B wins", "p", "parse fail A/B"):
+    columns = ["task", "metric", "items", "A", "B", "A wins", "B wins", "p", "parse fail A/B"]
+    if comparison.contamination:
+        columns.append("A - B: flagged items / clean items")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     a, b = comparison.a, comparison.b
     tasks = sorted({task for variant, task, mode in latest if mode == comparison.mode})
     for task in tasks:
         if any((variant, task, comparison.mode) not in latest for variant in (a, b)):
             continue
-        stats = compare_variants(store, a, b, task, scoring_mode=comparison.mode, shots=0).stats
+        result = compare_variants(store, a, b, task, scoring_mode=comparison.mode, shots=0)
+        stats = result.stats
         fail_a = latest[(a, task, comparison.mode)].get("parse_failure_rate")
         fail_b = latest[(b, task, comparison.mode)].get("parse_failure_rate")
         table.add_row(
@@ -194,5 +221,23 @@ def _head_to_head(store, latest, comparison: HeadToHead) -> Table:
             str(stats.losses),
             f"{stats.p_value:.2g} ({stats.test})",
             "-" if fail_a is None or fail_b is None else f"{fail_a:.2f} / {fail_b:.2f}",
+            *([_gain_by_contamination(store, root, result)] if comparison.contamination else []),
         )
     return table
+
+
+def _gain_by_contamination(store, root: Path, result) -> str:
+    """A's 13-gram check against its own training data, then A - B on the flagged and on the
+    clean items (`n` each): how much of a gain sits on items the training data contains."""
+    from medarena.analysis.contamination import check
+    from medarena.compare import split_by_contamination
+
+    check(store, root, result.run_a.variant, result.run_a.task)
+    split = split_by_contamination(store, result, result.stats.metric)
+    parts = {subset.name: subset for subset in split.subsets} if split else {}
+    return " / ".join(
+        f"{parts[name].mean_a - parts[name].mean_b:+.3f} (n={parts[name].n})"
+        if name in parts
+        else "- (n=0)"
+        for name in ("contaminated", "clean")
+    )
