@@ -47,6 +47,7 @@ OPTION_CHANGES = {
     "limit": 2,
     "truncation": "error",
     "bertscore_encoder": "roberta-large",
+    "bartscore_model": "tiny-bart",
     "use_chat_template": False,
 }
 BASE = EvalOptions(mode="generate", temperature=0.5, samples=1, limit=3)

@@ -37,6 +37,7 @@ OPTION_COVERAGE: dict[str, str] = {
     "data": "dataset_hash",
     "truncation": "prompt_template_hash",
     "bertscore_encoder": SETTINGS,
+    "bartscore_model": SETTINGS,
     "use_chat_template": "prompt_template_hash",
 }
 # EvalOptions fields that cannot change a stored output, and why

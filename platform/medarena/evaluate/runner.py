@@ -18,6 +18,7 @@ from pathlib import Path
 
 from medarena.data.records import read_records
 from medarena.errors import Refused, UnknownName
+from medarena.evaluate.bartscore import DEFAULT_MODEL as BARTSCORE_DEFAULT
 from medarena.evaluate.engines import ENGINES, Engine, engine_version
 from medarena.evaluate.formats import Item, to_items
 from medarena.evaluate.identity import settings_hash
@@ -46,6 +47,7 @@ class EvalOptions:
     truncation: str = "left"
     chunk_size: int = 64
     bertscore_encoder: str = "minilm"
+    bartscore_model: str = BARTSCORE_DEFAULT
     use_chat_template: bool = True
 
     def scoring(self, end_of_turn: tuple[str, ...] = ()) -> ScoringOptions:
@@ -58,6 +60,7 @@ class EvalOptions:
             truncation=self.truncation,
             end_of_turn=end_of_turn,
             bertscore_encoder=self.bertscore_encoder,
+            bartscore_model=self.bartscore_model,
         )
 
     def check(self, task: BenchmarkTask) -> None:

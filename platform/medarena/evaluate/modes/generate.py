@@ -3,7 +3,8 @@
 On multiple choice the answer is extracted from the text (medarena.evaluate.extract), with
 optional chain-of-thought and self-consistency (several samples, majority vote); an answer that
 cannot be parsed is wrong and counted in the parse failure rate. On tasks with a reference text
-(summarization) each output is scored per item by ROUGE and, when asked for, BERTScore.
+(summarization) each output is scored per item by ROUGE and, when asked for, BERTScore and
+BARTScore (medarena.evaluate.bartscore).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from medarena.errors import Refused
+from medarena.evaluate.bartscore import BartScorer
 from medarena.evaluate.engines.base import Engine, Sampling
 from medarena.evaluate.extract import extract_choice, majority_vote
 from medarena.evaluate.kinds import TASK_KINDS
@@ -59,9 +61,10 @@ class GenerateMode(ScoringMode):
     def scorer(self, task: BenchmarkTask, options: ScoringOptions) -> ChunkScorer:
         if TASK_KINDS.get(task.kind).choices:
             return partial(self._choices, task=task, options=options)
-        # the encoder loads once per run, on its first chunk
+        # the encoders load once per run, on its first chunk
         bert = BertScorer(options.bertscore_encoder) if "bertscore_f1" in task.metrics else None
-        return partial(self._references, task=task, options=options, bert=bert)
+        bart = BartScorer(options.bartscore_model) if "bartscore" in task.metrics else None
+        return partial(self._references, task=task, options=options, bert=bert, bart=bart)
 
     def metrics(self, task: BenchmarkTask, predictions: Sequence[Prediction]) -> list[MetricValue]:
         if TASK_KINDS.get(task.kind).choices:
@@ -108,19 +111,25 @@ class GenerateMode(ScoringMode):
         task: BenchmarkTask,
         options: ScoringOptions,
         bert: BertScorer | None,
+        bart: BartScorer | None,
     ) -> ChunkResult:
         generations, tokens = _generate(engine, task, prompts, options)
         candidates = [texts[0].strip() for texts, _ in generations]
         references = [prompt.item.reference or "" for prompt in prompts]
         rouge = rouge_scores(candidates, references)
-        berts = bert.f1(candidates, references) if bert else [None] * len(candidates)
+        none: list[float | None] = [None] * len(candidates)
+        berts = bert.f1(candidates, references) if bert else none
+        # BARTScore as Me-LLaMA reports it: the reference given the generated summary
+        barts = bart.score(candidates, references) if bart else none
         predictions = []
-        for prompt, (_, cut), candidate, scores, bert_f1 in zip(
-            prompts, generations, candidates, rouge, berts, strict=True
+        for prompt, (_, cut), candidate, scores, bert_f1, bart_score in zip(
+            prompts, generations, candidates, rouge, berts, barts, strict=True
         ):
             details: dict[str, float] = dict(scores)
             if bert_f1 is not None:
                 details["bertscore_f1"] = bert_f1
+            if bart_score is not None:
+                details["bartscore"] = bart_score
             predictions.append(
                 prediction(
                     prompt, cut, raw_output=candidate, score=scores["rouge_l"], details=details
