@@ -4,7 +4,8 @@ stage calls a service (the tiny build, training, evaluation, the store), never a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -15,13 +16,18 @@ from medarena.cli.models import models_table
 from medarena.cli.train import run_prepared
 from medarena.registry import Registry, load_registry
 
+if TYPE_CHECKING:
+    from medarena.evaluate.plans import Plan
+    from medarena.evaluate.runner import EvalOptions
+    from medarena.evaluate.spec import BenchmarkTask
+
 DEMO_BASE = "tiny-medical-base"
 DEMO_PRETRAINED = "tiny-medical-base-tiny-demo"
 DEMO_TUNED = "tiny-medical-chat"
 DEMO_RECIPE = "tiny-demo"
 
 # what a summarization cell of the leaderboard shows (QA cells: acc and parse failures)
-SUMMARY_SHOWN = ("rouge_l", "bertscore_f1")
+SUMMARY_SHOWN = ("rouge_l", "bertscore_f1", "bartscore")
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ def evaluate_all(ctx: typer.Context, variants: list[str]) -> None:
     from medarena.evaluate.plans import every_mode, run_plans
 
     registry = ctx.obj.registry()
-    plans = every_mode(registry)
+    plans = [with_tiny_bartscore(task, options) for task, options in every_mode(registry)]
     if not plans:
         out.print(f"no benchmark specs in {registry.root / 'benchmarks'}: nothing to evaluate")
         return
@@ -127,6 +133,17 @@ def evaluate_all(ctx: typer.Context, variants: list[str]) -> None:
     with ctx.obj.store() as store:
         outcomes = run_plans(store, registry, entries, plans, "hf", progress=progress_bar)
     print_outcomes(outcomes)
+
+
+def with_tiny_bartscore(task: BenchmarkTask, options: EvalOptions) -> Plan:
+    """Summaries are also scored by BARTScore on the offline tiny BART (random weights: the
+    demo shows the metric stored per item, not a quality)."""
+    from medarena.evaluate.bartscore import TINY
+
+    if task.kind != "summarization" or "bartscore" in task.metrics:
+        return task, options
+    task = task.model_copy(update={"metrics": [*task.metrics, "bartscore"]})
+    return task, replace(options, bartscore_model=TINY)
 
 
 def print_summary(store, variants: list[str]) -> None:
@@ -146,7 +163,10 @@ def print_summary(store, variants: list[str]) -> None:
 
 
 def _leaderboard(latest: dict[tuple[str, str, str], dict[str, float]], variants: list[str]):
-    table = Table(title="leaderboard: 0-shot, seed 0 (acc / parse failures; ROUGE-L / BERTScore)")
+    table = Table(
+        title="leaderboard: 0-shot, seed 0 (acc / parse failures; ROUGE-L / BERTScore / "
+        "BARTScore on the tiny BART)"
+    )
     table.add_column("task")
     table.add_column("mode")
     for variant in variants:
