@@ -252,6 +252,9 @@ def test_demo_builds_trains_evaluates_and_reuses(workspace: Path):
     assert "instruction tuning: tiny-medical-chat (A) vs tiny-medical-base (B)" in first.stdout
     assert first.stdout.count("McNemar") >= 2 * 5 - 1  # cloze x 4 tasks, generate x 5
     assert_the_demo_shows_what_each_stage_does(workspace)
+    # summaries also carry BARTScore on the tiny BART: a mean token log-prob, below zero
+    for task in ("mimic_cxr_summarization", "pubmed_summarization"):
+        assert metric(workspace, "tiny-medical-chat", task, "generate", "bartscore") < 0
     built = workspace / ".medarena" / "models" / "tiny-medical-base" / "model.safetensors"
     stamp = built.stat().st_mtime_ns
     second = medarena(workspace, "demo")

@@ -50,6 +50,8 @@ def test_me_llama_overrides_enter_the_task(tmp_path: Path) -> None:
     )
     assert [run.task.generation.max_new_tokens for run in runs] == [512]
     assert runs[0].options.bertscore_encoder == "bert-base-multilingual-cased"
+    assert runs[0].options.bartscore_model == "facebook/bart-large-cnn"
+    assert runs[0].task.metrics == ["rouge_1", "rouge_2", "rouge_l", "bertscore_f1", "bartscore"]
 
 
 def test_protocols_ls_and_show(eval_workspace: Path, db_url: str) -> None:

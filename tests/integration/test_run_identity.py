@@ -48,6 +48,7 @@ OPTION_CHANGES = {
     "limit": 2,
     "truncation": "error",
     "bertscore_encoder": "roberta-large",
+    "bartscore_model": "tiny-bart",
     "use_chat_template": False,
     "extraction": "me-llama",
 }
@@ -77,6 +78,13 @@ def test_changing_a_keyed_option_changes_the_run_key(planning, field: str) -> No
     changed = dataclasses.replace(BASE, **{field: OPTION_CHANGES[field]})
     if field == "samples":
         changed = dataclasses.replace(changed, temperature=0.7)
+    if field == "bartscore_model":
+        # only a task scored with BARTScore: other tasks keep the keys stored before it existed
+        task = planning[1]["pubmed_summarization"]
+        scored = task.model_copy(update={"metrics": [*task.metrics, "bartscore"]})
+        assert identity.settings_hash(scored, changed) != identity.settings_hash(scored, BASE)
+        assert key_of(planning, changed) == key_of(planning, BASE)
+        return
     if field == "use_chat_template":
         # only an instruction-tuned variant wraps prompts in its template
         before = key_of(planning, BASE, variant="llama-2-7b-chat")

@@ -18,6 +18,8 @@ from rich.table import Table
 
 from medarena.cli.common import err, out, reports_errors
 from medarena.errors import Refused
+from medarena.evaluate.bartscore import DEFAULT_MODEL as BARTSCORE_DEFAULT
+from medarena.evaluate.bartscore import TINY as TINY_BART
 from medarena.evaluate.hub_check import SplitCount, check_counts, count_hub_items
 from medarena.evaluate.spec import BenchmarkTask, load_benchmarks
 from medarena.registry import find_workspace
@@ -132,6 +134,10 @@ def eval_command(
     bertscore_model: str = typer.Option(
         "minilm", help="BERTScore encoder: minilm (offline) or a bert-score model_type."
     ),
+    bartscore_model: str = typer.Option(
+        BARTSCORE_DEFAULT,
+        help=f"BARTScore's BART: a hub id or directory, or {TINY_BART} (offline, random weights).",
+    ),
     chat_template: bool = typer.Option(
         True, help="Wrap prompts in the chat template of instruction-tuned variants."
     ),
@@ -155,6 +161,7 @@ def eval_command(
         truncation=truncation,
         chunk_size=chunk_size,
         bertscore_encoder=bertscore_model,
+        bartscore_model=bartscore_model,
         use_chat_template=chat_template,
     )
     if protocol is not None:

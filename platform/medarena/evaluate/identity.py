@@ -39,9 +39,13 @@ OPTION_COVERAGE: dict[str, str] = {
     "data": "dataset_hash",
     "truncation": "prompt_template_hash",
     "bertscore_encoder": SETTINGS,
+    "bartscore_model": SETTINGS,
     "use_chat_template": "prompt_template_hash",
     "extraction": "scoring_mode",  # a suffix, and the rule's version in the settings hash
 }
+# keyed options that only matter when the task reports the metric named: left out of the
+# settings otherwise, so the keys of runs stored before the option existed stay as they were
+ONLY_WITH_METRIC: dict[str, str] = {"bartscore_model": "bartscore"}
 # EvalOptions fields that cannot change a stored output, and why
 OPTIONS_WITHOUT_EFFECT: dict[str, str] = {
     # items are scored one by one; a chunk is only how many are stored per transaction
@@ -95,7 +99,8 @@ def settings(
     if quantization is not None:
         chosen["variant.quantization"] = quantization
     for name, part in OPTION_COVERAGE.items():
-        if part == SETTINGS:
+        needs = ONLY_WITH_METRIC.get(name)
+        if part == SETTINGS and (needs is None or needs in task.metrics):
             chosen[f"options.{name}"] = getattr(options, name)
     for name, part in TASK_COVERAGE.items():
         if part == SETTINGS:

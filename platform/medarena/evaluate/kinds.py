@@ -61,7 +61,7 @@ TASK_KINDS.register(
     "summarization",
     TaskKind(
         modes=("generate",),
-        metrics=("rouge_1", "rouge_2", "rouge_l", "rouge_lsum", "bertscore_f1"),
+        metrics=("rouge_1", "rouge_2", "rouge_l", "rouge_lsum", "bertscore_f1", "bartscore"),
         choices=False,
     ),
 )

@@ -17,7 +17,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from medarena.errors import Problem, ProblemsError, Refused, UnknownName
+from medarena.evaluate.bartscore import DEFAULT_MODEL as BARTSCORE_DEFAULT
 from medarena.evaluate.extractors import EXTRACTORS
+from medarena.evaluate.kinds import TASK_KINDS
 from medarena.evaluate.runner import EvalOptions
 from medarena.evaluate.spec import BenchmarkTask, Generation
 from medarena.registry import Registry, VariantEntry, find_workspace
@@ -45,11 +47,17 @@ class TaskProtocol(Spec):
         "medarena", description="answer extraction rule of generate runs (evaluate/extractors.py)"
     )
     bertscore_model: str = Field("minilm", description="BERTScore encoder (summarization)")
+    bartscore_model: str = Field(
+        BARTSCORE_DEFAULT, description="BARTScore's BART, a hub id or directory (summarization)"
+    )
     use_chat_template: bool = True
     # overrides of the benchmark spec's own fields (they enter the run key as task fields)
     instruction: str | None = Field(None, description="replaces the spec's instruction")
     max_new_tokens: int | None = Field(None, gt=0, description="replaces generation length")
     stop: list[str] | None = Field(None, description="replaces the generation stop strings")
+    metrics: list[str] | None = Field(
+        None, min_length=1, description="replaces the spec's metrics (ones its kind allows)"
+    )
     # what the published numbers were computed on, compared by `medarena reproduce`
     split: str = Field("test", description="the split the source reports on")
     expected_items: int | None = Field(None, gt=0, description="items of that split")
@@ -121,7 +129,8 @@ def get_protocol(protocols: dict[str, Protocol], name: str) -> Protocol:
 
 
 def check_tasks(protocol: Protocol, benchmarks: dict[str, BenchmarkTask]) -> None:
-    """Every task a protocol names exists and allows the protocol's mode (file and field named)."""
+    """Every task a protocol names exists and allows the protocol's mode and metrics (file and
+    field named)."""
     shown = str(PROTOCOLS_DIR / f"{protocol.name}.yaml")
     problems = []
     for index, entry in enumerate(protocol.tasks):
@@ -133,9 +142,16 @@ def check_tasks(protocol: Protocol, benchmarks: dict[str, BenchmarkTask]) -> Non
                     shown, None, f"{where}.task", f"no benchmark {entry.task!r}; known: {known}"
                 )
             )
-        elif entry.mode not in benchmarks[entry.task].scoring_modes:
-            allowed = benchmarks[entry.task].scoring_modes
+            continue
+        task = benchmarks[entry.task]
+        if entry.mode not in task.scoring_modes:
+            allowed = task.scoring_modes
             problems.append(Problem(shown, None, f"{where}.mode", f"{entry.task} allows {allowed}"))
+        allowed_metrics = TASK_KINDS.get(task.kind).metrics
+        for metric in entry.metrics or ():
+            if metric not in allowed_metrics:
+                message = f"{metric!r} is no {task.kind} metric; allowed: {list(allowed_metrics)}"
+                problems.append(Problem(shown, None, f"{where}.metrics", message))
     if problems:
         raise ProblemsError(
             problems, headline=f"protocol {protocol.name!r} does not fit the benchmarks"
@@ -193,6 +209,7 @@ def plan_protocol(
                 samples=entry.samples,
                 temperature=entry.temperature,
                 bertscore_encoder=entry.bertscore_model,
+                bartscore_model=entry.bartscore_model,
                 use_chat_template=entry.use_chat_template,
                 extraction=entry.extraction,
             )
@@ -204,6 +221,8 @@ def _with_overrides(task: BenchmarkTask, entry: TaskProtocol) -> BenchmarkTask:
     update: dict[str, object] = {}
     if entry.instruction is not None:
         update["instruction"] = entry.instruction
+    if entry.metrics is not None:
+        update["metrics"] = list(entry.metrics)
     if entry.max_new_tokens is not None or entry.stop is not None:
         update["generation"] = Generation(
             max_new_tokens=entry.max_new_tokens or task.generation.max_new_tokens,

@@ -19,6 +19,7 @@ from typing import Any
 
 from medarena.data.records import read_records
 from medarena.errors import Refused, UnknownName
+from medarena.evaluate.bartscore import DEFAULT_MODEL as BARTSCORE_DEFAULT
 from medarena.evaluate.engines import ENGINES, Engine, engine_version
 from medarena.evaluate.formats import Item, to_items
 from medarena.evaluate.identity import settings_hash
@@ -48,6 +49,7 @@ class EvalOptions:
     truncation: str = "left"
     chunk_size: int = 64
     bertscore_encoder: str = "minilm"
+    bartscore_model: str = BARTSCORE_DEFAULT
     use_chat_template: bool = True
     extraction: str = "medarena"  # answer extraction rule of generate runs (extractors.py)
 
@@ -62,6 +64,7 @@ class EvalOptions:
             end_of_turn=end_of_turn,
             bertscore_encoder=self.bertscore_encoder,
             extraction=self.extraction,
+            bartscore_model=self.bartscore_model,
         )
 
     def check(self, task: BenchmarkTask) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from medarena.errors import Refused
+from medarena.evaluate.bartscore import DEFAULT_MODEL as BARTSCORE_DEFAULT
 from medarena.evaluate.engines.base import Engine, Usage
 from medarena.evaluate.formats import Item
 from medarena.evaluate.spec import BenchmarkTask
@@ -54,6 +55,7 @@ class ScoringOptions:
     end_of_turn: tuple[str, ...] = ()  # the chat template's stop strings, when one is applied
     bertscore_encoder: str = "minilm"
     extraction: str = "medarena"  # the answer extraction rule (evaluate/extractors.py)
+    bartscore_model: str = BARTSCORE_DEFAULT
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ optional chain-of-thought and self-consistency (several samples, majority vote);
 cannot be parsed is wrong and counted in the parse failure rate. A kind with a rule of its own
 (multilabel, extractive QA, NER: medarena.evaluate.tasks) scores each output by that rule. On
 tasks with a reference text (summarization) each output is scored per item by ROUGE and, when
-asked for, BERTScore.
+asked for, BERTScore and BARTScore (medarena.evaluate.bartscore).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from medarena.errors import Refused
+from medarena.evaluate.bartscore import BartScorer
 from medarena.evaluate.engines.base import Engine, Sampling, Usage
 from medarena.evaluate.extract import majority_vote
 from medarena.evaluate.extractors import DEFAULT_EXTRACTOR, EXTRACTORS
@@ -76,9 +77,10 @@ class GenerateMode(ScoringMode):
                     f"extraction rule {options.extraction!r} does not apply"
                 )
             return partial(self._own_rule, task=task, options=options, rule=kind.score_output)
-        # the encoder loads once per run, on its first chunk
+        # the encoders load once per run, on its first chunk
         bert = BertScorer(options.bertscore_encoder) if "bertscore_f1" in task.metrics else None
-        return partial(self._references, task=task, options=options, bert=bert)
+        bart = BartScorer(options.bartscore_model) if "bartscore" in task.metrics else None
+        return partial(self._references, task=task, options=options, bert=bert, bart=bart)
 
     def metrics(self, task: BenchmarkTask, predictions: Sequence[Prediction]) -> list[MetricValue]:
         kind = TASK_KINDS.get(task.kind)
@@ -140,19 +142,25 @@ class GenerateMode(ScoringMode):
         task: BenchmarkTask,
         options: ScoringOptions,
         bert: BertScorer | None,
+        bart: BartScorer | None,
     ) -> ChunkResult:
         generations, tokens = _generate(engine, task, prompts, options)
         candidates = [texts[0].strip() for texts, _, _ in generations]
         references = [prompt.item.reference or "" for prompt in prompts]
         rouge = rouge_scores(candidates, references)
-        berts = bert.f1(candidates, references) if bert else [None] * len(candidates)
+        none: list[float | None] = [None] * len(candidates)
+        berts = bert.f1(candidates, references) if bert else none
+        # BARTScore as Me-LLaMA reports it: the reference given the generated summary
+        barts = bart.score(candidates, references) if bart else none
         predictions = []
-        for prompt, (_, cut, usage), candidate, scores, bert_f1 in zip(
-            prompts, generations, candidates, rouge, berts, strict=True
+        for prompt, (_, cut, usage), candidate, scores, bert_f1, bart_score in zip(
+            prompts, generations, candidates, rouge, berts, barts, strict=True
         ):
             details: dict[str, float] = dict(scores)
             if bert_f1 is not None:
                 details["bertscore_f1"] = bert_f1
+            if bart_score is not None:
+                details["bartscore"] = bart_score
             predictions.append(
                 prediction(
                     prompt,
