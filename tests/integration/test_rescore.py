@@ -42,7 +42,7 @@ class ScriptedEngine(Engine):
     def loglikelihood(self, requests, progress=None):
         raise AssertionError("a generate run only")
 
-    def generate(self, prompts, sampling):
+    def generate(self, prompts, sampling, items=()):
         return [Generation((TEXTS[i],) * sampling.n, 1) for i in range(len(prompts))]
 
 

@@ -247,27 +247,38 @@ class Store(StoreReader):
             row.spec, row.kind = spec, kind
         return row.id
 
+    def _run_row(
+        self, session: Session, spec: EvalRunSpec, task_spec: dict[str, Any], **state: Any
+    ) -> EvalRunRow:
+        """A new run row carrying `spec`'s whole run key; `state`: status and its fields."""
+        return EvalRunRow(
+            run_uuid=str(uuid4()),
+            variant_id=self._variant_id(session, spec.variant),
+            task_id=self._task_id(session, spec.task, spec.task_kind, task_spec),
+            variant_revision=spec.variant_revision,
+            weights_hash=spec.weights_hash,
+            settings_hash=spec.settings_hash,
+            dataset_hash=spec.dataset_hash,
+            prompt_template_hash=spec.prompt_template_hash,
+            scoring_mode=spec.scoring_mode,
+            shots=spec.shots,
+            seed=spec.seed,
+            engine=spec.engine,
+            engine_version=spec.engine_version,
+            code_version=spec.code_version,
+            config=spec.config,
+            **state,
+        )
+
     def create_eval_run(self, spec: EvalRunSpec) -> EvalRun:
         """A new run for `spec`, or the unfinished run with the same key that another process
         created meanwhile (at most one run per key is open: two processes share it)."""
         try:
             with self._session() as session:
-                row = EvalRunRow(
-                    run_uuid=str(uuid4()),
-                    variant_id=self._variant_id(session, spec.variant),
-                    task_id=self._task_id(session, spec.task, spec.task_kind, spec.task_spec),
-                    variant_revision=spec.variant_revision,
-                    weights_hash=spec.weights_hash,
-                    settings_hash=spec.settings_hash,
-                    dataset_hash=spec.dataset_hash,
-                    prompt_template_hash=spec.prompt_template_hash,
-                    scoring_mode=spec.scoring_mode,
-                    shots=spec.shots,
-                    seed=spec.seed,
-                    engine=spec.engine,
-                    engine_version=spec.engine_version,
-                    code_version=spec.code_version,
-                    config=spec.config,
+                row = self._run_row(
+                    session,
+                    spec,
+                    spec.task_spec,
                     status="running",
                     open_key=run_key_hash(spec),
                 )
@@ -352,22 +363,10 @@ class Store(StoreReader):
         rule `extraction` (name, version): run, predictions, metrics and the link in one
         transaction, so a failure leaves nothing."""
         with self._session() as session:
-            row = EvalRunRow(
-                run_uuid=str(uuid4()),
-                variant_id=self._variant_id(session, spec.variant),
-                task_id=self._task_id(session, spec.task, spec.task_kind, {}),
-                variant_revision=spec.variant_revision,
-                weights_hash=spec.weights_hash,
-                settings_hash=spec.settings_hash,
-                dataset_hash=spec.dataset_hash,
-                prompt_template_hash=spec.prompt_template_hash,
-                scoring_mode=spec.scoring_mode,
-                shots=spec.shots,
-                seed=spec.seed,
-                engine=spec.engine,
-                engine_version=spec.engine_version,
-                code_version=spec.code_version,
-                config=spec.config,
+            row = self._run_row(
+                session,
+                spec,
+                {},
                 status=COMPLETED,
                 n_items=len(predictions),
                 finished_at=utcnow(),
