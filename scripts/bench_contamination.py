@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--n", type=int, default=13)
+    parser.add_argument("--workers", type=int, default=2, help="the parallel check's processes")
     args = parser.parse_args()
 
     tasks = load_benchmarks(REPO)
@@ -69,15 +70,23 @@ def main() -> None:
         def read_and_normalise() -> int:
             return sum(len(normalise(text)) > 0 for _, text in corpus.documents())
 
-        def check() -> int:
+        def check(workers: int = 1) -> int:
             index = OverlapIndex(((item.id, item_segments(item)) for item in items), args.n)
-            index.scan(corpus.name, corpus.documents())
+            index.scan(corpus.name, corpus.documents(), workers)
             return sum(bool(overlap.matched) for overlap in index.items.values())
 
+        def check_parallel() -> int:
+            return check(args.workers)
+
         documents = read_and_normalise()
-        baseline, checked = [], []
+        assert check() == check_parallel()  # the same items found either way
+        baseline, checked, parallel = [], [], []
         for _ in range(args.repeat):
-            for runs, fn in ((baseline, read_and_normalise), (checked, check)):
+            for runs, fn in (
+                (baseline, read_and_normalise),
+                (checked, check),
+                (parallel, check_parallel),
+            ):
                 started = time.perf_counter()
                 fn()
                 runs.append(time.perf_counter() - started)
@@ -85,12 +94,18 @@ def main() -> None:
     machine = platform.processor() or platform.machine()
     print(f"{time.strftime('%Y-%m-%d')} on {machine}: {documents:,} documents, "
           f"~{words:.1f}M words, {len(items)} items, n={args.n}")  # fmt: skip
-    for name, runs in (("read + normalise", baseline), ("contamination check", checked)):
+    for name, runs in (
+        ("read + normalise", baseline),
+        ("contamination check", checked),
+        (f"contamination check, {args.workers} workers", parallel),
+    ):
         rates = sorted(args.words / run / 1e6 for run in runs)
         print(f"| {name} | {rates[0]:.2f} | {statistics.median(rates):.2f} | {rates[-1]:.2f} |"
               f" M words/s | {len(runs)} |")  # fmt: skip
     print(f"ratio (median check / median baseline speed): "
-          f"{statistics.median(baseline) / statistics.median(checked):.2f}x")  # fmt: skip
+          f"{statistics.median(baseline) / statistics.median(checked):.2f}x; "
+          f"{args.workers} workers / 1: "
+          f"{statistics.median(checked) / statistics.median(parallel):.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

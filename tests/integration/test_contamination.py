@@ -46,9 +46,10 @@ def run(workspace: Path, db_url: str, *args: str):
     return invoke(workspace, db_url, "contamination", "-m", "tiny-medical-base", "-t", TASK, *args)
 
 
-def test_planted_overlaps_are_flagged_exactly(eval_workspace, db_url, planted):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_planted_overlaps_are_flagged_exactly(eval_workspace, db_url, planted, workers):
     path, (first, second, third) = planted
-    result = run(eval_workspace, db_url, "--corpus", str(path), "--json")
+    result = run(eval_workspace, db_url, "--corpus", str(path), "--workers", workers, "--json")
     assert result.exit_code == 0, result.output
     data = as_json(result.stdout)
     by_id = {item["item_id"]: item for item in data["items"]}

@@ -35,3 +35,27 @@ def test_a_window_across_two_documents_is_no_match() -> None:
     overlap = index.items["item"]
     assert overlap.matched == {("one", "two", "three", "four")}
     assert dict(overlap.where) == {("c", "d3"): 1} and overlap.longest(4) == 4
+
+
+def test_forked_workers_find_exactly_what_one_process_finds() -> None:
+    """Three batches of documents through two forked workers: the same n-grams found, counted
+    against the same documents, as in one process (and the index left as it was)."""
+    items = [
+        ("a", ["the patient presented with fever and a new murmur over the apex " * 2]),
+        ("b", ["which drug reverses heparin at the bedside in a bleeding adult patient today"]),
+    ]
+    filler = "hand hygiene before and after every contact with a patient in the ward"
+    documents = [(f"doc{i}", filler) for i in range(700)]
+    documents[5] = ("hit-a", "notes: " + items[0][1][0])
+    documents[400] = ("hit-b", items[1][1][0] + " protamine")
+    documents[699] = ("hit-a-again", items[0][1][0])
+
+    def found(workers: int) -> dict[str, tuple[int, dict]]:
+        index = OverlapIndex(items, 13)
+        assert index.scan("corpus", iter(documents), workers=workers) == 700
+        return {i: (len(o.matched), dict(o.where)) for i, o in index.items.items()}
+
+    one = found(1)
+    assert one == found(2)
+    assert set(one["a"][1]) == {("corpus", "hit-a"), ("corpus", "hit-a-again")}
+    assert set(one["b"][1]) == {("corpus", "hit-b")} and one["b"][0] == 1

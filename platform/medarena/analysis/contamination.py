@@ -66,10 +66,11 @@ def check(
     text_field: str = "text",
     n: int = DEFAULT_N,
     threshold: float = DEFAULT_THRESHOLD,
+    workers: int = 1,
 ) -> CheckOutcome:
-    """Check `task_name`'s items against `variant`'s training corpora and `extra` ones;
-    Refused (nothing written) for an unknown variant or task, a missing corpus, or a variant
-    with no data to check."""
+    """Check `task_name`'s items against `variant`'s training corpora and `extra` ones, with
+    `workers` processes (the outcome does not depend on them); Refused (nothing written) for
+    an unknown variant or task, a missing corpus, or a variant with no data to check."""
     if n < 1 or not 0 <= threshold < 1:
         raise Refused("n must be at least 1 and the threshold in [0, 1)")
     (task,) = select_tasks(load_benchmarks(root), [task_name])
@@ -109,7 +110,7 @@ def check(
         return CheckOutcome(stored, store.contaminated_items(stored.id), True)
     started = time.perf_counter()
     index = OverlapIndex(((item.id, item_segments(item)) for item in data.items), n)
-    documents = scan(index, corpora)
+    documents = scan(index, corpora, workers)
     items = [_result(overlap, n, threshold) for overlap in index.items.values()]
     record = ContaminationCheck(
         **{
@@ -137,9 +138,10 @@ def check_key(record: ContaminationCheck) -> str:
     return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
 
 
-def scan(index: OverlapIndex, corpora: list[Corpus]) -> int:
-    """One pass over every corpus, a document at a time; returns the documents read."""
-    return sum(index.scan(corpus.name, corpus.documents()) for corpus in corpora)
+def scan(index: OverlapIndex, corpora: list[Corpus], workers: int = 1) -> int:
+    """One pass over every corpus, a document at a time, `workers` processes cutting and
+    hashing; returns the documents read."""
+    return sum(index.scan(corpus.name, corpus.documents(), workers) for corpus in corpora)
 
 
 def _result(overlap: ItemOverlap, n: int, threshold: float) -> ItemContamination:

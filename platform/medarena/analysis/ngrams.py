@@ -17,12 +17,14 @@ is confirmed on the words themselves.
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
+from multiprocessing.pool import AsyncResult
 
 import numpy as np
 
@@ -118,34 +120,75 @@ class OverlapIndex:
         low = np.fromiter(self._hashes, dtype=np.uint64, count=len(self._hashes))
         self._table[low & np.uint64((1 << _TABLE_BITS) - 1)] = True
 
-    def scan(self, corpus: str, documents: Iterable[tuple[str, str]]) -> int:
+    def scan(self, corpus: str, documents: Iterable[tuple[str, str]], workers: int = 1) -> int:
         """Mark the items' n-grams found in `corpus`'s (id, text) documents, read once in
-        batches; returns how many documents were read."""
+        batches; returns how many documents were read. With `workers` > 1, forked processes
+        cut and hash the batches (the index is inherited, never pickled) and this process
+        reads the documents and marks what they found, in the documents' order."""
         read = 0
-        for batch in _batches(documents, BATCH):
-            self._scan_batch(corpus, batch)
+        for batch, found in self._found_in(documents, workers):
+            self._mark(corpus, batch, found)
             read += len(batch)
         return read
 
-    def _scan_batch(self, corpus: str, batch: list[tuple[str, str]]) -> None:
+    def _found_in(
+        self, documents: Iterable[tuple[str, str]], workers: int
+    ) -> Iterator[tuple[list[tuple[str, str]], set[tuple[int, NGram]]]]:
+        batches = _batches(documents, BATCH)
+        if workers <= 1:
+            yield from ((batch, self._find(batch)) for batch in batches)
+            return
+        global _FORKED_INDEX
+        _FORKED_INDEX = self  # what the forked workers search with
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                # at most two batches per worker in flight: memory stays bounded
+                pending: deque[tuple[list[tuple[str, str]], AsyncResult]] = deque()
+                for batch in batches:
+                    pending.append((batch, pool.apply_async(_find_forked, (batch,))))
+                    if len(pending) >= 2 * workers:
+                        done, result = pending.popleft()
+                        yield done, result.get()
+                while pending:
+                    done, result = pending.popleft()
+                    yield done, result.get()
+        finally:
+            _FORKED_INDEX = None
+
+    def _find(self, batch: list[tuple[str, str]]) -> set[tuple[int, NGram]]:
+        """(document index in `batch`, n-gram) for each item n-gram a document contains."""
         tokens = [words(text) for _, text in batch]
         flat = list(chain.from_iterable(tokens))
         hashes = _window_hashes(flat, self.n)
         candidates = np.flatnonzero(self._table[hashes & np.uint64((1 << _TABLE_BITS) - 1)])
-        if not len(candidates):
-            return
-        starts = np.cumsum([0] + [len(t) for t in tokens])  # each document's first word
         found: set[tuple[int, NGram]] = set()  # (document, n-gram): each counted once
+        if not len(candidates):
+            return found
+        starts = np.cumsum([0] + [len(t) for t in tokens])  # each document's first word
         for position, value in zip(candidates.tolist(), hashes[candidates].tolist(), strict=True):
             if value not in self._hashes:
                 continue
             document = int(np.searchsorted(starts, position, side="right")) - 1
             if position + self.n <= starts[document + 1]:  # not running into the next one
                 found.add((document, tuple(flat[position : position + self.n])))
+        return found
+
+    def _mark(
+        self, corpus: str, batch: list[tuple[str, str]], found: set[tuple[int, NGram]]
+    ) -> None:
         for document, gram in found:
             for overlap in self._owners.get(gram, ()):  # absent: a hash collision
                 overlap.matched.add(gram)
                 overlap.where[(corpus, batch[document][0])] += 1
+
+
+# the index a forked worker searches with (set by `scan` before the pool forks)
+_FORKED_INDEX: OverlapIndex | None = None
+
+
+def _find_forked(batch: list[tuple[str, str]]) -> set[tuple[int, NGram]]:
+    assert _FORKED_INDEX is not None, "scan sets the index before forking"
+    return _FORKED_INDEX._find(batch)
 
 
 def _batches(documents: Iterable[tuple[str, str]], size: int) -> Iterator[list]:

@@ -90,6 +90,9 @@ def contamination(
     threshold: float = typer.Option(
         0.0, help="Contaminated when the share of an item's n-grams found exceeds this (0: any)."
     ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Processes cutting and hashing documents (same outcome)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Word n-gram overlap between a task's items and the data of every training run in the
@@ -102,7 +105,7 @@ def contamination(
         sync_registry(store, registry)  # the lineage is read from the store's variants
         outcome = check(
             store, registry.root, variant, task, extra=corpus, text_field=text_field, n=n,
-            threshold=threshold,
+            threshold=threshold, workers=workers,
         )  # fmt: skip
     result = outcome.check
     flagged = [item for item in outcome.items if item.contaminated]
