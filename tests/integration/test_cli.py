@@ -10,6 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from medarena.cli import app
+from medarena.evaluate.runner import load_task_data
+from medarena.evaluate.spec import load_benchmarks
 from medarena.store.database import make_engine, upgrade
 from tests.conftest import REPO
 
@@ -162,29 +164,12 @@ def test_db_with_older_schema_says_how_to_upgrade(workspace: Path, tmp_path: Pat
     assert medarena(workspace, "--db", str(db), "models", "sync").exit_code == 0
 
 
-TASKS = [
-    "medmcqa",
-    "medqa_4options",
-    "medqa_5options",
-    "mimic_cxr_summarization",
-    "mmlu_medical",
-    "pubmed_summarization",
-    "pubmedqa",
-]
-
-
-# (task, scoring mode) pairs the demo evaluates every variant on
-DEMO_RUNS = [
-    (task, mode)
-    for task in TASKS
-    for mode in (
-        ["generate"]
-        if "summarization" in task
-        else ["generate", "loglik"]
-        if task == "pubmedqa"
-        else ["cloze", "generate", "loglik"]
-    )
-]
+SPECS = load_benchmarks(REPO)
+TASKS = sorted(SPECS)  # every bundled task: Me-LLaMA's twelve, MMLU-Medical, MedQA 5-option
+# (task, scoring mode) pairs the demo evaluates every variant on, in the order of the query below
+DEMO_RUNS = [(task, mode) for task in TASKS for mode in sorted(SPECS[task].scoring_modes)]
+# items in each bundled sample
+SAMPLE_ITEMS = {task: len(load_task_data(SPECS[task], REPO).items) for task in TASKS}
 
 
 def paired(workspace: Path, a: str, b: str, task: str, mode: str) -> dict:
@@ -276,14 +261,13 @@ def test_demo_builds_trains_evaluates_and_reuses(workspace: Path):
         "--format",
         "json",
     )
-    items = {"mimic_cxr_summarization": 20, "pubmed_summarization": 20, "mmlu_medical": 54}
     assert json.loads(runs.stdout) == [
         {
             "variant": variant,
             "task": task,
             "mode": mode,
             "status": "completed",
-            "n_items": items.get(task, 40),
+            "n_items": SAMPLE_ITEMS[task],
         }
         for variant in ("tiny-medical-base", "tiny-medical-base-tiny-demo", "tiny-medical-chat")
         for task, mode in DEMO_RUNS

@@ -61,7 +61,9 @@ def test_a_submitted_run_trains_on_two_ranks_and_resumes_after_scancel(
     monkeypatch,
 ):
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))  # sbatch exports this environment
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ["PYTHONPATH"]]))
+    # the job imports the paused trainer from tmp_path (and whatever path this run already has)
+    paths = [str(tmp_path), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path for path in paths if path))
     (tmp_path / "paused_pretrain.py").write_text(
         script_stopped_at_step("medarena.pretrain.train", 7, PAUSE)
     )
