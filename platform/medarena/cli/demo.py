@@ -28,7 +28,7 @@ DEMO_TUNED = "tiny-medical-chat"
 DEMO_RECIPE = "tiny-demo"
 
 # what a leaderboard cell shows when the task has no accuracy (QA cells: acc and parse
-# failures): the first two of these the task reports, in this order
+# failures): the first three of these the task reports, in this order
 HEADLINE = (
     "strict_f1",
     "lenient_f1",
@@ -186,7 +186,7 @@ def print_summary(store, variants: list[str], root: Path) -> None:
 
 def _leaderboard(latest: dict[tuple[str, str, str], dict[str, float]], variants: list[str]):
     table = Table(
-        title="leaderboard: 0-shot, seed 0 (acc / parse failures; otherwise two headline "
+        title="leaderboard: 0-shot, seed 0 (acc / parse failures; otherwise the headline "
         "metrics; BARTScore on the tiny BART)"
     )
     table.add_column("task")
@@ -203,10 +203,12 @@ def _leaderboard(latest: dict[tuple[str, str, str], dict[str, float]], variants:
 
 
 def _cell(values: dict[str, float]) -> str:
+    if "micro_f1" in values:  # label sets: Me-LLaMA reports macro F1; exact-set acc says little
+        return f"macro_f1 {values['macro_f1']:.3f} / micro_f1 {values['micro_f1']:.3f}"
     if "acc" in values:
         failures = values.get("parse_failure_rate")
         return f"{values['acc']:.3f}" + ("" if failures is None else f" / {failures:.2f} fail")
-    shown = [name for name in HEADLINE if name in values][:2]
+    shown = [name for name in HEADLINE if name in values][:3]
     return " / ".join(f"{name} {values[name]:.3f}" for name in shown)
 
 

@@ -108,8 +108,11 @@ def source_reader(source: Source, pretrain_dir: Path) -> BaseReader:
 def read_source(source: Source, pretrain_dir: Path) -> Iterator[Document]:
     """The documents of `source`, streamed through its reader in one task (for inspection and
     tests; preparation runs the reader inside its pipeline)."""
-    for document in source_reader(source, pretrain_dir).run(None, 0, 1):
-        yield Document(source.name, str(document.id), document.text)
+    from medarena.data.engine import quiet
+
+    with quiet():
+        for document in source_reader(source, pretrain_dir).run(None, 0, 1):
+            yield Document(source.name, str(document.id), document.text)
 
 
 @CORPUS_READERS.register("records")

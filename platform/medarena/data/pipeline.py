@@ -25,7 +25,6 @@ import multiprocess
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 from datatrove.utils.stats import PipelineStats, Stats
-from loguru import logger
 
 from medarena.data.clean import Cleaning, CleaningReport, LengthFilter, Normalise
 from medarena.data.corpus import Source, source_reader
@@ -37,6 +36,7 @@ from medarena.data.dedup import (
     NearSignature,
     minhash_config,
 )
+from medarena.data.engine import quiet
 from medarena.data.steps import CleanedReader, CleanedWriter, Tokenize
 
 INPUTS = "inputs.json"
@@ -144,11 +144,8 @@ def run_local(stage_list: list[Stage], work: Path, workers: int) -> None:
     """Run the stages in order on this machine, `workers` tasks at a time; a failed task
     stops the preparation (its stage is not complete, nothing later runs). datatrove's
     progress messages are silenced; what fails is raised."""
-    logger.disable("datatrove")
-    try:
+    with quiet():
         _run_stages(stage_list, work, workers)
-    finally:
-        logger.enable("datatrove")
 
 
 def _run_stages(stage_list: list[Stage], work: Path, workers: int) -> None:
