@@ -1,4 +1,4 @@
-"""Raw records from a data source: local jsonl/json/csv/parquet files or the hub. Shared by the
+"""Raw records from a data source: local jsonl/json/csv/parquet/xml files or the hub. Shared by the
 benchmark loaders (medarena.evaluate) and the pretraining corpus readers (medarena.data.corpus).
 
 Every record keeps where it came from (file and line, or hub split and row) so that a problem
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from medarena.data.pair_xml import pair_rows
 from medarena.errors import OperationFailed, Problem, ProblemsError
 from medarena.schemas import DataSource, FileData, HubData, RowSelection
 
@@ -81,7 +82,13 @@ def _read_file(path: Path, source: FileData) -> list[Record]:
     file_format = source.file_format or path.suffix.lstrip(".").lower()
     if not path.is_file():
         raise ProblemsError([Problem(str(path), None, "", "file not found")], "missing data file")
-    readers = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "parquet": _read_parquet}
+    readers = {
+        "jsonl": _read_jsonl,
+        "json": _read_json,
+        "csv": _read_csv,
+        "parquet": _read_parquet,
+        "xml": _read_pair_xml,
+    }
     if file_format not in readers:
         raise ProblemsError(
             [Problem(str(path), None, "file_format", f"cannot read {file_format!r} files")],
@@ -177,6 +184,11 @@ def _read_csv(path: Path) -> list[Record]:
         for row in reader:
             records.append(Record(dict(row), str(path), reader.line_num, len(records)))
     return records
+
+
+def _read_pair_xml(path: Path) -> list[Record]:
+    rows = pair_rows(read_utf8(path), str(path))
+    return [Record(data, str(path), line, index) for index, (data, line) in enumerate(rows)]
 
 
 def _read_parquet(path: Path) -> list[Record]:

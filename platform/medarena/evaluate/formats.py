@@ -230,6 +230,7 @@ def me_llama_summarization(record: Record) -> Item:
 for _name, _target in {
     "me_llama_labels": "labels:me_llama_labels",
     "mednli": "labels:mednli",
+    "ddi2013_xml": "ddi:ddi2013_xml",
     "me_llama_multilabel": "multilabel:me_llama_multilabel",
     "me_llama_extractive_qa": "extractive_qa:me_llama_extractive_qa",
     "me_llama_ner": "ner:me_llama_ner",
