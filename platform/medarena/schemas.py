@@ -263,13 +263,13 @@ class ChatTemplate(Spec):
 
 
 class FileData(Spec):
-    """Records in a local file (jsonl, json, csv, parquet; xml: medarena.data.pair_xml) or, for
+    """Records in a local file (jsonl, json, csv, tsv, parquet; xml: medarena.data.pair_xml) or, for
     corpora, a folder of .txt files; relative to the folder of the YAML that names it
     (benchmarks/, pretrain/)."""
 
     kind: Literal["file"] = "file"
     path: str
-    file_format: Literal["jsonl", "json", "csv", "parquet", "xml"] | None = Field(
+    file_format: Literal["jsonl", "json", "csv", "tsv", "parquet", "xml"] | None = Field(
         None, description="defaults to the file's suffix"
     )
 

@@ -43,6 +43,8 @@ def test_the_built_in_extensions_are_registered():
         "me_llama_multilabel",
         "me_llama_extractive_qa",
         "me_llama_ner",
+        "ddi2013_xml",
+        "hoc_blue",
     }
     for name in SCORING_MODES:
         assert SCORING_MODES.get(name).name == name  # the run key uses the mode's own name

@@ -84,12 +84,76 @@ def test_malformed_xml_names_its_line(tmp_path: Path):
     assert "mismatched tag" in str(problem)
 
 
-def test_the_ddi_spec_reads_the_xml_when_switched():
-    """What benchmarks/ddi2013.yaml documents for the original release: source_format and path."""
-    spec = load_benchmarks(REPO)["ddi2013"]
-    data = spec.data.model_copy(
-        update={"eval": spec.data.eval.model_copy(update={"path": "samples/ddi2013/test.xml"})}
-    )
-    switched = spec.model_copy(update={"source_format": "ddi2013_xml", "data": data})
+@pytest.mark.parametrize(
+    ("task", "source_format", "path", "first_gold"),
+    [
+        ("ddi2013", "ddi2013_xml", "samples/ddi2013/test.xml", "DDI-mechanism"),
+        (
+            "hoc",
+            "hoc_blue",
+            "samples/hoc/test.tsv",
+            "sustaining proliferative signaling, resisting cell death",
+        ),
+    ],
+)
+def test_a_spec_reads_the_release_layout_when_switched(task, source_format, path, first_gold):
+    """What the specs' comments document for the original releases: source_format and path."""
+    spec = load_benchmarks(REPO)[task]
+    eval_data = spec.data.eval.model_copy(update={"path": path})
+    data = spec.data.model_copy(update={"eval": eval_data})
+    switched = spec.model_copy(update={"source_format": source_format, "data": data})
     items = load_task_data(switched, REPO).items
-    assert [item.gold_text for item in items][:2] == ["DDI-mechanism", "DDI-effect"]
+    assert len(items) == 6 and items[0].gold_text == first_gold
+
+
+HOC = REPO / "benchmarks" / "samples" / "hoc"
+
+
+def test_hoc_blue_sample_gives_the_me_llama_items():
+    from_blue = load("hoc_blue", HOC / "test.tsv")
+    from_me_llama = load("me_llama_multilabel", HOC / "test.jsonl")
+    assert [item.id for item in from_blue] == [f"synthetic-hoc-{i:03d}" for i in range(6)]
+    for blue_item, me_llama_item in zip(from_blue, from_me_llama, strict=True):
+        assert blue_item.fields == me_llama_item.fields
+        assert blue_item.choices == me_llama_item.choices
+        assert set(blue_item.answers) == set(me_llama_item.answers)
+    assert from_blue[4].answers == () and from_blue[4].reference == "none"
+
+
+def _tsv(path: Path, *rows: str) -> Path:
+    path.write_text("index\tsentence\tlabels\n" + "".join(f"{row}\n" for row in rows))
+    return path
+
+
+def test_hoc_blue_joins_an_abstracts_sentences_and_their_labels(tmp_path: Path):
+    path = _tsv(
+        tmp_path / "hoc.tsv",
+        "111_s1\tSecond sentence.\tinducing angiogenesis",
+        "111_s0\tFirst sentence.\tcellular energetics,inducing angiogenesis",
+        "222_s0\tOther abstract.\t",
+    )
+    first, second = load("hoc_blue", path)
+    assert first.id == "111" and first.fields["query"].endswith(
+        "\nAbstract: First sentence. Second sentence."
+    )
+    assert first.answers == ("inducing angiogenesis", "cellular energetics")
+    assert (second.id, second.answers, second.reference) == ("222", (), "none")
+
+
+def test_hoc_blue_bad_rows_name_file_line_and_field(tmp_path: Path):
+    path = _tsv(
+        tmp_path / "hoc.tsv",
+        "111_s0\tFine.\tcellular energetics",
+        "111\tNo sentence number.\t",
+        "222_s0\tA sentence.\tmetastasis",
+        "333_s0\t\tcellular energetics",
+        "111_s0\tRepeated.\t",
+    )
+    problems = problems_of("hoc_blue", path)
+    assert [(p.file, p.line, p.field) for p in problems] == [
+        (str(path), 3, "index"),
+        (str(path), 4, "labels"),
+        (str(path), 5, "sentence"),
+        (str(path), 6, "index"),
+    ]
+    assert "['metastasis']" in str(problems[1])

@@ -1,5 +1,6 @@
-"""Raw records from a data source: local jsonl/json/csv/parquet/xml files or the hub. Shared by the
-benchmark loaders (medarena.evaluate) and the pretraining corpus readers (medarena.data.corpus).
+"""Raw records from a data source: local jsonl/json/csv/tsv/parquet/xml files or the hub. Shared
+by the benchmark loaders (medarena.evaluate) and the pretraining corpus readers
+(medarena.data.corpus).
 
 Every record keeps where it came from (file and line, or hub split and row) so that a problem
 with its fields can be reported at that place. Malformed input is collected, not raised at the
@@ -86,6 +87,7 @@ def _read_file(path: Path, source: FileData) -> list[Record]:
         "jsonl": _read_jsonl,
         "json": _read_json,
         "csv": _read_csv,
+        "tsv": _read_tsv,
         "parquet": _read_parquet,
         "xml": _read_pair_xml,
     }
@@ -177,9 +179,13 @@ def _read_json(path: Path) -> list[Record]:
     return [Record(row, str(path), None, index) for index, row in enumerate(rows)]
 
 
-def _read_csv(path: Path) -> list[Record]:
+def _read_tsv(path: Path) -> list[Record]:
+    return _read_csv(path, delimiter="\t")
+
+
+def _read_csv(path: Path, delimiter: str = ",") -> list[Record]:
     with io.StringIO(read_utf8(path), newline="") as handle:
-        reader = csv.DictReader(handle)
+        reader = csv.DictReader(handle, delimiter=delimiter)
         records = []
         for row in reader:
             records.append(Record(dict(row), str(path), reader.line_num, len(records)))

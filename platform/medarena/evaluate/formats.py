@@ -60,6 +60,11 @@ class Item:
 
 SourceFormat = Callable[[Record], Item]
 SOURCE_FORMATS: ExtensionRegistry[SourceFormat] = ExtensionRegistry("source format")
+# Formats whose item spans several rows (BLUE's HoC: a sentence a row) also register, under the
+# same name, a step that merges the rows into one record per item, raising located problems.
+RECORD_GROUPINGS: ExtensionRegistry[Callable[[list[Record]], list[Record]]] = ExtensionRegistry(
+    "record grouping"
+)
 
 
 def field(data: dict[str, Any], name: str) -> Any:
@@ -231,16 +236,20 @@ for _name, _target in {
     "me_llama_labels": "labels:me_llama_labels",
     "mednli": "labels:mednli",
     "ddi2013_xml": "ddi:ddi2013_xml",
+    "hoc_blue": "hoc:hoc_blue",
     "me_llama_multilabel": "multilabel:me_llama_multilabel",
     "me_llama_extractive_qa": "extractive_qa:me_llama_extractive_qa",
     "me_llama_ner": "ner:me_llama_ner",
 }.items():
     SOURCE_FORMATS.register_lazy(_name, f"medarena.evaluate.tasks.{_target}")
+RECORD_GROUPINGS.register_lazy("hoc_blue", "medarena.evaluate.tasks.hoc:by_document")
 
 
 def to_items(source_format: str, records: list[Record]) -> list[Item]:
     """Convert every record; all field problems are reported together, and ids must be unique."""
     convert = SOURCE_FORMATS.get(source_format)
+    if source_format in RECORD_GROUPINGS:
+        records = RECORD_GROUPINGS.get(source_format)(records)
     items: list[Item] = []
     problems: list[Problem] = []
     seen: dict[str, Record] = {}
