@@ -42,7 +42,8 @@ def _ddi_file(path: Path, pairs: str, entity_offset: str = "0-6") -> Path:
 def test_ddi_xml_one_item_per_pair_with_that_pair_masked(tmp_path: Path):
     pairs = (
         '    <pair id="d.s0.p0" e1="d.s0.e0" e2="d.s0.e1" ddi="true" type="effect"/>\n'
-        '    <pair id="d.s0.p1" e1="d.s0.e1" e2="d.s0.e2" ddi="false"/>\n'
+        '    <pair id="d.s0.p1" e1="d.s0.e1" e2="d.s0.e3" ddi="false"/>\n'
+        '    <entity id="d.s0.e3" charOffset="28-34" type="drug" text="heparin"/>\n'
     )
     items = load("ddi2013_xml", _ddi_file(tmp_path / "d.xml", pairs))
     assert [item.gold_text for item in items] == ["DDI-effect", "DDI-false"]

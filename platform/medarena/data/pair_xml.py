@@ -20,25 +20,33 @@ def pair_rows(text: str, label: str) -> list[tuple[dict[str, Any], int]]:
     sentence, entities, pair}."""
     rows: list[tuple[dict[str, Any], int]] = []
     parser = expat.ParserCreate()
-    state: dict[str, Any] = {"document": None, "sentence": None, "entities": {}}
+    state: dict[str, Any] = {"document": None, "sentence": None, "entities": {}, "pairs": []}
 
     def start(tag: str, attributes: dict[str, str]) -> None:
         if tag == "document":
             state["document"] = attributes.get("id")
         elif tag == "sentence":
-            state["sentence"], state["entities"] = dict(attributes), {}
+            state.update(sentence=dict(attributes), entities={}, pairs=[])
         elif tag == "entity" and state["sentence"] is not None:
             state["entities"][attributes.get("id", "")] = dict(attributes)
         elif tag == "pair" and state["sentence"] is not None:
-            data = {
-                "document": state["document"],
-                "sentence": state["sentence"],
-                "entities": dict(state["entities"]),
-                "pair": dict(attributes),
-            }
-            rows.append((data, parser.CurrentLineNumber))
+            state["pairs"].append((dict(attributes), parser.CurrentLineNumber))
+
+    def end(tag: str) -> None:
+        # at the sentence's end, so that a pair may name an entity listed after it
+        if tag == "sentence" and state["sentence"] is not None:
+            for pair, line in state["pairs"]:
+                data = {
+                    "document": state["document"],
+                    "sentence": state["sentence"],
+                    "entities": state["entities"],
+                    "pair": pair,
+                }
+                rows.append((data, line))
+            state.update(sentence=None, pairs=[])
 
     parser.StartElementHandler = start
+    parser.EndElementHandler = end
     try:
         parser.Parse(text, True)
     except expat.ExpatError as exc:

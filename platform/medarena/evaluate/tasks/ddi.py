@@ -1,13 +1,16 @@
 """DDI 2013's original release layout (the DDI corpus XML files, Herrero-Zazo et al. 2013), read
 into the same items as Me-LLaMA's instruction-format DDI2013 (`me_llama_labels`).
 
-Layout, as stored copies of the corpus show it (checked with medarena's search tool, e.g. a
-`DDI-DrugBank.d297.s4` sentence quoted in a public SQL import script): `<sentence id text>` with
-`<entity id charOffset="24-30" type text/>` (offsets inclusive; several spans joined by ";"
-for a discontinuous mention) and `<pair id e1 e2 ddi="true|false" type="mechanism|effect|
-advise|int"/>`, where a `ddi="false"` pair has no type. One item per pair (records from
+Layout, as confirmed with medarena's search tool in ncbi-nlp/BLUE_Benchmark
+blue/ddi/create_ddi.py (which reads `/document/sentence`, its `entity` id/charOffset/type/text
+and `pair` id/e1/e2/ddi/type, and labels a pair `DDI-false` or `DDI-<type>`, the labels
+Me-LLaMA's release uses) and in a corpus sentence quoted by a public import script
+(`DDI-DrugBank.d297.s4`, whose offsets `24-30` for "ORENCIA" show that the end is inclusive):
+`<sentence id text>` with `<entity id charOffset type text/>` (several spans joined by ";" for a
+discontinuous mention) and `<pair id e1 e2 ddi="true|false" type="mechanism|effect|advise|
+int"/>`; the type of a `ddi="false"` pair is not read. One item per pair (records from
 medarena.data.pair_xml): the sentence with both drugs of the pair replaced by `@DRUG$`, after
-the instruction of medarena's sample, and the label `DDI-<type>`, or `DDI-false`.
+the instruction of medarena's sample, and the label.
 """
 
 from __future__ import annotations
