@@ -229,7 +229,7 @@ def test_a_registered_format_kind_and_mode_run_through_medarena_eval(eval_worksp
     ) in refused.stderr
     assert "benchmarks/true_or_false.yaml:5: source_format: " in refused.stderr
     assert (
-        "unknown source format 'fact_lines'; known: me_llama_extractive_qa, me_llama_labels"
+        "unknown source format 'fact_lines'; known: ddi2013_xml, hoc_blue, me_llama_extractive_qa"
     ) in refused.stderr
 
 
