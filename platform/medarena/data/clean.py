@@ -20,7 +20,6 @@ from pydantic import Field
 
 from medarena.schemas import Spec
 
-_SPACES = re.compile(r"[^\S\n]+")  # whitespace except newlines
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
 STEPS = ("documents_in", "too_short", "too_long", "exact_duplicates", "near_duplicates",
          "documents_out")  # fmt: skip
@@ -40,9 +39,11 @@ class Cleaning(Spec):
 def normalise(text: str) -> str:
     """NFKC, one space for runs of spaces/tabs, at most one blank line, no edge whitespace.
     De-identification placeholders (MIMIC's `___`) are left as they are."""
+    # `split()` splits on the same whitespace as the regex's `\s` (str.isspace), in C
     text = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _SPACES.sub(" ", text)
-    text = "\n".join(line.strip() for line in text.split("\n"))
+    if "\n" not in text:
+        return " ".join(text.split())
+    text = "\n".join(" ".join(line.split()) for line in text.split("\n"))
     return _BLANK_LINES.sub("\n\n", text).strip()
 
 

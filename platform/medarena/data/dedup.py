@@ -7,9 +7,11 @@ occurrence in recipe order survives (a replayed web page can repeat an abstract)
 - exact: `ExactSignature` (per task: a 64-bit hash of the normalised text, sorted on disk) ->
   `ExactFind` (one task: a k-way merge of the sorted files, the removal list of every task) ->
   `DropListed`.
-- near: datatrove's MinHash stages. `NearSignature` (datatrove's signature step on whitespace words,
-  lower-cased, as before) -> datatrove's `MinhashDedupBuckets` -> `FirstKeptCluster` (datatrove's
-  union-find, keeping the earliest document of each cluster) -> `DropListed`.
+- near: datatrove's MinHash stages. `NearSignature` (datatrove's signature step, the shingles
+  and signatures of a batch of documents at once in numpy: `medarena.data.shingles`) ->
+  `NearBuckets` (datatrove's bucket step in numpy over memory-mapped signature windows) ->
+  `FirstKeptCluster` (datatrove's union-find, keeping the earliest document of each cluster) ->
+  `DropListed`.
 
 The LSH bands and rows come from the recipe's threshold and permutation count (`minhash_config`),
 the same optimum datasketch's `MinHashLSH` chooses (false positives and negatives weighted alike).
@@ -22,6 +24,7 @@ import heapq
 import struct
 from collections.abc import Iterator
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +36,12 @@ from datatrove.pipeline.dedup.minhash import (
     MinhashDedupSignature,
 )
 from datatrove.utils.binaryio import read_tuples_from_file
+from datatrove.utils.typeshelper import StatHints
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 import medarena.data.engine  # noqa: F401  (datatrove's dependency check, made fast)
 from medarena.data.clean import Cleaning
+from medarena.data.shingles import shingle_hashes, signatures
 
 EXACT = np.dtype([("hash", "<u8"), ("source", "<u4"), ("doc", "<u4")])
 REMOVE = "{rank:06d}.remove"  # sorted uint32 indices of the documents a task drops
@@ -159,7 +164,8 @@ class DropListed(PipelineStep):
 
 
 class _Words(WordTokenizer):
-    """Whitespace words (`get_shingles` below splits by itself; datatrove wants a tokenizer)."""
+    """Whitespace words (datatrove's signature step wants a word tokenizer; medarena shingles
+    by itself, `medarena.data.shingles`)."""
 
     def word_tokenize(self, text: str) -> list[str]:
         return text.split()
@@ -172,30 +178,118 @@ class _Words(WordTokenizer):
 
 
 class NearSignature(MinhashDedupSignature):
-    """datatrove's MinHash signature step; shingles are `n_grams` lower-cased whitespace words
-    (a document shorter than that is one shingle), hashed with 64-bit xxhash, as medarena's
-    near-dedup has always shingled (datatrove's own English word tokenizer needs spaCy)."""
+    """datatrove's MinHash signature step, computed for a batch of documents at once
+    (`medarena.data.shingles`: shingles of `n_grams` lower-cased whitespace words, a document
+    shorter than that one shingle). The bucket files are written in datatrove's record layout;
+    datatrove's own step then sorts and verifies them, finding them written."""
+
+    BATCH = 256  # documents hashed together
 
     def __init__(self, output_folder: str, config: MinhashConfig):
         super().__init__(output_folder, config, language=_Words())
 
-    def get_shingles(self, text: str) -> np.ndarray:
-        from xxhash import xxh64_intdigest
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1):
+        a, b = (p.reshape(-1) for p in self.parameters)
+        a = a | np.uint64(1)  # multiply-add-shift needs an odd multiplier
+        rows = self.config.hashes_per_bucket
+        record = np.dtype([("sig", "<u8", (rows,)), ("doc", "<u4")])
+        with self.track_time():
+            buckets = [
+                self.output_folder.open(f"bucket_{bi:03d}/{rank:05d}.minhash.sig", mode="wb")
+                for bi in range(self.config.num_buckets)
+            ]
+            for first, batch in _batches(data, self.BATCH):
+                self.stat_update(StatHints.total, value=len(batch))
+                hashes, per_document = shingle_hashes(batch, self.config.n_grams)
+                sigs = signatures(hashes, per_document, a, b)
+                records = np.empty(len(sigs), dtype=record)
+                records["doc"] = first + np.flatnonzero(per_document > 0)
+                for bi, bucket in enumerate(buckets):
+                    records["sig"] = sigs[:, bi * rows : (bi + 1) * rows]
+                    bucket.write(records.tobytes())
+            for bucket in buckets:
+                bucket.close()
+        # datatrove's step, finding every bucket file written, only sorts and verifies them
+        self.skip_existing_sigs = True
+        super().run(iter(()), rank, world_size)
 
-        words = text.lower().split()
-        size = self.config.n_grams
-        grams = {" ".join(words[i : i + size]) for i in range(max(1, len(words) - size + 1))}
-        hashes = [xxh64_intdigest(gram.encode()) for gram in grams if gram]
-        return np.array(hashes, dtype=np.uint64).reshape((-1, 1))
 
-    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
-        """Min over the shingles of `(a x + b) mod 2^64 >> 32` per permutation, a odd: the
-        multiply-add-shift universal hash (Dietzfelbinger), without datatrove's 64-bit modulo
-        by a Mersenne prime, which cost more than the rest of the signature."""
-        a, b = self.parameters
-        hashed = (shingles * (a | np.uint64(1)) + b) >> np.uint64(32)
-        bands = (self.config.num_buckets, self.config.hashes_per_bucket)
-        return hashed.min(axis=0).reshape(bands).tolist()
+def _batches(data: DocumentsPipeline, size: int) -> Iterator[tuple[int, list[str]]]:
+    """(index of the batch's first document, the batch's texts)."""
+    first, texts = 0, []
+    for document in data:
+        texts.append(document.text)
+        if len(texts) == size:
+            yield first, texts
+            first, texts = first + size, []
+    if texts:
+        yield first, texts
+
+
+class NearBuckets(PipelineStep):
+    """One LSH band (task rank = band): the pairs of documents, across every task, whose
+    signatures agree on the whole band, as datatrove's `.dups` records (task, doc, task, doc)
+    that `FirstKeptCluster` reads. Does what datatrove's `MinhashDedupBuckets` does without a
+    Python object per signature: the sorted signature files are memory-mapped and read in
+    windows of the band's first hash value, each window grouped in numpy, so memory is bounded
+    by the window, not the corpus."""
+
+    name = "near dedup: buckets"
+    type = "medarena"
+    WINDOW = 1 << 20  # signatures grouped at once
+
+    def __init__(self, input_folder: Path, output_folder: Path, config: MinhashConfig):
+        super().__init__()
+        self.input_folder, self.output_folder, self.config = input_folder, output_folder, config
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1):
+        rows = self.config.hashes_per_bucket
+        record = np.dtype([("sig", "<u8", (rows,)), ("doc", "<u4")])
+        tasks = []  # (task rank, its signatures sorted by hash)
+        for path in sorted((self.input_folder / f"bucket_{rank:03d}").glob("*.minhash.sig")):
+            if path.stat().st_size:
+                tasks.append((int(path.name.split(".")[0]), np.memmap(path, record, mode="r")))
+        total = sum(len(records) for _, records in tasks)
+        top = max((int(records["sig"][-1, 0]) for _, records in tasks), default=0)
+        windows = -(-total // self.WINDOW) or 1
+        edges = [top * k // windows for k in range(windows)] + [top + 1]
+        self.output_folder.mkdir(parents=True, exist_ok=True)
+        with open(self.output_folder / f"{rank:05d}_00.dups", "wb") as out:
+            for low, high in pairwise(edges):
+                pairs = self._pairs(tasks, low, high)
+                out.write(pairs.astype("<u4").tobytes())
+                self.stat_update("total_matches", value=len(pairs))
+        return data
+
+    @staticmethod
+    def _pairs(tasks: list[tuple[int, np.ndarray]], low: int, high: int) -> np.ndarray:
+        """(task, doc, task, doc) of each signature equal to the one before it, among those
+        whose first hash is in [low, high), ordered by (signature, task, doc)."""
+        parts, owners = [], []
+        for task, records in tasks:
+            first = records["sig"][:, 0]
+            start, stop = np.searchsorted(first, [low, high], side="left")
+            parts.append(np.asarray(records[start:stop]))
+            owners.append(np.full(stop - start, task, dtype=np.uint32))
+        window = np.concatenate(parts)
+        if len(window) < 2:
+            return np.zeros((0, 4), dtype=np.uint32)
+        task_of = np.concatenate(owners)
+        sig = window["sig"]
+        key = _mix_rows(sig)
+        order = np.lexsort((window["doc"], task_of, key))
+        sig, task_of, doc = sig[order], task_of[order], window["doc"][order]
+        same = np.flatnonzero((sig[1:] == sig[:-1]).all(axis=1))  # each equal to the one before
+        return np.stack([task_of[same], doc[same], task_of[same + 1], doc[same + 1]], axis=1)
+
+
+def _mix_rows(rows: np.ndarray) -> np.ndarray:
+    """One uint64 per row of uint64 values (equal rows, equal keys), to sort rows by."""
+    key = np.zeros(len(rows), dtype=np.uint64)
+    for column in rows.T:
+        key *= np.uint64(0x9E3779B97F4A7C15)
+        key ^= column
+    return key
 
 
 class FirstKeptCluster(MinhashDedupCluster):

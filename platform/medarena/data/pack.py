@@ -13,6 +13,7 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -58,27 +59,31 @@ def tokenize(
     eos = eos_of(tokenizer)
     encoder = tokenizer.backend_tokenizer
     dtype = token_dtype(len(tokenizer))
-    pieces = [
-        ids
-        for start in range(0, len(documents), batch_size)
-        for ids in encode_with_eos(
-            encoder, [d.text for d in documents[start : start + batch_size]], eos, dtype
-        )
+    texts = [document.text for document in documents]
+    batches = [
+        encode_with_eos(encoder, texts[start : start + batch_size], eos, dtype)
+        for start in range(0, len(texts), batch_size)
     ]
-    tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
-    lengths = np.array([len(ids) for ids in pieces], dtype=np.int64)
+    tokens = np.concatenate([t for t, _ in batches]) if batches else np.zeros(0, dtype=dtype)
+    lengths = np.concatenate([n for _, n in batches]) if batches else np.zeros(0, np.int64)
     return TokenizedSource(tokens, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
 
 
-def encode_with_eos(encoder: Any, texts: list[str], eos: int, dtype: np.dtype) -> list[np.ndarray]:
-    """One batch through the Rust tokenizer: each text's ids followed by EOS."""
+def encode_with_eos(
+    encoder: Any, texts: list[str], eos: int, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """One batch through the Rust tokenizer: (each text's ids followed by EOS, one after the
+    other; each text's token count, EOS included)."""
     # `encode_batch_fast` skips the offsets that the Python wrapper computes and converts
     # (1.9x the tokens/s of `tokenizer(texts)` on 2 cores)
     encode = getattr(encoder, "encode_batch_fast", encoder.encode_batch)
-    return [
-        np.asarray([*encoding.ids, eos], dtype=dtype)
-        for encoding in encode(texts, add_special_tokens=False)
-    ]
+    ids = [encoding.ids for encoding in encode(texts, add_special_tokens=False)]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)) + 1
+    tokens = np.full(int(lengths.sum()), eos, dtype=dtype)
+    text_positions = np.ones(len(tokens), dtype=bool)
+    text_positions[np.cumsum(lengths) - 1] = False  # each text's last place is its EOS
+    tokens[text_positions] = np.fromiter(chain.from_iterable(ids), dtype=dtype)
+    return tokens, lengths
 
 
 def gather_source(folder: Path, tasks: int, dtype: np.dtype) -> TokenizedSource:

@@ -3,7 +3,7 @@
     clean     (tasks)   readers -> Normalise -> LengthFilter -> CleanedWriter
                         [-> ExactSignature] [-> NearSignature]
     exact     (1)       ExactFind                                  (when cleaning.exact_dedup)
-    buckets   (bands)   datatrove MinhashDedupBuckets              (when near_dedup_threshold)
+    buckets   (bands)   NearBuckets                                (when near_dedup_threshold)
     cluster   (1)       FirstKeptCluster
     tokenize  (tasks)   CleanedReader [-> DropListed exact] [-> DropListed near] -> Tokenize
 
@@ -23,7 +23,6 @@ from typing import Any
 
 import multiprocess
 from datatrove.executor import LocalPipelineExecutor
-from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 from datatrove.utils.stats import PipelineStats, Stats
 
 from medarena.data.clean import Cleaning, CleaningReport, LengthFilter, Normalise
@@ -33,6 +32,7 @@ from medarena.data.dedup import (
     ExactFind,
     ExactSignature,
     FirstKeptCluster,
+    NearBuckets,
     NearSignature,
     minhash_config,
 )
@@ -87,9 +87,7 @@ def stages(
     if cleaning.exact_dedup:
         result.append(Stage("exact", [ExactFind(work / "exact", tasks)], 1))
     if cleaning.near_dedup_threshold is not None:
-        buckets = MinhashDedupBuckets(
-            str(work / "minhash" / "signatures"), str(work / "minhash" / "buckets"), config=config
-        )
+        buckets = NearBuckets(work / "minhash" / "signatures", work / "minhash" / "buckets", config)
         result.append(Stage("buckets", [buckets], config.num_buckets))
         cluster = FirstKeptCluster(
             str(work / "minhash" / "buckets"), work / "minhash" / "remove", work / "cleaned", config

@@ -114,10 +114,16 @@ class Tokenize(PipelineStep):
         if not documents:
             return
         texts = [document.text for document in documents]
-        encoded = encode_with_eos(encoder, texts, self.eos, self.dtype)
-        for document, ids in zip(documents, encoded, strict=True):
-            source = document.metadata["source"]
-            tokens, lengths = output(source)
-            tokens.write(ids.tobytes())
-            lengths.write(np.uint32(len(ids)).tobytes())
-            self.stat_update(f"documents_out/{source}")
+        tokens, lengths = encode_with_eos(encoder, texts, self.eos, self.dtype)
+        ends = np.cumsum(lengths)
+        sources = [document.metadata["source"] for document in documents]
+        first = 0  # the documents of one source in a row are written at once
+        for index, source in enumerate(sources):
+            if index + 1 < len(sources) and sources[index + 1] == source:
+                continue
+            tokens_file, lengths_file = output(source)
+            start = int(ends[first - 1]) if first else 0
+            tokens_file.write(tokens[start : int(ends[index])].tobytes())
+            lengths_file.write(lengths[first : index + 1].astype("<u4").tobytes())
+            self.stat_update(f"documents_out/{source}", value=index + 1 - first)
+            first = index + 1
