@@ -9,7 +9,7 @@ source (two sources); cleaning is the gap-replay recipe's (min 20 words, exact d
 byte-level BPE (vocab 1,024). Every measurement runs in a fresh process whose tokenizer is
 single-threaded (RAYON_NUM_THREADS=1), so a worker is one core.
 
-    .venv/bin/python scripts/bench_data.py --mib 2
+    .venv/bin/python scripts/bench_data.py --mib 2 --repeat 3
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -135,6 +136,11 @@ def measure(tmp: Path, what: str, corpus: Path, workers: int = 1, tasks: int = 1
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def median_run(runs: list[dict]) -> dict:
+    """Each field's median over the runs (tokens are the same in every run)."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=float, default=2.0, help="the 1x corpus, MiB of text")
@@ -144,6 +150,7 @@ def main() -> None:
     parser.add_argument("--tokenizer")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--tasks", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     args = parser.parse_args()
     if args.child:
         args.what = args.child
@@ -158,20 +165,25 @@ def main() -> None:
         small, large = tmp / "x1", tmp / "x8"
         small_bytes = write_corpus(small, args.mib, seed=0)
         large_bytes = write_corpus(large, 8 * args.mib, seed=1)
-        rows = {
-            "encode 1x": measure(tmp, "encode", small),
-            "whole path, near-dedup on, 1x": measure(tmp, "near", small),
-            "whole path, near-dedup off, 1x": measure(tmp, "plain", small),
-            "whole path, near-dedup off, 8x": measure(tmp, "plain", large),
-            "whole path, near-dedup on, 8x": measure(tmp, "near", large),
-            "encode 8x": measure(tmp, "encode", large),
-            "2 tasks on 1 worker, near-dedup on, 8x": measure(tmp, "near", large, 1, 2),
-            "2 tasks on 2 workers, near-dedup on, 8x": measure(tmp, "near", large, 2, 2),
+        plan = {
+            "encode 1x": ("encode", small, 1, 1),
+            "whole path, near-dedup on, 1x": ("near", small, 1, 1),
+            "whole path, near-dedup off, 1x": ("plain", small, 1, 1),
+            "encode 8x": ("encode", large, 1, 1),
+            "whole path, near-dedup off, 8x": ("plain", large, 1, 1),
+            "whole path, near-dedup on, 8x": ("near", large, 1, 1),
+            "2 tasks on 1 worker, near-dedup on, 8x": ("near", large, 1, 2),
+            "2 tasks on 2 workers, near-dedup on, 8x": ("near", large, 2, 2),
         }
+        runs: dict[str, list[dict]] = {label: [] for label in plan}
+        for _ in range(args.repeat):  # rounds alternate the runs: a load change hits them all
+            for label, (what, corpus, workers, tasks) in plan.items():
+                runs[label].append(measure(tmp, what, corpus, workers, tasks))
+        rows = {label: median_run(measured) for label, measured in runs.items()}
     load_after = os.getloadavg()
     print(f"{date.today()}, {os.cpu_count()} CPUs, {os.uname().machine}, load average before "
           f"{load_before[0]:.1f} / after {load_after[0]:.1f}; corpora {small_bytes / 2**20:.1f} "
-          f"and {large_bytes / 2**20:.1f} MiB")  # fmt: skip
+          f"and {large_bytes / 2**20:.1f} MiB; medians of {args.repeat} rounds")  # fmt: skip
     print("| run | wall s | CPU s | tokens | tokens/s | tokens/CPU-s | peak RSS MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for label, row in rows.items():

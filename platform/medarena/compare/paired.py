@@ -9,7 +9,7 @@ the sign test for scores; the same arithmetic), and a paired bootstrap CI of the
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,19 +79,56 @@ def item_values(predictions: Sequence[Prediction], metric: str) -> dict[str, flo
     return values
 
 
-def paired_f1_stats(a: Sequence[Prediction], b: Sequence[Prediction], metric: str) -> PairedStats:
-    """A corpus F1 metric on the items of both runs: the difference of the two F1s with a paired
-    bootstrap CI and p-value (the same resampled items for both runs); wins and losses are the
-    items whose own F1 (`item_values`) is higher in A or in B."""
-    key, average = F1_METRICS[metric]
-    by_id_b = {p.item_id: p for p in b}
-    common = sorted(p.item_id for p in a if p.item_id in by_id_b)
+def _shared_items(a: Collection[str], b: Collection[str]) -> list[str]:
+    common = sorted(set(a) & set(b))
     if not common:
         raise Refused(
             f"the two runs share no item (A has {len(a)} items, B has {len(b)}): "
             "they were not run on the same data"
         )
-    by_id_a = {p.item_id: p for p in a}
+    return common
+
+
+def _paired(
+    metric: str,
+    per_a: Mapping[str, float],
+    per_b: Mapping[str, float],
+    common: list[str],
+    estimate: tuple[float, float, float, float, float],
+    p_value: float,
+    test: str,
+    ids: tuple[Collection[str], Collection[str]],
+) -> PairedStats:
+    """Wins, losses and ties from the items' own values; `estimate`: (A, B, difference, CI
+    low, CI high) of the metric; `ids`: every item of A and of B, shared or not."""
+    wins = sum(per_a[item] > per_b[item] for item in common)
+    losses = sum(per_a[item] < per_b[item] for item in common)
+    mean_a, mean_b, difference, low, high = estimate
+    return PairedStats(
+        metric=metric,
+        n=len(common),
+        wins=wins,
+        losses=losses,
+        ties=len(common) - wins - losses,
+        mean_a=mean_a,
+        mean_b=mean_b,
+        difference=difference,
+        ci_low=low,
+        ci_high=high,
+        p_value=p_value,
+        test=test,
+        only_in_a=len(set(ids[0]) - set(ids[1])),
+        only_in_b=len(set(ids[1]) - set(ids[0])),
+    )
+
+
+def paired_f1_stats(a: Sequence[Prediction], b: Sequence[Prediction], metric: str) -> PairedStats:
+    """A corpus F1 metric on the items of both runs: the difference of the two F1s with a paired
+    bootstrap CI and p-value (the same resampled items for both runs); wins and losses are the
+    items whose own F1 (`item_values`) is higher in A or in B."""
+    key, average = F1_METRICS[metric]
+    by_id_a, by_id_b = {p.item_id: p for p in a}, {p.item_id: p for p in b}
+    common = _shared_items(by_id_a, by_id_b)
     first = [by_id_a[item] for item in common]
     second = [by_id_b[item] for item in common]
     classes = task_classes([*first, *second])
@@ -101,53 +138,27 @@ def paired_f1_stats(a: Sequence[Prediction], b: Sequence[Prediction], metric: st
         average,
         classes,
     )
-    per_a, per_b = item_values(first, metric), item_values(second, metric)
-    wins = sum(per_a[item] > per_b[item] for item in common)
-    losses = sum(per_a[item] < per_b[item] for item in common)
-    return PairedStats(
-        metric=metric,
-        n=len(common),
-        wins=wins,
-        losses=losses,
-        ties=len(common) - wins - losses,
-        mean_a=paired.f1_a,
-        mean_b=paired.f1_b,
-        difference=paired.difference,
-        ci_low=paired.ci_low,
-        ci_high=paired.ci_high,
-        p_value=paired.p_value,
-        test="paired bootstrap",
-        only_in_a=len(by_id_a.keys() - by_id_b.keys()),
-        only_in_b=len(by_id_b.keys() - by_id_a.keys()),
+    estimate = (paired.f1_a, paired.f1_b, paired.difference, paired.ci_low, paired.ci_high)
+    return _paired(
+        metric,
+        item_values(first, metric),
+        item_values(second, metric),
+        common,
+        estimate,
+        paired.p_value,
+        "paired bootstrap",
+        (by_id_a, by_id_b),
     )
 
 
 def paired_stats(a: Mapping[str, float], b: Mapping[str, float], metric: str) -> PairedStats:
     """Compare on the items present in both runs; the counts of the others are reported."""
-    common = sorted(a.keys() & b.keys())
-    if not common:
-        raise Refused(
-            f"the two runs share no item (A has {len(a)} items, B has {len(b)}): "
-            "they were not run on the same data"
-        )
+    common = _shared_items(a, b)
     first = np.array([a[item] for item in common])
     second = np.array([b[item] for item in common])
     differences = first - second
-    wins, losses = int(np.sum(differences > 0)), int(np.sum(differences < 0))
     low, high = bootstrap_ci(differences)
-    return PairedStats(
-        metric=metric,
-        n=len(common),
-        wins=wins,
-        losses=losses,
-        ties=len(common) - wins - losses,
-        mean_a=float(first.mean()),
-        mean_b=float(second.mean()),
-        difference=float(differences.mean()),
-        ci_low=low,
-        ci_high=high,
-        p_value=exact_binomial_p(wins, losses),
-        test="exact McNemar" if metric == ACCURACY else "exact sign test",
-        only_in_a=len(a.keys() - b.keys()),
-        only_in_b=len(b.keys() - a.keys()),
-    )
+    estimate = (float(first.mean()), float(second.mean()), float(differences.mean()), low, high)
+    wins, losses = int(np.sum(differences > 0)), int(np.sum(differences < 0))
+    test = "exact McNemar" if metric == ACCURACY else "exact sign test"
+    return _paired(metric, a, b, common, estimate, exact_binomial_p(wins, losses), test, (a, b))
