@@ -268,6 +268,8 @@ def test_the_plan_of_a_protocol_on_an_api_variant_says_what_it_costs(api_registr
         "-m",
         "remote-priced",
         "--plan",
+        "--engine",
+        "openai",
     )
     assert priced.exit_code == 0, priced.output
     found = re.search(r"this protocol on remote-priced costs about \$([\d,.]+)", priced.output)
@@ -275,10 +277,34 @@ def test_the_plan_of_a_protocol_on_an_api_variant_says_what_it_costs(api_registr
     assert "$10 / $30 per million tokens in / out (a page, 2026-11-30)" in priced.output
     assert "GPU-hours" not in priced.output
     unpriced = invoke(
-        api_registry.root, "sqlite://", "reproduce", "-p", "lm-eval", "-m", "remote-chat", "--plan"
+        api_registry.root,
+        "sqlite://",
+        "reproduce",
+        *("-p", "lm-eval", "-m", "remote-chat", "--plan", "--engine", "openai"),
     )
     assert unpriced.exit_code == 0, unpriced.output
     assert "cost unknown: remote-chat declares no prices" in unpriced.output
+    # an engine that loads weights is refused before anything is read
+    weights = invoke(
+        api_registry.root, "sqlite://", "reproduce", "-p", "lm-eval", "-m", "remote-chat", "--plan"
+    )
+    assert weights.exit_code == 2
+    assert "remote-chat is served by an API: evaluate it with --engine openai" in weights.output
+
+
+def test_the_plan_of_gpt4_costs_its_catalogued_prices(api_registry):
+    """The shipped GPT-4 entry (size undisclosed): "this protocol on GPT-4 costs about $X"."""
+    planned = invoke(
+        api_registry.root,
+        "sqlite://",
+        "reproduce",
+        *("-p", "me-llama-zeroshot", "-m", "gpt-4", "--plan", "--engine", "openai"),
+    )
+    assert planned.exit_code == 0, planned.output
+    found = re.search(r"this protocol on gpt-4 costs about \$([\d,.]+)", planned.output)
+    assert found and float(found.group(1).replace(",", "")) > 0
+    assert "$30 / $60 per million tokens in / out" in planned.output
+    assert "https://developers.openai.com/api/docs/models/gpt-4" in planned.output
 
 
 def test_without_a_mode_an_api_model_without_logprobs_generates(api_registry):
