@@ -310,17 +310,17 @@ def test_the_plan_of_gpt4_costs_its_catalogued_prices(api_registry):
 def test_without_a_mode_an_api_model_without_logprobs_generates(api_registry):
     from medarena.evaluate.plans import plan_evaluation
 
-    planned = plan_evaluation(
-        api_registry,
-        ["remote-chat", "remote-raw", "meditron-7b"],
-        ["medqa_4options", "mimic_cxr_summarization"],
-        EvalOptions(engine="openai", limit=2),
-    )
-    modes = {
-        (entry.variant.name, task.name): options.mode
-        for entry, plans in planned.work
-        for task, options in plans
-    }
+    tasks = ["medqa_4options", "mimic_cxr_summarization"]
+    modes = {}
+    for engine, variants in (("openai", ["remote-chat", "remote-raw"]), ("hf", ["meditron-7b"])):
+        planned = plan_evaluation(
+            api_registry, variants, tasks, EvalOptions(engine=engine, limit=2)
+        )
+        modes |= {
+            (entry.variant.name, task.name): options.mode
+            for entry, plans in planned.work
+            for task, options in plans
+        }
     assert modes == {
         ("remote-chat", "medqa_4options"): "generate",
         ("remote-chat", "mimic_cxr_summarization"): "generate",
@@ -329,3 +329,8 @@ def test_without_a_mode_an_api_model_without_logprobs_generates(api_registry):
         ("meditron-7b", "medqa_4options"): "loglik",
         ("meditron-7b", "mimic_cxr_summarization"): "generate",
     }
+    # a variant with weights under the API engine is refused before any work
+    with pytest.raises(Refused, match=r"runs API variants .*meditron-7b is not"):
+        plan_evaluation(
+            api_registry, ["remote-chat", "meditron-7b"], tasks, EvalOptions(engine="openai")
+        )
