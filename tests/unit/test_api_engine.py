@@ -5,6 +5,7 @@ tests/integration/test_eval_api.py.)"""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -334,3 +335,13 @@ def test_without_a_mode_an_api_model_without_logprobs_generates(api_registry):
         plan_evaluation(
             api_registry, ["remote-chat", "meditron-7b"], tasks, EvalOptions(engine="openai")
         )
+
+
+def test_models_show_and_ls_say_an_undisclosed_size(api_registry):
+    shown = invoke(api_registry.root, "sqlite://", "models", "show", "gpt-4")
+    assert shown.exit_code == 0, shown.output
+    card = json.loads(shown.output)
+    assert card["params_b"] == "undisclosed" and card["source"]["api_key_env"] == "OPENAI_API_KEY"
+    assert card["runs_on"]["openai"] == {"cpu": "yes", "cuda": "yes"}
+    listed = invoke(api_registry.root, "sqlite://", "models", "ls", "--family", "openai")
+    assert listed.exit_code == 0 and listed.output.count("undisclosed") == 2
