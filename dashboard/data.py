@@ -26,7 +26,14 @@ from medarena.compare import (
     split_by_contamination,
 )
 from medarena.errors import StoreError
-from medarena.results import Prediction, QueryResult, RunMetric, TrainingStep, VariantInfo
+from medarena.results import (
+    ApiUsage,
+    Prediction,
+    QueryResult,
+    RunMetric,
+    TrainingStep,
+    VariantInfo,
+)
 from medarena.store import Store, queries, run_readonly_query
 from medarena.store.database import DB_URL_ENV, check_schema, make_engine, resolve_url, sqlite_path
 from medarena.store.readonly import DEFAULT_TIMEOUT_S
@@ -166,6 +173,15 @@ _LEADERBOARD_COLUMNS = [
     "unmapped",
     "contaminated",  # share of the task's items the variant's latest check flagged
 ]
+
+
+@st.cache_data(show_spinner=False)
+def api_usage(url: str) -> pd.DataFrame:
+    """What the API billed for the latest completed run of each variant x task x setting that
+    went through one: tokens in / out and US dollars (None: the variant declares no prices)."""
+    frame = _rows(_store(url).api_usage(), [f.name for f in fields(ApiUsage)])
+    frame["cost_usd"] = frame["cost_usd"].astype("Float64")
+    return frame
 
 
 @st.cache_data(show_spinner=False)

@@ -3,8 +3,9 @@
 Two variants of the tiny family (base, and a pretrained child produced by a training run) on a
 QA task (12 items, correctness chosen so the paired counts are known) and on a summarization
 task (4 items with per-item ROUGE-L and BERTScore); base has an older, worse QA run too.
-Metrics are computed from the predictions here, so every figure a view shows can be checked
-against the database.
+`seed_api_database` adds a generated QA run of GPT-4 (the shipped API entry, size undisclosed)
+billed per item. Metrics are computed from the predictions here, so every figure a view shows
+can be checked against the database.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ CORRECT = {
     PRETRAINED: [1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0],
 }
 OLD_BASE_CORRECT = [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+# an API run: gpt-4 on the QA task, each item billed (tokens in, out) at the catalogue's prices
+API_VARIANT = "gpt-4"
+API_CORRECT = [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0]
+API_TOKENS = [(100 + i, 2 + i % 3) for i in range(12)]
+API_PRICES = (30.0, 60.0)  # models/openai.yaml: $ per million tokens in / out
 ROUGE_L = {BASE: [0.20, 0.30, 0.25, 0.10], PRETRAINED: [0.40, 0.35, 0.20, 0.30]}
 BERTSCORE = {BASE: [0.80, 0.82, 0.81, 0.79], PRETRAINED: [0.85, 0.86, 0.80, 0.84]}
 STEPS = [TrainingStep(s, 4.0 / s, lr=1e-3 * s, tokens_per_s=1000.0 + s) for s in range(1, 6)]
@@ -131,6 +137,48 @@ def add_qa_run(store: Store, variant: str, correct: list[int]) -> int:
     return run.id
 
 
+def add_api_run(store: Store) -> int:
+    """A completed gpt-4 run whose predictions carry what the API billed."""
+    spec = eval_spec(
+        API_VARIANT, QA_TASK, scoring_mode="generate", engine="openai", engine_version="openai 2"
+    )
+    run = store.create_eval_run(spec)
+    price_in, price_out = API_PRICES
+    store.add_predictions(
+        run.id,
+        [
+            Prediction(
+                f"q{i:02d}",
+                f"h{i}",
+                gold,
+                prompt=f"Question {i}?",
+                raw_output=f"The answer is {_answer(gold, ok)}.",
+                parsed_answer=_answer(gold, ok),
+                correct=bool(ok),
+                input_tokens=tokens_in,
+                output_tokens=tokens_out,
+                cost_usd=(tokens_in * price_in + tokens_out * price_out) / 1e6,
+            )
+            for i, (gold, ok, (tokens_in, tokens_out)) in enumerate(
+                zip(GOLD, API_CORRECT, API_TOKENS, strict=True)
+            )
+        ],
+    )
+    values = [float(ok) for ok in API_CORRECT]
+    low, high = bootstrap_ci(values)
+    store.finish_eval_run(
+        run.id, [MetricValue("acc", float(np.mean(values)), len(values), low, high)]
+    )
+    return run.id
+
+
+def api_run_usage() -> tuple[int, int, float]:
+    """Tokens in, tokens out and US dollars of the seeded API run."""
+    tokens_in = sum(t for t, _ in API_TOKENS)
+    tokens_out = sum(t for _, t in API_TOKENS)
+    return tokens_in, tokens_out, (tokens_in * API_PRICES[0] + tokens_out * API_PRICES[1]) / 1e6
+
+
 def add_summary_run(store: Store, variant: str) -> int:
     spec = eval_spec(variant, SUM_TASK, task_kind="summarization", scoring_mode="generate")
     run = store.create_eval_run(spec)
@@ -202,4 +250,12 @@ def seed_database(root: Path) -> str:
         add_summary_run(store, BASE)
         add_summary_run(store, PRETRAINED)
         store.add_reproductions(REPRODUCTIONS)
+    return url
+
+
+def seed_api_database(root: Path) -> str:
+    """The seeded database plus the GPT-4 run (`add_api_run`)."""
+    url = seed_database(root)
+    with Store(url, create_if_empty=False) as store:
+        add_api_run(store)
     return url

@@ -18,17 +18,20 @@ def render(url: str) -> None:
         return
     left, middle, right, last = st.columns(4)
     families = left.multiselect("Family", sorted(frame["family"].unique()), key="lb_family")
-    sizes = sorted(frame["params_b"].dropna().unique())
+    sizes = sorted(frame["params_b"].dropna().unique())  # NaN: undisclosed (an API model)
     low, high = (
         middle.select_slider("Size (B parameters)", sizes, (sizes[0], sizes[-1]), key="lb_size")
         if len(sizes) > 1
         else (sizes[0], sizes[0])
+        if sizes
+        else (None, None)
     )
     measured_modes = sorted(frame.loc[frame["source"] == data.MEASURED, "scoring_mode"].unique())
     modes = right.multiselect("Scoring mode", measured_modes, key="lb_mode")
     published = last.checkbox("Published results", value=True, key="lb_published")
 
-    shown = frame[frame["params_b"].between(low, high)]
+    # a size the provider never published stays in every size range
+    shown = frame[frame["params_b"].between(low, high) | frame["params_b"].isna()]
     if families:
         shown = shown[shown["family"].isin(families)]
     if modes:
@@ -66,6 +69,27 @@ def render(url: str) -> None:
         hide_index=True,
         column_config={"value": NUMBER, "ci_low": NUMBER, "ci_high": NUMBER},
         key="lb_long",
+    )
+    usage(url)
+
+
+def usage(url: str) -> None:
+    """Tokens and cost of the latest runs that went through an API, with their total."""
+    frame = data.api_usage(url)
+    if frame.empty:
+        return
+    st.subheader("API usage and cost")
+    costs = frame["cost_usd"]
+    total = "unknown" if costs.isna().any() else f"${costs.sum():,.4f}"
+    st.caption(
+        f"What the API billed for the latest completed runs: tokens in / out and US dollars at "
+        f"the prices the variant declares (blank: it declares none). Total: {total}."
+    )
+    st.dataframe(
+        frame.rename(columns={"input_tokens": "tokens_in", "output_tokens": "tokens_out"}),
+        hide_index=True,
+        column_config={"cost_usd": st.column_config.NumberColumn("USD", format="%.4f")},
+        key="lb_usage",
     )
 
 

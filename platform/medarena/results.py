@@ -36,6 +36,10 @@ class FamilyInfo:
     continued_from: str | None
 
 
+# how a size the provider never published is shown (GPT-3.5, GPT-4: params_b None)
+UNDISCLOSED = "undisclosed"
+
+
 @dataclass(frozen=True)
 class VariantInfo:
     """A variant as synced into the store, with its lineage links (`parent_id` and
@@ -44,7 +48,7 @@ class VariantInfo:
     id: int
     name: str
     family: str
-    params_b: float
+    params_b: float | None  # None: undisclosed (a model behind an API)
     parent_id: int | None
     produced_by_run_id: int | None
     instruction_tuned: bool

@@ -151,7 +151,12 @@ class ModelVariant(Spec):
     """One set of weights of a family: a size, a chat tune, a quantization."""
 
     name: Name
-    params_b: float = Field(gt=0, description="parameter count in billions")
+    params_b: float | None = Field(
+        None,
+        gt=0,
+        description="parameter count in billions; an api variant may leave it out when the "
+        "provider never published it (shown as undisclosed)",
+    )
     source: VariantSource
     context_length: int = Field(gt=0)
     architecture: Literal["llama", "mistral"] = "llama"
@@ -168,6 +173,17 @@ class ModelVariant(Spec):
     )
     tensor_parallel: int = Field(1, ge=1, description="GPUs per replica for inference (vLLM)")
     notes: str | None = None
+
+    @model_validator(mode="after")
+    def _size_known_for_weights(self) -> ModelVariant:
+        # memory, GPU-hour and training plans need the size of weights medarena loads; a model
+        # behind an API is only called (OpenAI never published GPT-3.5's or GPT-4's size)
+        if self.params_b is None and self.source.kind != "api":
+            raise ValueError(
+                f"params_b is required for a variant with weights (source kind "
+                f"{self.source.kind!r}); only an api variant may leave its size undisclosed"
+            )
+        return self
 
 
 class ModelFamily(Spec):

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import REPO
-from tests.seeded import seed_database
+from tests.seeded import seed_api_database, seed_database
 
 APP = REPO / "dashboard" / "app.py"
 
@@ -18,6 +18,13 @@ APP = REPO / "dashboard" / "app.py"
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("dashboard")
     return root, seed_database(root)
+
+
+@pytest.fixture(scope="session")
+def seeded_api(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The seeded database with an API run (GPT-4, billed per item)."""
+    root = tmp_path_factory.mktemp("dashboard-api")
+    return root, seed_api_database(root)
 
 
 @pytest.fixture

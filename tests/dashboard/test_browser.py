@@ -21,7 +21,7 @@ import pytest
 from tests.browser import CHROMIUM_ARGS
 from tests.conftest import REPO
 from tests.helpers import sql_rows
-from tests.seeded import BASE, PRETRAINED, QA_TASK
+from tests.seeded import API_VARIANT, BASE, PRETRAINED, QA_TASK, api_run_usage
 
 pytestmark = pytest.mark.e2e
 
@@ -50,9 +50,20 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(seeded: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The dashboard as a user starts it: `medarena dashboard --db URL --port P`."""
-    _, url = seeded
+    yield from serve(seeded[1], tmp_path_factory.mktemp("server") / "dashboard.log")
+
+
+@pytest.fixture(scope="module")
+def api_server(
+    seeded_api: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The dashboard on the seeded database with an API run."""
+    yield from serve(seeded_api[1], tmp_path_factory.mktemp("api-server") / "dashboard.log")
+
+
+def serve(url: str, log: Path) -> Iterator[str]:
+    """Start `medarena dashboard` on `url`, yield its base URL once it answers, stop it."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "dashboard.log"
     env = {**os.environ, "PYTHONPATH": str(REPO / "platform")}
     command = [
         sys.executable,
@@ -151,5 +162,30 @@ def test_leaderboard_and_head_to_head_in_chromium(server, seeded, tmp_path):
             expect(items).to_contain_text("q03")
             assert page.get_by_test_id("stException").count() == 0
             page.screenshot(path=tmp_path / "head_to_head.png", full_page=True)
+        finally:
+            browser.close()
+
+
+def test_api_usage_and_cost_in_chromium(api_server, tmp_path):
+    """The seeded GPT-4 run's tokens in / out and its dollars, read off the leaderboard page."""
+    from playwright.sync_api import expect, sync_playwright
+
+    tokens_in, tokens_out, cost = api_run_usage()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1400})
+            page.goto(api_server)
+            heading = page.get_by_text("API usage and cost")
+            expect(heading).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(f"Total: ${cost:,.4f}")).to_be_visible(timeout=30_000)
+            grid = page.get_by_test_id("stDataFrame").last
+            expect(grid).to_contain_text(API_VARIANT, timeout=30_000)
+            (row,) = [row for row in grid_rows(grid) if row.get("variant") == API_VARIANT]
+            assert int(row["tokens_in"].replace(",", "")) == tokens_in
+            assert int(row["tokens_out"].replace(",", "")) == tokens_out
+            assert float(row["USD"]) == pytest.approx(cost, abs=5e-5)
+            assert page.get_by_test_id("stException").count() == 0
+            page.screenshot(path=tmp_path / "api_usage.png", full_page=True)
         finally:
             browser.close()

@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers import sql_rows
 from tests.seeded import (
+    API_VARIANT,
     BASE,
     CORRECT,
     DATA_MIX,
@@ -18,6 +19,7 @@ from tests.seeded import (
     QA_TASK,
     STEPS,
     SUM_TASK,
+    api_run_usage,
 )
 
 LATEST = """SELECT v.name, m.value, m.ci_low, m.ci_high FROM metrics m
@@ -367,3 +369,26 @@ def test_leaderboard_cells_without_a_result_are_blank(seeded, open_app):
     assert set(shown.loc[missing.to_numpy(), QA_TASK]) == {""}  # blank, never "None"
     value = frame.loc[~missing, QA_TASK].iloc[0]
     assert shown.loc[(~missing).to_numpy(), QA_TASK].iloc[0] == f"{value:.4f}"
+
+
+def test_leaderboard_shows_api_usage_and_cost(seeded_api, open_app):
+    """The seeded GPT-4 run: its tokens in / out and dollars at the catalogue's prices; its
+    undisclosed size keeps it in every size range."""
+    _, url = seeded_api
+    app = open_app(url)
+    usage = app.dataframe[2].value.set_index("variant")
+    tokens_in, tokens_out, cost = api_run_usage()
+    row = usage.loc[API_VARIANT]
+    assert (row["task"], row["tokens_in"], row["tokens_out"]) == (QA_TASK, tokens_in, tokens_out)
+    assert row["cost_usd"] == pytest.approx(cost)
+    assert any(f"Total: ${cost:,.4f}" in caption.value for caption in app.caption)
+    size = app.select_slider(key="lb_size")
+    sizes = sorted(float(option) for option in size.options)
+    size.set_range(sizes[-1], sizes[-1]).run()
+    assert API_VARIANT in set(app.dataframe[1].value["variant"])
+
+
+def test_leaderboard_without_api_runs_shows_no_usage(seeded, open_app):
+    _, url = seeded
+    app = open_app(url)
+    assert len(app.dataframe) == 2 and not [h for h in app.subheader if "API" in h.value]

@@ -31,6 +31,8 @@ def pg_url():
             pytest.skip("no PostgreSQL binaries on this machine")
         yield url
         engine = make_engine(url)
+        with engine.begin() as connection:  # 0008 and older need a size: the API entries go
+            connection.execute(text("DELETE FROM model_variants WHERE params_b IS NULL"))
         downgrade(engine, "base")
         engine.dispose()
 
@@ -38,7 +40,7 @@ def pg_url():
 def test_migrations_match_the_models_on_postgres(pg_url: str):
     with Store(pg_url) as store, store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
-        assert current_revision(store.engine) == "0008"
+        assert current_revision(store.engine) == "0009"
 
 
 def test_store_round_trip_on_postgres(pg_url: str, workspace: Path):

@@ -22,7 +22,8 @@ REPRODUCE = ("reproduce", "-p", "lm-eval", "-m", "tiny-medical-base", "-t", "pub
 def test_meditron_in_context_uses_5_shots_from_70b_up() -> None:
     registry, benchmarks = load_registry(REPO), load_benchmarks(REPO)
     protocol = load_protocols(REPO)["meditron-incontext"]
-    for variant, shots in (("meditron-7b", 3), ("meditron-70b", 5)):
+    # GPT-4's size is undisclosed: no size override applies, the entry's shots stand
+    for variant, shots in (("meditron-7b", 3), ("meditron-70b", 5), ("gpt-4", 3)):
         runs = plan_protocol(protocol, benchmarks, registry.variant(variant), EvalOptions())
         assert {run.options.shots for run in runs} == {shots}
         assert sorted({run.options.seed for run in runs}) == [0, 1, 2]

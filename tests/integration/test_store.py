@@ -242,3 +242,40 @@ def test_a_failed_write_leaves_no_partial_results(store: Store):
     with pytest.raises(IntegrityError):
         store.add_predictions(run.id, bad_batch)
     assert store.stored_item_ids(run.id) == {"q1"}  # the whole batch was rolled back
+
+
+def test_0009_keeps_every_row_that_refers_to_a_variant(store: Store, db_url: str):
+    """Making params_b nullable copies model_variants (SQLite batch mode), down and up again:
+    runs, predictions and published results that refer to variants survive both, and only a
+    database without undisclosed sizes goes back to 0008."""
+    run = store.create_eval_run(eval_spec("tiny-medical-base", "medqa_4options"))
+    store.add_predictions(run.id, [Prediction("q1", "h", "A", correct=True)])
+    store.finish_eval_run(run.id, [MetricValue("acc", 1.0, 1)])
+    engine = make_engine(db_url)
+    undisclosed = "SELECT count(*) FROM model_variants WHERE params_b IS NULL"
+    with engine.connect() as connection:
+        assert connection.execute(text(undisclosed)).scalar() == 2  # gpt-3.5-turbo, gpt-4
+    with pytest.raises(RuntimeError, match=r"2 variant.*no params_b"):
+        downgrade(engine, "0008")
+    assert current_revision(engine) == head_revision()
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM model_variants WHERE params_b IS NULL"))
+    counted = (
+        "SELECT (SELECT count(*) FROM model_variants), (SELECT count(*) FROM eval_runs), "
+        "(SELECT count(*) FROM predictions), (SELECT count(*) FROM reference_results)"
+    )
+    with engine.connect() as connection:
+        before = connection.execute(text(counted)).one()
+    assert before[1:3] == (1, 1) and before[0] > 0 and before[3] > 0
+    downgrade(engine, "0008")
+    with engine.connect() as connection:
+        assert connection.execute(text(counted)).one() == before
+        with pytest.raises(IntegrityError):
+            connection.execute(text("UPDATE model_variants SET params_b = NULL"))
+    upgrade(engine)
+    with engine.begin() as connection:
+        assert connection.execute(text(counted)).one() == before
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        connection.execute(text("UPDATE model_variants SET params_b = NULL"))
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []

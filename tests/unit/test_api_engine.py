@@ -5,6 +5,7 @@ tests/integration/test_eval_api.py.)"""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -268,6 +269,8 @@ def test_the_plan_of_a_protocol_on_an_api_variant_says_what_it_costs(api_registr
         "-m",
         "remote-priced",
         "--plan",
+        "--engine",
+        "openai",
     )
     assert priced.exit_code == 0, priced.output
     found = re.search(r"this protocol on remote-priced costs about \$([\d,.]+)", priced.output)
@@ -275,26 +278,50 @@ def test_the_plan_of_a_protocol_on_an_api_variant_says_what_it_costs(api_registr
     assert "$10 / $30 per million tokens in / out (a page, 2026-11-30)" in priced.output
     assert "GPU-hours" not in priced.output
     unpriced = invoke(
-        api_registry.root, "sqlite://", "reproduce", "-p", "lm-eval", "-m", "remote-chat", "--plan"
+        api_registry.root,
+        "sqlite://",
+        "reproduce",
+        *("-p", "lm-eval", "-m", "remote-chat", "--plan", "--engine", "openai"),
     )
     assert unpriced.exit_code == 0, unpriced.output
     assert "cost unknown: remote-chat declares no prices" in unpriced.output
+    # an engine that loads weights is refused before anything is read
+    weights = invoke(
+        api_registry.root, "sqlite://", "reproduce", "-p", "lm-eval", "-m", "remote-chat", "--plan"
+    )
+    assert weights.exit_code == 2
+    assert "remote-chat is served by an API: evaluate it with --engine openai" in weights.output
+
+
+def test_the_plan_of_gpt4_costs_its_catalogued_prices(api_registry):
+    """The shipped GPT-4 entry (size undisclosed): "this protocol on GPT-4 costs about $X"."""
+    planned = invoke(
+        api_registry.root,
+        "sqlite://",
+        "reproduce",
+        *("-p", "me-llama-zeroshot", "-m", "gpt-4", "--plan", "--engine", "openai"),
+    )
+    assert planned.exit_code == 0, planned.output
+    found = re.search(r"this protocol on gpt-4 costs about \$([\d,.]+)", planned.output)
+    assert found and float(found.group(1).replace(",", "")) > 0
+    assert "$30 / $60 per million tokens in / out" in planned.output
+    assert "https://developers.openai.com/api/docs/models/gpt-4" in planned.output
 
 
 def test_without_a_mode_an_api_model_without_logprobs_generates(api_registry):
     from medarena.evaluate.plans import plan_evaluation
 
-    planned = plan_evaluation(
-        api_registry,
-        ["remote-chat", "remote-raw", "meditron-7b"],
-        ["medqa_4options", "mimic_cxr_summarization"],
-        EvalOptions(engine="openai", limit=2),
-    )
-    modes = {
-        (entry.variant.name, task.name): options.mode
-        for entry, plans in planned.work
-        for task, options in plans
-    }
+    tasks = ["medqa_4options", "mimic_cxr_summarization"]
+    modes = {}
+    for engine, variants in (("openai", ["remote-chat", "remote-raw"]), ("hf", ["meditron-7b"])):
+        planned = plan_evaluation(
+            api_registry, variants, tasks, EvalOptions(engine=engine, limit=2)
+        )
+        modes |= {
+            (entry.variant.name, task.name): options.mode
+            for entry, plans in planned.work
+            for task, options in plans
+        }
     assert modes == {
         ("remote-chat", "medqa_4options"): "generate",
         ("remote-chat", "mimic_cxr_summarization"): "generate",
@@ -303,3 +330,18 @@ def test_without_a_mode_an_api_model_without_logprobs_generates(api_registry):
         ("meditron-7b", "medqa_4options"): "loglik",
         ("meditron-7b", "mimic_cxr_summarization"): "generate",
     }
+    # a variant with weights under the API engine is refused before any work
+    with pytest.raises(Refused, match=r"runs API variants .*meditron-7b is not"):
+        plan_evaluation(
+            api_registry, ["remote-chat", "meditron-7b"], tasks, EvalOptions(engine="openai")
+        )
+
+
+def test_models_show_and_ls_say_an_undisclosed_size(api_registry):
+    shown = invoke(api_registry.root, "sqlite://", "models", "show", "gpt-4")
+    assert shown.exit_code == 0, shown.output
+    card = json.loads(shown.output)
+    assert card["params_b"] == "undisclosed" and card["source"]["api_key_env"] == "OPENAI_API_KEY"
+    assert card["runs_on"]["openai"] == {"cpu": "yes", "cuda": "yes"}
+    listed = invoke(api_registry.root, "sqlite://", "models", "ls", "--family", "openai")
+    assert listed.exit_code == 0 and listed.output.count("undisclosed") == 2

@@ -66,19 +66,20 @@ def test_me_llama_is_credentialed_and_not_on_the_hub():
 
 def test_instruction_tuned_variants_have_known_templates():
     for entry in REGISTRY.variants.values():
-        if entry.variant.instruction_tuned:
+        # behind a chat API the server applies the model's own template
+        if entry.variant.instruction_tuned and entry.variant.source.kind != "api":
             assert entry.variant.chat_template in REGISTRY.chat_templates
 
 
 def test_seventy_b_models_declare_tensor_parallelism():
     for entry in REGISTRY.variants.values():
-        if entry.variant.params_b > 60:
+        if (entry.variant.params_b or 0) > 60:  # None: an API model of undisclosed size
             assert entry.variant.tensor_parallel >= 4, entry.variant.name
 
 
 def test_readme_states_the_registry_tensor_parallel_size():
     variants = [entry.variant for entry in REGISTRY.variants.values()]
-    sizes = {variant.tensor_parallel for variant in variants if variant.params_b > 60}
+    sizes = {variant.tensor_parallel for variant in variants if (variant.params_b or 0) > 60}
     readme = " ".join((REPO / "README.md").read_text().split())
     stated = re.search(r"tensor-parallel size \((\d+) for the 70B models\)", readme)
     assert stated is not None and {int(stated.group(1))} == sizes
@@ -134,3 +135,27 @@ def test_meditron_7b_mmlu_medical_card_and_paper_numbers_are_kept_apart():
         "meditron-incontext",
         3,
     )
+
+
+def test_the_api_models_the_seeds_compare_with():
+    """GPT-3.5 and GPT-4 (Meditron's and Me-LLaMA's closed comparisons) behind OpenAI's API:
+    the key's variable, never a key; sizes undisclosed; prices with their page and date."""
+    expected = {  # OpenAI's model pages: context window, $ per million tokens in / out
+        "gpt-3.5-turbo": (16385, 0.50, 1.50),
+        "gpt-4": (8192, 30.0, 60.0),
+    }
+    for name, (context, price_in, price_out) in expected.items():
+        variant = REGISTRY.variant(name).variant
+        source = variant.source
+        assert (source.kind, source.base_url, source.model) == (
+            "api",
+            "https://api.openai.com/v1",
+            name,
+        )
+        assert source.endpoint == "chat" and not source.prompt_logprobs
+        assert source.api_key_env == "OPENAI_API_KEY" and variant.params_b is None
+        assert variant.context_length == context
+        prices = source.prices
+        assert (prices.input_per_million, prices.output_per_million) == (price_in, price_out)
+        assert prices.source == f"https://developers.openai.com/api/docs/models/{name}"
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", prices.date)

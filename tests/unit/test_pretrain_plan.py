@@ -3,7 +3,7 @@ offload, and impossible plans refused with a suggestion."""
 
 import pytest
 
-from medarena.errors import PlanError
+from medarena.errors import PlanError, Refused
 from medarena.pretrain.recipe import load_recipes
 from medarena.registry import load_registry
 from medarena.training.plan import GIB, ModelShape, memory, resolve
@@ -60,6 +60,17 @@ def test_meditron_7b_on_eight_a100_nodes(registry, recipes):
     # the published training tokens (Table 1 of arXiv:2311.16079: 46.707B), one epoch
     assert plan.steps == -(-int(46.707e9) // (1600 * 2048))
     assert plan.gpu_hours is not None and plan.gpu_hours > 1000
+
+
+def test_a_model_behind_an_api_has_nothing_to_train(registry, recipes):
+    with pytest.raises(Refused, match=r"^gpt-4 is a model behind an API \(https://api.openai"):
+        resolve(
+            recipes["gap-replay"],
+            registry,
+            registry.variant("gpt-4"),
+            hardware=registry.hardware_profile("a100-80gb-sxm"),
+            nodes=1,
+        )
 
 
 def test_70b_on_one_node_needs_offload_and_gets_its_overrides(registry, recipes):

@@ -42,6 +42,17 @@ def test_invalid_variants_name_the_field(overrides, field):
     assert any(loc == field or loc.startswith(field + ".") for loc in locs), locs
 
 
+def test_only_an_api_variant_may_leave_its_size_undisclosed():
+    api = {"kind": "api", "base_url": "https://api.example.org/v1", "model": "m"}
+    undisclosed = variant(params_b=None, source={**api, "api_key_env": "KEY"})
+    assert undisclosed.params_b is None
+    with pytest.raises(ValidationError, match=r"params_b is required for a variant with weights"):
+        variant(params_b=None)
+    data = variant().model_dump(exclude={"params_b"})
+    with pytest.raises(ValidationError, match=r"source kind 'hub'"):
+        ModelVariant.model_validate(data)
+
+
 def test_quantization_gguf_needs_scheme():
     assert Quantization(method="gguf", bits=4, scheme="Q4_K_M").scheme == "Q4_K_M"
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from medarena.cli.common import out, reports_errors
 from medarena.errors import Problem, ProblemsError, Refused
 from medarena.registry import Registry, add_family, load_family_file
+from medarena.results import UNDISCLOSED
 from medarena.yaml_source import field_path
 
 app = typer.Typer(help="The model registry (models/*.yaml).", no_args_is_help=True)
@@ -78,7 +79,9 @@ def _quantization(quant: Any) -> str:
     return f"{quant.method} {quant.bits}-bit {detail}".strip()
 
 
-def _params(params_b: float) -> str:
+def _params(params_b: float | None) -> str:
+    if params_b is None:
+        return UNDISCLOSED
     return f"{params_b:g}B" if params_b >= 1 else f"{params_b * 1000:g}M"
 
 
@@ -94,9 +97,12 @@ def models_show(ctx: typer.Context, name: str = typer.Argument(..., help="Family
         data["file"] = registry.files[f"families:{name}"]
     else:
         entry = registry.variant(name)
+        dump = entry.variant.model_dump(mode="json", exclude_none=True)
         data = {
             "family": entry.family.name,
-            **entry.variant.model_dump(mode="json", exclude_none=True),
+            **dump,
+            # a size the provider never published is said, not left out
+            "params_b": dump.get("params_b", UNDISCLOSED),
             "lineage": registry.lineage(name),
             "load_from": _load_from(registry, entry.variant),
             # engine -> device kind -> yes, or why not (what `medarena eval` refuses)

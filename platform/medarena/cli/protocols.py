@@ -132,7 +132,7 @@ def reproduce(
 
 def print_reproduction_plan(registry, protocol, planned, hardware, published) -> None:
     from medarena.evaluate.plans import task_data_key
-    from medarena.evaluate.reproduce import api_cost, estimate
+    from medarena.evaluate.reproduce import api_cost, estimate, item_tokens
 
     profile = registry.hardware_profile(hardware)
     ((entry, plans),) = planned.work
@@ -155,7 +155,11 @@ def print_reproduction_plan(registry, protocol, planned, hardware, published) ->
         )
         expected = protocol.entry(task.name).expected_items
         items = expected or len(data.items)
-        tokens, hours = estimate(task, options, items, chars, entry.variant.params_b * 1e9, profile)
+        if api:  # billed per token; its size may be undisclosed and no GPU of ours runs it
+            tokens, hours = items * sum(item_tokens(task, options, chars)), 0.0
+        else:
+            params = entry.variant.params_b * 1e9
+            tokens, hours = estimate(task, options, items, chars, params, profile)
         total += hours
         row = [
             task.name,

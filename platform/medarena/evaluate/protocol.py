@@ -168,10 +168,12 @@ class ProtocolRun:
 
 
 def shots_for(protocol: Protocol, entry: TaskProtocol, variant: VariantEntry) -> int:
-    """The entry's shots, or the largest size override the variant reaches."""
-    shots = entry.shots
+    """The entry's shots, or the largest size override the variant reaches; a size its provider
+    never published (an API model) reaches none: the source states shots per size only for
+    models of known size."""
+    shots, params_b = entry.shots, variant.variant.params_b
     for override in sorted(protocol.size_overrides, key=lambda o: o.min_params_b):
-        if entry.shots and variant.variant.params_b >= override.min_params_b:
+        if entry.shots and params_b is not None and params_b >= override.min_params_b:
             shots = override.shots
     return shots
 

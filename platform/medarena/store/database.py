@@ -136,6 +136,11 @@ def _migration(engine: Engine) -> Iterator[Connection]:
     transaction handling is off and the migration runs inside BEGIN IMMEDIATE: all of it or
     nothing, and a second migrator waits (busy_timeout) and then finds the work done (Alembic
     reads the revision inside the transaction).
+
+    Foreign keys are off meanwhile, as SQLite's own procedure for table changes asks: batch
+    mode rebuilds a table by copy, drop and rename, and with them on, dropping a table that
+    others refer to (model_variants) fails or cascades. `PRAGMA foreign_key_check` must find
+    nothing before the commit.
     """
     if engine.dialect.name != "sqlite":
         with engine.begin() as connection:
@@ -145,15 +150,20 @@ def _migration(engine: Engine) -> Iterator[Connection]:
         driver = connection.connection.driver_connection
         saved = driver.isolation_level
         driver.isolation_level = None  # autocommit at the driver: we issue BEGIN / COMMIT
+        connection.exec_driver_sql("PRAGMA foreign_keys = OFF")  # no effect inside a transaction
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
             try:
                 yield connection
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StoreError(f"the migration broke foreign keys: {broken[:5]}")
             except BaseException:
                 connection.exec_driver_sql("ROLLBACK")
                 raise
             connection.exec_driver_sql("COMMIT")
         finally:
+            connection.exec_driver_sql("PRAGMA foreign_keys = ON")
             driver.isolation_level = saved
 
 

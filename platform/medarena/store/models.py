@@ -60,7 +60,7 @@ class ModelVariantRow(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     family_id: Mapped[int] = mapped_column(ForeignKey("model_families.id"), index=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_variants.id"))
-    params_b: Mapped[float] = mapped_column(Float)
+    params_b: Mapped[float | None] = mapped_column(Float)  # None: undisclosed (an API model)
     source_kind: Mapped[str] = mapped_column(String(20))
     location: Mapped[str] = mapped_column(String(500))
     revision: Mapped[str | None] = mapped_column(String(100))

@@ -172,7 +172,12 @@ class StoreReader:
                 ModelVariantRow.spec,
             )
             .join(ModelFamilyRow, ModelFamilyRow.id == ModelVariantRow.family_id)
-            .order_by(ModelFamilyRow.name, ModelVariantRow.params_b)
+            # undisclosed sizes (API models) last, on every database
+            .order_by(
+                ModelFamilyRow.name,
+                ModelVariantRow.params_b.asc().nulls_last(),
+                ModelVariantRow.name,
+            )
         )
         with self._session() as session:
             return [

@@ -102,9 +102,21 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
+def trainable_size(entry: VariantEntry) -> float:
+    """The variant's size in billions; a model behind an API has no weights to train."""
+    variant = entry.variant
+    if variant.source.kind == "api" or variant.params_b is None:
+        raise Refused(
+            f"{variant.name} is a model behind an API ({variant.source.base_url}): it has no "
+            "weights here to train or to plan memory for; choose a variant with weights"
+        )
+    return variant.params_b
+
+
 def model_shape(registry: Registry, entry: VariantEntry) -> ModelShape:
     """Shape from the model's config.json when it is on disk, else from the known sizes."""
-    params = entry.variant.params_b * 1e9
+    params_b = trainable_size(entry)
+    params = params_b * 1e9
     try:
         config_file = Path(registry.weights_location(entry.variant)) / "config.json"
     except Refused:
@@ -114,7 +126,7 @@ def model_shape(registry: Registry, entry: VariantEntry) -> ModelShape:
         return ModelShape(
             params, config["hidden_size"], config["num_hidden_layers"], config.get("vocab_size")
         )
-    known = known_shape(entry.variant.params_b)
+    known = known_shape(params_b)
     return ModelShape(params, known.hidden, known.layers)
 
 

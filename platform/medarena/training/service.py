@@ -24,7 +24,7 @@ from medarena.errors import PlanError, Problem, ProblemsError, Refused, Training
 from medarena.registry import Registry, VariantEntry, add_family, load_registry
 from medarena.training.contract import LoraContract, QloraContract, RunContract
 from medarena.training.launch import LAUNCHERS
-from medarena.training.plan import Plan, known_shape, model_shape, resolve
+from medarena.training.plan import Plan, known_shape, model_shape, resolve, trainable_size
 
 Kind = Literal["pretrain", "instruct"]
 RUNS = "runs"  # under the workspace's .medarena/
@@ -280,6 +280,7 @@ def _check_instruct(
     size), before anything is encoded."""
     from medarena.instruct import prepare as prep
 
+    params_b = trainable_size(entry)  # a model behind an API is refused before anything is read
     template_name = recipe.chat_template or entry.variant.chat_template
     if template_name is None:
         raise Refused(
@@ -295,7 +296,7 @@ def _check_instruct(
     layers = prep.linear_layers(location, local_only=local_only)
     assumed = []
     if layers is None:
-        shape = known_shape(entry.variant.params_b)
+        shape = known_shape(params_b)
         layers = prep.assumed_linear_layers(shape)
         assumed.append(f"no config of {location} on disk: LoRA targets sized on {shape.source}")
     targets = prep.check_targets(recipe.lora, layers, f"instruct/{recipe.name}.yaml")

@@ -18,7 +18,7 @@ from medarena.evaluate.engines.base import (
     Sampling,
     Usage,
 )
-from medarena.evaluate.engines.capability import DEVICE_KINDS, describe
+from medarena.evaluate.engines.capability import DEVICE_KINDS, api_mismatch, describe
 from medarena.extensions import ExtensionRegistry
 from medarena.registry import Registry, VariantEntry
 
@@ -62,12 +62,6 @@ def load_engine(name: str, registry: Registry, entry: VariantEntry, **options: A
     variant = entry.variant
     check_runnable(name, variant, cls.device_kind(options))
     location = registry.weights_location(variant)
-    if (variant.source.kind == "api") != cls.serves_api:
-        raise Refused(
-            f"{variant.name} is served by an API: evaluate it with --engine openai"
-            if cls.serves_api is False
-            else f"the {name} engine runs API variants (source kind api); {variant.name} is not"
-        )
     if cls.serves_api:
         engine_version(name)
         served = variant.source.serves  # type: ignore[union-attr]
@@ -130,6 +124,9 @@ def capabilities(variant: Any) -> dict[str, dict[str, str]]:
 def check_runnable(engine: str, variant: Any, device: str) -> None:
     """Refuse, before anything loads, a variant the engine cannot run on this device kind,
     naming the engines and devices that can."""
+    mismatch = api_mismatch(engine_class(engine), variant)
+    if mismatch is not None:  # the engine runs the other kind of source
+        raise Refused(mismatch)
     reason = engine_class(engine).unsupported(variant, device)
     if reason is None:
         return

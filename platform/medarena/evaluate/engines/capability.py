@@ -37,8 +37,21 @@ def describe(quantization: Any) -> str:
     return quantization_label(q.method, q.bits, q.group_size, q.scheme) or "full precision"
 
 
+def api_mismatch(cls: Any, variant: Any) -> str | None:
+    """Why engine class `cls` cannot run `variant` at all: an API engine runs only variants of
+    source kind api, the others only variants with weights. None when the kinds agree."""
+    if (variant.source.kind == "api") == cls.serves_api:
+        return None
+    if cls.serves_api:
+        return f"the {cls.name} engine runs API variants (source kind api); {variant.name} is not"
+    return f"{variant.name} is served by an API: evaluate it with --engine openai"
+
+
 def unsupported(cls: Any, variant: Any, device: str) -> str | None:
     """Why engine class `cls` cannot run `variant` on device kind `device`, or None when it can."""
+    mismatch = api_mismatch(cls, variant)
+    if mismatch is not None:
+        return mismatch
     quantization = variant.quantization
     if quantization is None:
         return None
