@@ -154,6 +154,43 @@ def prepare_pretrain(
     return PreparedRun(name, run_dir, contract, resumed=False, data_summary=summary)
 
 
+def stage_pretrain_data(
+    registry: Registry,
+    recipe_name: str,
+    model: str,
+    output: str | None = None,
+    *,
+    workers: int | None = None,
+    tasks: int | None = None,
+    slurm: Any = None,
+    wait: bool = False,
+) -> Any:
+    """The data stages of the run `prepare_pretrain` would start (clean, dedup, tokenize; not
+    the mix and packing) in its data folder: here, or submitted to SLURM (`slurm`: a
+    `medarena.data.slurm.SlurmSettings`). `prepare_pretrain` of the same run then only packs."""
+    from medarena.data.prepare import prepare_stages
+    from medarena.pretrain.recipe import get_recipe, load_recipes
+
+    recipe = get_recipe(load_recipes(registry.root), recipe_name)
+    entry = registry.variant(model)
+    name = output or f"{model}-{recipe.name}"
+    run_dir = run_dir_of(registry, name)
+    if RunContract.exists(run_dir):
+        raise Refused(f"run {name!r} has its data packed already; `train pretrain` resumes it")
+    location = registry.weights_location(entry.variant)
+    tokenizer = _checked_tokenizer(location, recipe.tokenizer, registry, entry)
+    return prepare_stages(
+        recipe,
+        tokenizer,
+        registry.root / "pretrain",
+        run_dir / "data",
+        workers=workers,
+        tasks=tasks,
+        slurm=slurm,
+        wait=wait,
+    )
+
+
 # ------------------------------------------------------------------------ instruction tuning
 
 
