@@ -151,11 +151,8 @@ def clean_and_tokenize(
 ) -> tuple[CleaningReport, dict[str, TokenizedSource], int]:
     """Run the datatrove stages in `work` (resuming completed tasks of the same inputs); the
     cleaning counts, each source's tokens, memory-mapped from `work`, and the task count."""
-    from medarena.data.slurm import refuse_while_running
-
     workers = workers or default_workers(recipe.sources, pretrain_dir)
     plan = staged(recipe, tokenizer, pretrain_dir, work, tasks=tasks, workers=workers)
-    refuse_while_running(work)
     open_work(work, plan.inputs)
     run_local(plan.stages, work, workers)
     report = checked_report(recipe, work)
@@ -193,10 +190,10 @@ def prepare_stages(
 
     workers = workers or default_workers(recipe.sources, pretrain_dir)
     work = work_dir(out_dir)
+    cluster.refuse_while_running(work)  # before anything could be removed
     created = _first_missing(work)
     try:
         plan = staged(recipe, tokenizer, pretrain_dir, work, tasks=tasks, workers=workers)
-        cluster.refuse_while_running(work)
         open_work(work, plan.inputs)
         jobs: list[StageJob] = []
         if slurm is None:
@@ -235,8 +232,11 @@ def prepare(
     cleaning counts. `tasks` (default: `workers`, default: `default_workers`) split the work;
     the same inputs, seed and task count give the same shards byte for byte. A killed
     preparation called again resumes at its first unfinished task."""
+    from medarena.data.slurm import refuse_while_running
+
     workers = workers or default_workers(recipe.sources, pretrain_dir)
     work = work_dir(out_dir)
+    refuse_while_running(work)  # before anything could be removed
     created = _first_missing(work)
     try:
         report, tokenized, tasks = clean_and_tokenize(

@@ -109,8 +109,8 @@ def executors(
 def submit(
     stage_list: list[Stage], work: Path, settings: SlurmSettings, *, arrays: int
 ) -> list[StageJob]:
-    """Submit the stages' unfinished tasks (the stages before first); their job ids."""
-    refuse_while_running(work)
+    """Submit the stages' unfinished tasks (the stages before first); their job ids. The
+    caller refuses first while earlier jobs of `work` run (`refuse_while_running`)."""
     chain = executors(stage_list, work, settings, arrays=arrays)
     for stage in stage_list:
         shutil.rmtree(work / "logs" / stage.name / ERRORS, ignore_errors=True)
@@ -131,15 +131,16 @@ def submit(
 
 
 def active(job_ids: list[str]) -> list[str]:
-    """Those of `job_ids` still pending or running (squeue lists no ended job)."""
+    """Those of `job_ids` (array jobs) still pending or running; squeue lists no ended job,
+    and a running array task under its own id, its array's id as %F."""
     if not job_ids or shutil.which("squeue") is None:
         return []
     shown = subprocess.run(
-        ["squeue", "-h", "-o", "%A", "-j", ",".join(job_ids)], capture_output=True, text=True
+        ["squeue", "-h", "-o", "%F", "-j", ",".join(job_ids)], capture_output=True, text=True
     )
     if shown.returncode != 0:
         return []  # every id unknown: ended long ago
-    listed = {line.split("_")[0] for line in shown.stdout.split()}
+    listed = set(shown.stdout.split())
     return [job for job in job_ids if job in listed]
 
 
