@@ -247,3 +247,20 @@ def test_the_stages_chain_as_slurm_job_arrays_with_the_local_completion_marks(to
     assert "qos" not in args
     default = executors(stage_list[:1], tmp_path / "work", SlurmSettings(), arrays=8)[0]
     assert "partition" not in default.get_sbatch_args()  # the cluster's default partition
+
+
+def test_data_prepare_runs_the_stages_here_for_train_pretrain_to_pack(eval_workspace, db_url):
+    from tests.helpers import invoke
+
+    (eval_workspace / "pretrain").symlink_to(REPO / "pretrain")
+    command = ["data", "prepare", "-r", "tiny-demo", "-m", "tiny-medical-base", "--tasks", "2"]
+    refused = invoke(eval_workspace, db_url, *command, "--wait")
+    assert refused.exit_code == 2 and "go with --slurm" in refused.stderr
+    done = invoke(eval_workspace, db_url, *command)
+    assert done.exit_code == 0, done.output
+    assert "2 tasks done: 761 of 774 documents kept" in done.stdout
+    assert "medarena train pretrain -r tiny-demo -m tiny-medical-base" in done.stdout
+    work = work_dir(eval_workspace / ".medarena/runs/tiny-medical-base-tiny-demo/data")
+    for stage in ("clean", "exact", "buckets", "cluster", "tokenize"):
+        assert (work / "logs" / stage / "completions").is_dir()
+    assert json.loads((work / "inputs.json").read_text())["tasks"] == 2
