@@ -203,6 +203,12 @@ def test_a_cancelled_preparation_resubmitted_runs_its_unfinished_tasks_only(
         )
         assert again.exit_code == 0, again.output
         assert reads.read_text().split() == ["part-1.jsonl"]  # task 0 was not run again
+        # once complete, a resubmission submits nothing
+        complete = data_prepare(
+            eval_workspace, db_url, "synthetic", "--slurm", "--tasks", "2", "--wait"
+        )
+        assert complete.exit_code == 0, complete.output
+        assert complete.stdout.count("already complete") == 5 and not job_ids(complete.stdout)
         recipe = get_recipe(load_recipes(eval_workspace), "synthetic")
         resumed, cleaning = prepare(recipe, tokenizer, eval_workspace / "pretrain", out_dir)
 

@@ -132,15 +132,17 @@ def submit(
 
 def active(job_ids: list[str]) -> list[str]:
     """Those of `job_ids` (array jobs) still pending or running; squeue lists no ended job,
-    and a running array task under its own id, its array's id as %F."""
+    and a running array task under its own id, its array's id as %F. A job whose dependency
+    failed will never run (where the cluster keeps it despite --kill-on-invalid-dep)."""
     if not job_ids or shutil.which("squeue") is None:
         return []
     shown = subprocess.run(
-        ["squeue", "-h", "-o", "%F", "-j", ",".join(job_ids)], capture_output=True, text=True
+        ["squeue", "-h", "-o", "%F %r", "-j", ",".join(job_ids)], capture_output=True, text=True
     )
     if shown.returncode != 0:
         return []  # every id unknown: ended long ago
-    listed = set(shown.stdout.split())
+    rows = [line.split() for line in shown.stdout.splitlines() if line.strip()]
+    listed = {row[0] for row in rows if row[1:] != ["DependencyNeverSatisfied"]}
     return [job for job in job_ids if job in listed]
 
 

@@ -17,7 +17,7 @@ import signal
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from medarena.data.estimate import DataPlan
 from medarena.errors import PlanError, Problem, ProblemsError, Refused, TrainingFailed
@@ -25,6 +25,10 @@ from medarena.registry import Registry, VariantEntry, add_family, load_registry
 from medarena.training.contract import LoraContract, QloraContract, RunContract
 from medarena.training.launch import LAUNCHERS
 from medarena.training.plan import Plan, known_shape, model_shape, resolve
+
+if TYPE_CHECKING:
+    from medarena.data.prepare import StagedData
+    from medarena.data.slurm import SlurmSettings
 
 Kind = Literal["pretrain", "instruct"]
 RUNS = "runs"  # under the workspace's .medarena/
@@ -162,12 +166,12 @@ def stage_pretrain_data(
     *,
     workers: int | None = None,
     tasks: int | None = None,
-    slurm: Any = None,
+    slurm: SlurmSettings | None = None,
     wait: bool = False,
-) -> Any:
+) -> StagedData:
     """The data stages of the run `prepare_pretrain` would start (clean, dedup, tokenize; not
-    the mix and packing) in its data folder: here, or submitted to SLURM (`slurm`: a
-    `medarena.data.slurm.SlurmSettings`). `prepare_pretrain` of the same run then only packs."""
+    the mix and packing) in its data folder: here, or submitted to SLURM (with `wait`: until the
+    jobs ended). `prepare_pretrain` of the same run then only mixes and packs."""
     from medarena.data.prepare import prepare_stages
     from medarena.pretrain.recipe import get_recipe, load_recipes
 
