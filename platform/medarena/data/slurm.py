@@ -130,20 +130,25 @@ def submit(
     return jobs
 
 
-def active(job_ids: list[str]) -> list[str]:
-    """Those of `job_ids` (array jobs) still pending or running; squeue lists no ended job,
-    and a running array task under its own id, its array's id as %F. A job whose dependency
-    failed will never run (where the cluster keeps it despite --kill-on-invalid-dep)."""
+def queued(job_ids: list[str]) -> tuple[list[str], list[str]]:
+    """Those of `job_ids` (array jobs) still to run or running, and those that never will (a
+    dependency failed, where the cluster keeps them despite --kill-on-invalid-dep). squeue lists
+    no ended job, and a running array task under its own id, its array's id as %F."""
     if not job_ids or shutil.which("squeue") is None:
-        return []
+        return [], []
     shown = subprocess.run(
         ["squeue", "-h", "-o", "%F %r", "-j", ",".join(job_ids)], capture_output=True, text=True
     )
     if shown.returncode != 0:
-        return []  # every id unknown: ended long ago
+        return [], []  # every id unknown: ended long ago
     rows = [line.split() for line in shown.stdout.splitlines() if line.strip()]
-    listed = {row[0] for row in rows if row[1:] != ["DependencyNeverSatisfied"]}
-    return [job for job in job_ids if job in listed]
+    doomed = {row[0] for row in rows if row[1:] == ["DependencyNeverSatisfied"]}
+    listed = {row[0] for row in rows} - doomed
+    return [job for job in job_ids if job in listed], [job for job in job_ids if job in doomed]
+
+
+def active(job_ids: list[str]) -> list[str]:
+    return queued(job_ids)[0]
 
 
 def submitted_jobs(work: Path) -> list[str]:
@@ -164,9 +169,14 @@ def refuse_while_running(work: Path) -> None:
 
 
 def wait(jobs: list[StageJob], poll: float = 2.0) -> None:
-    """Return once every submitted job has left the queue."""
+    """Return once every submitted job has left the queue (cancelling those that never run)."""
     ids = [job.job_id for job in jobs if job.job_id is not None]
-    while active(ids):
+    while True:
+        running, doomed = queued(ids)
+        if doomed:  # cancelled, the stages after them fail their dependency in turn
+            subprocess.run(["scancel", *doomed], capture_output=True)
+        if not running and not doomed:
+            return
         clock.sleep(poll)
 
 
