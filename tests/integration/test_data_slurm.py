@@ -135,10 +135,14 @@ def test_a_bad_record_fails_on_slurm_with_its_place_and_leaves_nothing(
     with (corpus / "part-2.jsonl").open("a") as handle:
         handle.write('{"id": "x", "text": "cut in hal\n')
     write_recipe(eval_workspace)
+    options = ("--slurm", "--tasks", "2", "--wait")
+    refused = data_prepare(eval_workspace, db_url, "synthetic", *options, "--partition", "nosuch")
+    assert refused.exit_code == 1 and "sbatch failed (exit 1" in refused.stderr
     failed = data_prepare(eval_workspace, db_url, "synthetic", "--slurm", "--tasks", "2", "--wait")
     assert failed.exit_code == 2, failed.output
     assert f"{corpus / 'part-2.jsonl'}:23" in failed.stderr and "malformed" in failed.stderr
-    assert not (eval_workspace / ".medarena/runs").exists()  # nothing half-written
+    run_dir = eval_workspace / ".medarena/runs/tiny-medical-base-synthetic"
+    assert list(run_dir.iterdir()) == []  # nothing half-written (the folder: the sbatch failure)
     assert our_jobs(on_cluster) == []  # the later stages were cancelled, not left pending
 
 

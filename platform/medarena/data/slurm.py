@@ -118,16 +118,24 @@ def submit(
         with quiet():
             chain[-1].launch_job()  # launches the stages it depends on first
     except subprocess.CalledProcessError as error:
-        raise OperationFailed(f"sbatch failed (exit {error.returncode}): {error.output}") from error
+        raise OperationFailed(
+            f"sbatch failed (exit {error.returncode}; its message is above)"
+        ) from error
     except FileNotFoundError as error:
         raise Refused("--slurm needs SLURM's `sbatch` on PATH") from error
-    jobs = [
-        StageJob(stage.name, stage.tasks, None if executor.job_id == -1 else str(executor.job_id))
-        for stage, executor in zip(stage_list, chain, strict=True)
-    ]
-    submitted = {job.stage: job.job_id for job in jobs}
-    (work / JOBS).write_text(json.dumps(submitted, indent=2) + "\n")
+    finally:  # what was submitted, also when a later stage failed to submit
+        jobs = [
+            StageJob(stage.name, stage.tasks, _job_id(executor))
+            for stage, executor in zip(stage_list, chain, strict=True)
+        ]
+        submitted = {job.stage: job.job_id for job in jobs}
+        (work / JOBS).write_text(json.dumps(submitted, indent=2) + "\n")
     return jobs
+
+
+def _job_id(executor: StageExecutor) -> str | None:
+    """None where nothing was submitted (every task complete: datatrove's -1, or not reached)."""
+    return None if executor.job_id in (None, -1) else str(executor.job_id)
 
 
 def queued(job_ids: list[str]) -> tuple[list[str], list[str]]:
