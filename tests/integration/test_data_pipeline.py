@@ -221,9 +221,11 @@ def test_a_sigkilled_preparation_resumes_at_its_first_unfinished_task(
 
 
 def test_the_stages_chain_as_slurm_job_arrays_with_the_local_completion_marks(tokenizer, tmp_path):
-    """Built, not submitted (no cluster here): every stage a job array of its task count,
-    depending on the stage before, logging where a local run looks for completed tasks."""
-    from medarena.data.pipeline import TokenizerSpec, slurm_chain, stages
+    """Built, not submitted (tests/integration/test_data_slurm.py submits them): every stage a
+    job array of its task count, depending on the stage before, logging where a local run looks
+    for completed tasks; a stage of more tasks than the arrays' limit runs several per job."""
+    from medarena.data.pipeline import TokenizerSpec, stages
+    from medarena.data.slurm import SlurmSettings, executors
 
     write_corpus(tmp_path / "a", files=2, per_file=5)
     recipe = recipe_of([folder_source("a", 1)])
@@ -231,11 +233,34 @@ def test_the_stages_chain_as_slurm_job_arrays_with_the_local_completion_marks(to
     stage_list = stages(
         recipe.sources, recipe.cleaning, tmp_path, tmp_path / "work", spec, tasks=8, seed=0
     )
-    chain = slurm_chain(stage_list, tmp_path / "work", partition="cpu")
+    chain = executors(stage_list, tmp_path / "work", SlurmSettings(partition="cpu"), arrays=4)
     assert [(s.name, s.tasks) for s in stage_list] == [
         ("clean", 8), ("exact", 1), ("buckets", 9), ("cluster", 1), ("tokenize", 8)
     ]  # fmt: skip
     assert [executor.tasks for executor in chain] == [8, 1, 9, 1, 8]
+    assert [executor.tasks_per_job for executor in chain] == [2, 1, 3, 1, 2]
     assert chain[0].depends is None
     assert all(later.depends is earlier for earlier, later in itertools.pairwise(chain))
     assert chain[-1].logging_dir.path == str(tmp_path / "work" / "logs" / "tokenize")
+    args = chain[0].get_sbatch_args()
+    assert args["partition"] == "cpu" and args["kill-on-invalid-dep"] == "yes"
+    assert "qos" not in args
+    default = executors(stage_list[:1], tmp_path / "work", SlurmSettings(), arrays=8)[0]
+    assert "partition" not in default.get_sbatch_args()  # the cluster's default partition
+
+
+def test_data_prepare_runs_the_stages_here_for_train_pretrain_to_pack(eval_workspace, db_url):
+    from tests.helpers import invoke
+
+    (eval_workspace / "pretrain").symlink_to(REPO / "pretrain")
+    command = ["data", "prepare", "-r", "tiny-demo", "-m", "tiny-medical-base", "--tasks", "2"]
+    refused = invoke(eval_workspace, db_url, *command, "--wait")
+    assert refused.exit_code == 2 and "go with --slurm" in refused.stderr
+    done = invoke(eval_workspace, db_url, *command)
+    assert done.exit_code == 0, done.output
+    assert "2 tasks done: 761 of 774 documents kept" in done.stdout
+    assert "medarena train pretrain -r tiny-demo -m tiny-medical-base" in done.stdout
+    work = work_dir(eval_workspace / ".medarena/runs/tiny-medical-base-tiny-demo/data")
+    for stage in ("clean", "exact", "buckets", "cluster", "tokenize"):
+        assert (work / "logs" / stage / "completions").is_dir()
+    assert json.loads((work / "inputs.json").read_text())["tasks"] == 2

@@ -89,7 +89,7 @@ def test_cleaning_counts_each_removal_and_keeps_the_first_copy(tokenizer, tmp_pa
         [folder_source(name) for name in ("pubmed", "general")],
         cleaning={"min_words": 10, "max_words": 100, "near_dedup_threshold": 0.7},
     )
-    report, tokenized = clean_and_tokenize(
+    report, tokenized, _ = clean_and_tokenize(
         recipe, tokenizer, tmp_path, tmp_path / "work", workers=1, tasks=tasks
     )
     kept = {name: kept_texts(tokens, tokenizer) for name, tokens in tokenized.items()}

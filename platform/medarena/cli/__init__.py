@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import typer
 
-from medarena.cli import analysis, compare, db, demo, evaluate, models, protocols, train, workspace
+from medarena.cli import (
+    analysis,
+    compare,
+    data,
+    db,
+    demo,
+    evaluate,
+    models,
+    protocols,
+    train,
+    workspace,
+)
 from medarena.cli.common import Context
 
 app = typer.Typer(
@@ -47,6 +58,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(workspace.tiny_app, name="tiny")
 app.add_typer(evaluate.benchmarks_app, name="benchmarks")
 app.add_typer(train.app, name="train")
+app.add_typer(data.app, name="data")
 app.add_typer(protocols.app, name="protocols")
 app.command("validate")(workspace.validate)
 app.command("schema")(workspace.schema)

@@ -160,41 +160,6 @@ def _run_stages(stage_list: list[Stage], work: Path, workers: int) -> None:
             raise RuntimeError(f"stage {stage.name} has unfinished tasks")
 
 
-def slurm_chain(
-    stage_list: list[Stage],
-    work: Path,
-    *,
-    partition: str,
-    time: str = "24:00:00",
-    cpus_per_task: int = 1,
-    mem_per_cpu_gb: int = 2,
-    venv_path: str | None = None,
-) -> list:
-    """The same stages as datatrove SLURM job arrays, each depending on the one before, with
-    the local run's logging folders: once the cluster has completed every task, `prepare` on the
-    same work folder finds them complete and only packs. Launch with `chain[-1].run()` (it
-    submits its dependencies first); medarena does not submit by itself."""
-    from datatrove.executor import SlurmPipelineExecutor
-
-    chain: list = []
-    for stage in stage_list:
-        chain.append(
-            SlurmPipelineExecutor(
-                stage.pipeline,
-                tasks=stage.tasks,
-                time=time,
-                partition=partition,
-                cpus_per_task=cpus_per_task,
-                mem_per_cpu_gb=mem_per_cpu_gb,
-                job_name=f"medarena-data-{stage.name}",
-                venv_path=venv_path,
-                logging_dir=str(work / "logs" / stage.name),
-                depends=chain[-1] if chain else None,
-            )
-        )
-    return chain
-
-
 def cleaning_report(work: Path) -> CleaningReport:
     """The cleaning counts of every completed task of every stage."""
     stats = []

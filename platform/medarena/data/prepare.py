@@ -8,8 +8,11 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from medarena.data.clean import Cleaning, CleaningReport
 from medarena.data.corpus import Source, source_bytes
@@ -21,8 +24,19 @@ from medarena.data.pack import (
     pack,
     token_dtype,
 )
-from medarena.data.pipeline import TokenizerSpec, cleaning_report, open_work, run_local, stages
+from medarena.data.pipeline import (
+    INPUTS,
+    Stage,
+    TokenizerSpec,
+    cleaning_report,
+    open_work,
+    run_local,
+    stages,
+)
 from medarena.errors import Problem, ProblemsError, UserError
+
+if TYPE_CHECKING:
+    from medarena.data.slurm import SlurmSettings, StageJob
 
 
 class MixRecipe(Protocol):
@@ -65,35 +79,56 @@ def work_dir(out_dir: Path) -> Path:
     return out_dir.with_name(out_dir.name + ".work")
 
 
-def clean_and_tokenize(
+@dataclass(frozen=True)
+class Staged:
+    """The stages of one preparation in its work folder, and what they were made from."""
+
+    stages: list[Stage]
+    inputs: dict[str, Any]  # written to work/inputs.json: other inputs start afresh
+    tasks: int
+    dtype: np.dtype
+
+
+def recorded_tasks(work: Path, inputs: dict[str, Any]) -> int | None:
+    """The task count of the work folder of the same other inputs (a preparation resumed, or
+    packed after its stages ran on SLURM, keeps its task count)."""
+    marker = work / INPUTS
+    if not marker.exists():
+        return None
+    recorded = json.loads(marker.read_text())
+    tasks = recorded.pop("tasks", None)
+    return tasks if recorded == inputs else None
+
+
+def staged(
     recipe: MixRecipe,
     tokenizer: Any,
     pretrain_dir: Path,
     work: Path,
     *,
-    workers: int | None = None,
-    tasks: int | None = None,
-) -> tuple[CleaningReport, dict[str, TokenizedSource]]:
-    """Run the datatrove stages in `work` (resuming completed tasks of the same inputs); the
-    cleaning counts and each source's tokens, memory-mapped from `work`."""
-    workers = workers or default_workers(recipe.sources, pretrain_dir)
-    tasks = tasks or workers
-    eos = eos_of(tokenizer)
+    tasks: int | None,
+    workers: int,
+) -> Staged:
+    """The stages (readers built, paths checked) with `tasks` (default: the work folder's, else
+    `workers`)."""
     dtype = token_dtype(len(tokenizer))
     encoder_json = tokenizer.backend_tokenizer.to_str()
-    spec = TokenizerSpec(encoder_json, eos, dtype.name)
+    spec = TokenizerSpec(encoder_json, eos_of(tokenizer), dtype.name)
     inputs = {
         "recipe_sha256": recipe.content_hash(),
         "pretrain_dir": str(pretrain_dir.resolve()),
         "tokenizer_sha256": hashlib.sha256(encoder_json.encode()).hexdigest(),
         "eos": spec.eos,
-        "tasks": tasks,
     }
+    tasks = tasks or recorded_tasks(work, inputs) or workers
     stage_list = stages(
         recipe.sources, recipe.cleaning, pretrain_dir, work, spec, tasks=tasks, seed=recipe.seed
     )
-    open_work(work, inputs)
-    run_local(stage_list, work, workers)
+    return Staged(stage_list, {**inputs, "tasks": tasks}, tasks, dtype)
+
+
+def checked_report(recipe: MixRecipe, work: Path) -> CleaningReport:
+    """The cleaning counts of the completed stages; a source of the mix left empty is an error."""
     report = cleaning_report(work)
     emptied = [
         Problem(f"recipe {recipe.name}", None, f"sources.{name}", "no document left after cleaning")
@@ -102,11 +137,78 @@ def clean_and_tokenize(
     ]
     if emptied:
         raise ProblemsError(emptied, "empty source after cleaning")
+    return report
+
+
+def clean_and_tokenize(
+    recipe: MixRecipe,
+    tokenizer: Any,
+    pretrain_dir: Path,
+    work: Path,
+    *,
+    workers: int | None = None,
+    tasks: int | None = None,
+) -> tuple[CleaningReport, dict[str, TokenizedSource], int]:
+    """Run the datatrove stages in `work` (resuming completed tasks of the same inputs); the
+    cleaning counts, each source's tokens, memory-mapped from `work`, and the task count."""
+    workers = workers or default_workers(recipe.sources, pretrain_dir)
+    plan = staged(recipe, tokenizer, pretrain_dir, work, tasks=tasks, workers=workers)
+    open_work(work, plan.inputs)
+    run_local(plan.stages, work, workers)
+    report = checked_report(recipe, work)
     tokenized = {
-        source.name: gather_source(work / "tokens" / source.name, tasks, dtype)
+        source.name: gather_source(work / "tokens" / source.name, plan.tasks, plan.dtype)
         for source in recipe.sources
     }
-    return report, tokenized
+    return report, tokenized, plan.tasks
+
+
+@dataclass(frozen=True)
+class StagedData:
+    work: Path
+    tasks: int
+    jobs: list[StageJob]  # submitted to SLURM; empty for a run here
+    cleaning: dict[str, Any] | None  # None while the stages run on SLURM
+
+
+def prepare_stages(
+    recipe: MixRecipe,
+    tokenizer: Any,
+    pretrain_dir: Path,
+    out_dir: Path,
+    *,
+    workers: int | None = None,
+    tasks: int | None = None,
+    slurm: SlurmSettings | None = None,
+    wait: bool = False,
+) -> StagedData:
+    """The datatrove stages of `prepare(..., out_dir)` without the mix and packing: run here
+    (`workers` tasks at once) or submitted to SLURM as job arrays (`slurm`; with `wait`, return
+    once the jobs ended, raising what failed). `prepare` on the same `out_dir` then finds the
+    stages complete and only mixes and packs. Bad input leaves nothing behind."""
+    from medarena.data import slurm as cluster
+
+    workers = workers or default_workers(recipe.sources, pretrain_dir)
+    work = work_dir(out_dir)
+    cluster.refuse_while_running(work)  # before anything could be removed
+    created = _first_missing(work)
+    try:
+        plan = staged(recipe, tokenizer, pretrain_dir, work, tasks=tasks, workers=workers)
+        open_work(work, plan.inputs)
+        jobs: list[StageJob] = []
+        if slurm is None:
+            run_local(plan.stages, work, workers)
+        else:
+            jobs = cluster.submit(plan.stages, work, slurm, arrays=plan.tasks)
+            if not wait:
+                return StagedData(work, plan.tasks, jobs, None)
+            cluster.wait(jobs)
+            cluster.check_complete(plan.stages, work)
+        report = checked_report(recipe, work)
+    except UserError:
+        shutil.rmtree(created, ignore_errors=True)
+        raise
+    return StagedData(work, plan.tasks, jobs, json.loads(json.dumps(report.as_dict())))
 
 
 def _first_missing(path: Path) -> Path:
@@ -130,12 +232,14 @@ def prepare(
     cleaning counts. `tasks` (default: `workers`, default: `default_workers`) split the work;
     the same inputs, seed and task count give the same shards byte for byte. A killed
     preparation called again resumes at its first unfinished task."""
+    from medarena.data.slurm import refuse_while_running
+
     workers = workers or default_workers(recipe.sources, pretrain_dir)
-    tasks = tasks or workers
     work = work_dir(out_dir)
+    refuse_while_running(work)  # before anything could be removed
     created = _first_missing(work)
     try:
-        report, tokenized = clean_and_tokenize(
+        report, tokenized, tasks = clean_and_tokenize(
             recipe, tokenizer, pretrain_dir, work, workers=workers, tasks=tasks
         )
     except UserError:

@@ -17,7 +17,7 @@ import signal
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from medarena.data.estimate import DataPlan
 from medarena.errors import PlanError, Problem, ProblemsError, Refused, TrainingFailed
@@ -25,6 +25,10 @@ from medarena.registry import Registry, VariantEntry, add_family, load_registry
 from medarena.training.contract import LoraContract, QloraContract, RunContract
 from medarena.training.launch import LAUNCHERS
 from medarena.training.plan import Plan, known_shape, model_shape, resolve, trainable_size
+
+if TYPE_CHECKING:
+    from medarena.data.prepare import StagedData
+    from medarena.data.slurm import SlurmSettings
 
 Kind = Literal["pretrain", "instruct"]
 RUNS = "runs"  # under the workspace's .medarena/
@@ -152,6 +156,43 @@ def prepare_pretrain(
         )
     )
     return PreparedRun(name, run_dir, contract, resumed=False, data_summary=summary)
+
+
+def stage_pretrain_data(
+    registry: Registry,
+    recipe_name: str,
+    model: str,
+    output: str | None = None,
+    *,
+    workers: int | None = None,
+    tasks: int | None = None,
+    slurm: SlurmSettings | None = None,
+    wait: bool = False,
+) -> StagedData:
+    """The data stages of the run `prepare_pretrain` would start (clean, dedup, tokenize; not
+    the mix and packing) in its data folder: here, or submitted to SLURM (with `wait`: until the
+    jobs ended). `prepare_pretrain` of the same run then only mixes and packs."""
+    from medarena.data.prepare import prepare_stages
+    from medarena.pretrain.recipe import get_recipe, load_recipes
+
+    recipe = get_recipe(load_recipes(registry.root), recipe_name)
+    entry = registry.variant(model)
+    name = output or f"{model}-{recipe.name}"
+    run_dir = run_dir_of(registry, name)
+    if RunContract.exists(run_dir):
+        raise Refused(f"run {name!r} has its data packed already; `train pretrain` resumes it")
+    location = registry.weights_location(entry.variant)
+    tokenizer = _checked_tokenizer(location, recipe.tokenizer, registry, entry)
+    return prepare_stages(
+        recipe,
+        tokenizer,
+        registry.root / "pretrain",
+        run_dir / "data",
+        workers=workers,
+        tasks=tasks,
+        slurm=slurm,
+        wait=wait,
+    )
 
 
 # ------------------------------------------------------------------------ instruction tuning
