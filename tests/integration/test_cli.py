@@ -160,7 +160,7 @@ def test_db_with_older_schema_says_how_to_upgrade(workspace: Path, tmp_path: Pat
     assert behind.exit_code == 1
     assert "older schema" in behind.stderr and "medarena db upgrade" in behind.stderr
     upgraded = medarena(workspace, "--db", str(db), "db", "upgrade")
-    assert upgraded.exit_code == 0 and "0001 -> 0009" in upgraded.stdout
+    assert upgraded.exit_code == 0 and "0001 -> 0010" in upgraded.stdout
     assert medarena(workspace, "--db", str(db), "models", "sync").exit_code == 0
 
 

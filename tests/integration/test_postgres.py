@@ -40,7 +40,7 @@ def pg_url():
 def test_migrations_match_the_models_on_postgres(pg_url: str):
     with Store(pg_url) as store, store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
-        assert current_revision(store.engine) == "0009"
+        assert current_revision(store.engine) == "0010"
 
 
 def test_store_round_trip_on_postgres(pg_url: str, workspace: Path):

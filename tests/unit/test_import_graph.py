@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "pretrain": 4,
     "instruct": 4,
     "analysis": 4,  # reads stored runs, evaluation specs and the training data of recipes
+    "sweep": 4,  # evaluation sweeps: plans and runs evaluations, submits SLURM arrays
     "training.service": 5,  # runs both kinds of training: above pretrain/ and instruct/
     "training.finish": 5,  # a SLURM job's last step: registers through training.service
     "cli": 6,

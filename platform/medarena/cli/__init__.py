@@ -19,6 +19,7 @@ from medarena.cli import (
     evaluate,
     models,
     protocols,
+    sweep,
     train,
     workspace,
 )
@@ -60,6 +61,7 @@ app.add_typer(evaluate.benchmarks_app, name="benchmarks")
 app.add_typer(train.app, name="train")
 app.add_typer(data.app, name="data")
 app.add_typer(protocols.app, name="protocols")
+app.add_typer(sweep.app, name="sweep")
 app.command("validate")(workspace.validate)
 app.command("schema")(workspace.schema)
 app.command("query")(db.query)

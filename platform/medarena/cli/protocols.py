@@ -4,7 +4,6 @@ papers and leaderboards, and reproduction reports of published results under the
 from __future__ import annotations
 
 import json
-import statistics
 from collections import defaultdict
 from typing import Any
 
@@ -132,7 +131,7 @@ def reproduce(
 
 def print_reproduction_plan(registry, protocol, planned, hardware, published) -> None:
     from medarena.evaluate.plans import task_data_key
-    from medarena.evaluate.reproduce import api_cost, estimate, item_tokens
+    from medarena.evaluate.reproduce import api_cost, estimate, item_tokens, mean_item_chars
 
     profile = registry.hardware_profile(hardware)
     ((entry, plans),) = planned.work
@@ -150,9 +149,7 @@ def print_reproduction_plan(registry, protocol, planned, hardware, published) ->
     total = cost = 0.0
     for task, options in plans:
         data = planned.task_data[task_data_key(task, options)]
-        chars = statistics.fmean(
-            len(json.dumps(item.canonical(), default=list)) for item in data.items
-        )
+        chars = mean_item_chars(data.items)
         expected = protocol.entry(task.name).expected_items
         items = expected or len(data.items)
         if api:  # billed per token; its size may be undisclosed and no GPU of ours runs it

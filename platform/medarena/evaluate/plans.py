@@ -21,6 +21,9 @@ Plan = tuple[BenchmarkTask, EvalOptions]
 Outcome = tuple[BenchmarkTask, EvalOptions, EvalOutcome]
 # label -> a context whose value is called with (done, total) as items are scored
 Progress = Callable[[str], AbstractContextManager[Callable[[int, int], None]]]
+# (task, options) -> a context around that plan's run whose value says whether to run it (a
+# sweep worker's claim on the cell; it may also handle the run's failure)
+Guard = Callable[[BenchmarkTask, EvalOptions], AbstractContextManager[bool]]
 
 
 @dataclass(frozen=True)
@@ -165,10 +168,11 @@ def run_plans(
     rerun: bool = False,
     task_data: dict[tuple[Any, ...], TaskData] | None = None,
     progress: Progress | None = None,
+    guard: Guard | None = None,
 ) -> list[Outcome]:
     """Every plan for every variant; one engine per variant, loaded only if some item still
     needs scoring, closed when the variant is done. `task_data`: items already read, by
-    task_data_key."""
+    task_data_key; `guard`: runs each plan inside it, skipping those it refuses."""
     from medarena.evaluate.engines import engine_class, load_engine
 
     sync_registry(store, registry)
@@ -187,19 +191,22 @@ def run_plans(
         try:
             for task, options in plans:
                 label = f"{entry.variant.name} {task.name} {options.mode} seed={options.seed}"
-                with (progress or _silent)(label) as advance:
-                    outcome = evaluate(
-                        store,
-                        registry,
-                        entry.variant.name,
-                        task,
-                        options,
-                        engine_loader,
-                        advance,
-                        rerun=rerun,
-                        task_data=(task_data or {}).get(task_data_key(task, options)),
-                    )
-                outcomes.append((task, options, outcome))
+                with (guard or _always)(task, options) as go:
+                    if not go:
+                        continue
+                    with (progress or _silent)(label) as advance:
+                        outcome = evaluate(
+                            store,
+                            registry,
+                            entry.variant.name,
+                            task,
+                            options,
+                            engine_loader,
+                            advance,
+                            rerun=rerun,
+                            task_data=(task_data or {}).get(task_data_key(task, options)),
+                        )
+                    outcomes.append((task, options, outcome))
         finally:
             if loaded:
                 loaded[0].close()
@@ -208,3 +215,7 @@ def run_plans(
 
 def _silent(label: str) -> AbstractContextManager[Callable[[int, int], None]]:
     return nullcontext(lambda done, total: None)
+
+
+def _always(task: BenchmarkTask, options: EvalOptions) -> AbstractContextManager[bool]:
+    return nullcontext(True)

@@ -9,9 +9,12 @@ CI, "not reproduced" otherwise.
 
 from __future__ import annotations
 
+import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from medarena.evaluate.formats import Item
 from medarena.evaluate.protocol import Protocol
 from medarena.evaluate.runner import EvalOptions
 from medarena.evaluate.spec import BenchmarkTask
@@ -148,6 +151,12 @@ def estimate(
     peak = hardware.bf16_tflops * 1e12
     per_item = prompt_tokens / (peak * PREFILL_MFU) + new_tokens / (peak * DECODE_MFU)
     return items * (prompt_tokens + new_tokens), items * 2 * params * per_item / 3600
+
+
+def mean_item_chars(items: Sequence[Item]) -> float:
+    """The mean length of an item written out (question, choices, reference): what `estimate`
+    and `api_cost` take as `prompt_chars`."""
+    return statistics.fmean(len(json.dumps(item.canonical(), default=list)) for item in items)
 
 
 def item_tokens(

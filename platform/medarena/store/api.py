@@ -27,6 +27,7 @@ from medarena.results import (
     TrainingStep,
 )
 from medarena.schemas import ModelFamily, ModelVariant
+from medarena.store.claims import SweepClaims
 from medarena.store.models import (
     ContaminatedItemRow,
     ContaminationCheckRow,
@@ -90,9 +91,9 @@ def _insert_skipping_duplicates(session: Session, table: type) -> Insert:
     return insert(table)
 
 
-class Store(StoreReader):
-    """Results store on any SQLAlchemy URL: the reads of StoreReader, and the writes. Every
-    write method is one transaction."""
+class Store(StoreReader, SweepClaims):
+    """Results store on any SQLAlchemy URL: the reads of StoreReader, and the writes (the
+    claims of sweep workers: store/claims.py). Every write method is one transaction."""
 
     # ------------------------------------------------------------------------- registry sync
 

@@ -324,3 +324,25 @@ class ContaminatedItemRow(Base):
     longest: Mapped[int] = mapped_column(Integer)  # longest run of matched words
     contaminated: Mapped[bool] = mapped_column(Boolean)
     sources: Mapped[list] = mapped_column(JSON)  # [{corpus, document, matched}], most first
+
+
+# ----------------------------------------------------------------------------------- sweeps
+
+
+class SweepClaimRow(Base):
+    """A worker's claim on one cell of an evaluation sweep (`medarena sweep`), keyed by the
+    cell's run key: the primary key makes claiming atomic, so no cell runs twice. A claim
+    lives while its holder renews it; a failed cell keeps its row with the error, expired."""
+
+    __tablename__ = "sweep_claims"
+
+    run_key: Mapped[str] = mapped_column(String(64), primary_key=True)  # run_key_hash
+    sweep: Mapped[str] = mapped_column(String(100))
+    cell: Mapped[str] = mapped_column(String(300))  # variant / task / setting / seed
+    holder: Mapped[str] = mapped_column(String(36))  # the worker's uuid
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    slurm_job: Mapped[str | None] = mapped_column(String(50))  # <array job>_<task>
+    claimed_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    error: Mapped[str | None] = mapped_column(Text)  # why the cell failed (then expired)
