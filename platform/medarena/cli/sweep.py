@@ -94,6 +94,8 @@ def _work_here(ctx: typer.Context, registry: Any, swept: Any, worker: str | None
         report = work(
             store, registry, swept, cells, holder=holder, lease_s=lease, progress=progress_bar
         )
+    for label in report.ran:
+        out.print(f"ran: {label}", highlight=False)
     for label, error in report.failed.items():
         out.print(f"failed: {label}: {error}", highlight=False)
 
