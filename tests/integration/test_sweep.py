@@ -320,3 +320,48 @@ def test_slurm_sweeps_refuse_sqlite_naming_postgresql(sweep_workspace, db_url, t
     assert "PostgreSQL URL (postgresql+psycopg://" in message
     assert not (tmp_path / "results.db").exists()
     assert not (sweep_workspace / ".medarena" / "sweeps").exists()
+
+
+def test_protocol_cells_follow_the_protocols_and_shared_runs_are_one_cell(eval_workspace):
+    from medarena.registry import load_registry
+    from medarena.sweep.cells import expand
+    from medarena.sweep.spec import load_sweep
+
+    path = eval_workspace / "protocols.yaml"
+    path.write_text(
+        "name: presets\nvariants: [tiny-medical-base]\ntasks: [pubmedqa, medqa_4options]\n"
+        "protocols: [lm-eval, openmedlb, meditron-incontext]\nlimit: 3\n"
+    )
+    registry = load_registry(eval_workspace)
+    cells = expand(registry, load_sweep(path, registry)).cells
+    shown = [
+        (c.task.name, c.setting, c.spec.scoring_mode, c.options.shots, c.options.seed)
+        for c in cells
+    ]
+    assert shown == [
+        ("pubmedqa", "lm-eval, openmedlb", "loglik", 0, 0),  # one run under both presets
+        ("pubmedqa", "meditron-incontext", "generate", 3, 0),
+        ("pubmedqa", "meditron-incontext", "generate", 3, 1),
+        ("pubmedqa", "meditron-incontext", "generate", 3, 2),
+        ("medqa_4options", "lm-eval, openmedlb", "loglik", 0, 0),
+        ("medqa_4options", "meditron-incontext", "generate", 3, 0),
+        ("medqa_4options", "meditron-incontext", "generate", 3, 1),
+        ("medqa_4options", "meditron-incontext", "generate", 3, 2),
+    ]
+    assert len({cell.key for cell in cells}) == 8
+
+
+def test_the_shipped_sweeps_are_valid(eval_workspace, db_url, tmp_path):
+    from medarena.registry import load_registry
+    from medarena.sweep.spec import load_sweep
+    from tests.conftest import REPO
+
+    registry = load_registry(eval_workspace)
+    shipped = sorted((REPO / "benchmarks" / "sweeps").glob("*.yaml"))
+    assert [path.name for path in shipped] == ["meditron-7b-leaderboard.yaml", "tiny-grid.yaml"]
+    for path in shipped:
+        load_sweep(path, registry)
+    plan = invoke(eval_workspace, db_url, "sweep", "run", str(shipped[1]), "--plan")
+    assert plan.exit_code == 0, plan.output
+    assert "6 runs, 48 items" in plan.output
+    assert not (tmp_path / "results.db").exists()
