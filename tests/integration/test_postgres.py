@@ -111,3 +111,9 @@ def test_readonly_query_time_limit_on_postgres(pg_url: str, workspace: Path):
     # statement_timeout was set for that transaction only: the next query has its own limit
     assert query(pg_url, "SELECT count(*) FROM model_families").rows[0][0] >= 10
     assert query(pg_url, "SELECT 1 FROM pg_sleep(0.6)", timeout_s=2).rows == [(1,)]
+
+
+def test_sweep_claims_on_postgres(pg_url: str):
+    from tests.integration.test_sweep import check_claims
+
+    check_claims(pg_url)

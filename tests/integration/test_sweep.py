@@ -186,6 +186,11 @@ def test_the_plan_counts_runs_items_and_gpu_hours_and_stores_nothing(
 
 
 def test_claims_are_exclusive_until_released_expired_or_their_holder_is_dead(db_url):
+    check_claims(db_url)
+
+
+def check_claims(db_url: str) -> None:
+    """Claims on any database (also run on PostgreSQL: test_postgres.py)."""
     me = Holder("a" * 36, socket.gethostname(), os.getpid())
     other = Holder("b" * 36, socket.gethostname(), os.getpid())
     dead = subprocess.run(
