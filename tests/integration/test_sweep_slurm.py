@@ -23,6 +23,7 @@ from tests.integration.test_sweep import (  # noqa: F401 (fixtures)
     assert_same_results,
     sequential,
     stored_results,
+    sweep_process,
     sweep_workspace,
     tiny_copies,
     write_sweep,
@@ -115,9 +116,19 @@ def test_a_sweep_array_cancelled_mid_run_completes_on_resubmission(
     assert any(row["detail"].endswith("2/4 items") for row in interrupted), interrupted
     resumed_ids = {row["run_id"] for row in interrupted}
 
+    # resubmitted while another sweep that shares tiny-sweep-1's cells runs here
+    other = write_sweep(sweep_workspace / "other.yaml", "other", [VARIANTS[1]], chunk_size=2)
+    beside = sweep_process(sweep_workspace, pg_url, "run", str(other))
     monkeypatch.setattr(sweep_slurm, "JOB_MODULE", "medarena.sweep.job")
     second = invoke(sweep_workspace, pg_url, "sweep", "run", str(grid), "--slurm", "--wait")
     assert second.exit_code == 0, second.output
+    beside_output = beside.communicate(timeout=600)[0]
+    assert beside.returncode == 0, beside_output
+    assert "sweep other: 6 done, 0 running, 0 failed, 0 pending" in beside_output
+    ran = [line for log in folder.glob("slurm-*.out") for line in log.read_text().splitlines()]
+    ran += beside_output.splitlines()
+    ran = [line.removeprefix("ran: ") for line in ran if line.startswith("ran: ")]
+    assert len(ran) == len(set(ran)), ran  # no cell ran twice, across the array and the other
     assert f"{18 - done_before} cell(s), 0 GPU" in second.stdout  # only what was not completed
     assert "sweep grid: 18 done, 0 running, 0 failed, 0 pending" in second.stdout
     after = states(sweep_workspace, pg_url, grid)

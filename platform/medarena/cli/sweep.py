@@ -92,10 +92,15 @@ def _work_here(ctx: typer.Context, registry: Any, swept: Any, worker: str | None
     holder = new_holder()
     with ctx.obj.store() as store:
         report = work(
-            store, registry, swept, cells, holder=holder, lease_s=lease, progress=progress_bar
+            store,
+            registry,
+            swept,
+            cells,
+            holder=holder,
+            lease_s=lease,
+            progress=progress_bar,
+            on_ran=lambda label: out.print(f"ran: {label}", highlight=False),
         )
-    for label in report.ran:
-        out.print(f"ran: {label}", highlight=False)
     for label, error in report.failed.items():
         out.print(f"failed: {label}: {error}", highlight=False)
 

@@ -33,10 +33,15 @@ def run_job(job_file: Path, index: int) -> int:
     print(f"sweep {swept.sweep.name}: job {index}, {len(cells)} cell(s), holder {holder.id}")
     with Store(job["db_url"]) as store:
         report = work(
-            store, registry, swept, cells, holder=holder, lease_s=job["lease_s"], wait=False
+            store,
+            registry,
+            swept,
+            cells,
+            holder=holder,
+            lease_s=job["lease_s"],
+            wait=False,
+            on_ran=lambda label: print(f"ran: {label}", flush=True),
         )
-    for label in report.ran:
-        print(f"ran: {label}")
     for label in report.held:
         print(f"held by another worker: {label}")
     for label, error in report.failed.items():

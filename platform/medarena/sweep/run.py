@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +57,12 @@ class WorkerReport:
     ran: list[str] = field(default_factory=list)  # labels of cells this worker completed
     failed: dict[str, str] = field(default_factory=dict)  # label -> error
     held: list[str] = field(default_factory=list)  # left to other holders (not waited for)
+    on_ran: Callable[[str], None] | None = None  # told of each completed cell as it ends
+
+    def completed(self, label: str) -> None:
+        self.ran.append(label)
+        if self.on_ran is not None:
+            self.on_ran(label)
 
 
 def is_completed(store: Store, cell: Cell) -> bool:
@@ -94,11 +100,12 @@ def work(
     wait: bool = True,
     poll_s: float = 2.0,
     progress: Progress | None = None,
+    on_ran: Callable[[str], None] | None = None,
 ) -> WorkerReport:
     """Run `cells` in order, each under a claim; a cell another live holder has is left, and
     with `wait` taken up again until it is completed (or its holder's claim lapses). A cell
     that fails is recorded with its error and the worker goes on."""
-    report = WorkerReport()
+    report = WorkerReport(on_ran=on_ran)
     todo = [cell for cell in cells if not is_completed(store, cell)]
     with renewing(store.url, holder, lease_s):
         while todo:
@@ -184,7 +191,7 @@ def _claiming(
             raise
         store.release_claim(cell.key, holder.id)
         if is_completed(store, cell):
-            report.ran.append(cell.label)
+            report.completed(cell.label)
 
     return claimed
 
