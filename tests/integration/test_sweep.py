@@ -370,3 +370,28 @@ def test_the_shipped_sweeps_are_valid(eval_workspace, db_url, tmp_path):
     assert plan.exit_code == 0, plan.output
     assert "6 runs, 48 items" in plan.output
     assert not (tmp_path / "results.db").exists()
+
+
+def test_the_plan_prices_api_variants(eval_workspace, db_url):
+    from medarena.evaluate.reproduce import api_cost, mean_item_chars
+    from medarena.registry import load_registry
+    from medarena.sweep.cells import expand
+    from medarena.sweep.spec import load_sweep
+    from tests.integration.test_eval_api import PRICES, card
+
+    (eval_workspace / "models" / "served.yaml").write_text(card("http://127.0.0.1:9/v1"))
+    path = write_sweep(
+        eval_workspace / "api.yaml", "api", ["tiny-api"], tasks=["pubmedqa", "medqa_4options"],
+        settings=[{"name": "generated", "mode": "generate"}], engine="openai",
+    )  # fmt: skip
+    result = invoke(eval_workspace, db_url, "sweep", "run", str(path), "--plan")
+    assert result.exit_code == 0, result.output
+    registry = load_registry(eval_workspace)
+    swept = expand(registry, load_sweep(path, registry))
+    prices = registry.variant("tiny-api").variant.source.prices
+    assert (prices.input_per_million, prices.output_per_million) == PRICES
+    cost = sum(
+        api_cost(c.task, c.options, 4, mean_item_chars(swept.data(c).items), prices)
+        for c in swept.cells
+    )
+    assert cost > 0 and f"2 runs, 8 items, API cost about ${cost:,.4f}: 4 char" in result.output

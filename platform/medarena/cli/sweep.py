@@ -188,20 +188,22 @@ def print_plan(registry: Any, swept: Any) -> None:
             "-" if e.gpu_hours is None else f"{e.gpu_hours:.3f}",
         ]
         if api:
-            row.append("-" if e.cost_usd is None else f"{e.cost_usd:,.2f}")
+            row.append("-" if e.cost_usd is None else f"{e.cost_usd:,.4f}")
         table.add_row(*row)
     out.print(table)
-    hours = sum(e.gpu_hours or 0.0 for e in found)
+    hours = [e.gpu_hours for e in found if e.gpu_hours is not None]
     items = sum(e.cell.items for e in found)
-    line = f"{len(found)} runs, {items:,} items, about {hours:.2f} GPU-hours on {sweep.hardware}"
+    line = f"{len(found)} runs, {items:,} items"
+    if hours:
+        line += f", about {sum(hours):.2f} GPU-hours on {sweep.hardware}"
     costs = [e.cost_usd for e in found if e.gpu_hours is None]
     if costs:
-        known = sum(cost for cost in costs if cost is not None)
-        line += f", API cost about ${known:,.2f}"
+        line += f", API cost about ${sum(cost or 0.0 for cost in costs):,.4f}"
         if None in costs:
             line += " (some API variants declare no prices)"
+    how = "prompts at 40% MFU, generated tokens at 2% MFU (docs/PERFORMANCE.md, Baselines), "
     out.print(
-        line + ": prompts at 40% MFU, generated tokens at 2% MFU (docs/PERFORMANCE.md, "
-        "Baselines), 4 characters per token, every generation at its full budget",
+        f"{line}: {how if hours else ''}4 characters per token, every generation at its full "
+        "token budget",
         highlight=False,
     )
