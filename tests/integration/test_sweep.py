@@ -168,9 +168,8 @@ def test_the_plan_counts_runs_items_and_gpu_hours_and_stores_nothing(
     from medarena.sweep.cells import expand
     from medarena.sweep.spec import load_sweep
 
-    result = invoke(
-        sweep_workspace, db_url, "sweep", "run", str(sweep_workspace / "grid.yaml"), "--plan"
-    )
+    grid = str(sweep_workspace / "grid.yaml")
+    result = invoke(sweep_workspace, db_url, "sweep", "run", grid, "--plan", "--slurm")
     assert result.exit_code == 0, result.output
     registry = load_registry(sweep_workspace)
     swept = expand(registry, load_sweep(sweep_workspace / "grid.yaml", registry))
@@ -182,6 +181,11 @@ def test_the_plan_counts_runs_items_and_gpu_hours_and_stores_nothing(
     )
     assert f"18 runs, 72 items, about {hours:.2f} GPU-hours on h100-80gb-sxm" in result.output
     assert result.output.count("one-shot") == 9
+    # without slurm settings: one job per variant, each on one GPU of the profile
+    assert (
+        "SLURM array: 3 job(s), 1 GPU(s) each: tiny-medical-base, tiny-sweep-1, tiny-sweep-2"
+        in result.output
+    )
     assert not (tmp_path / "results.db").exists()
 
 

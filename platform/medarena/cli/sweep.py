@@ -45,6 +45,15 @@ def run(
     registry, swept = _cells(ctx, path)
     if plan_only:
         print_plan(registry, swept)
+        if slurm:
+            from medarena.sweep.slurm import arrays
+
+            for gpus, jobs in arrays(registry, swept, swept.cells).items():
+                variants = sorted({job[0].variant for job in jobs})
+                out.print(
+                    f"SLURM array: {len(jobs)} job(s), {gpus} GPU(s) each: {', '.join(variants)}",
+                    highlight=False,
+                )
         return
     if slurm:
         from medarena.sweep.slurm import submit_sweep, wait_for

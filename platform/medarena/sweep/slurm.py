@@ -85,6 +85,18 @@ def split_jobs(cells: list[Cell], cells_per_job: int) -> list[list[Cell]]:
     return jobs
 
 
+def arrays(registry: Registry, swept: SweepCells, cells: list[Cell]) -> dict[int, list[list[Cell]]]:
+    """The jobs of `cells` by the GPUs each needs: one array per entry."""
+    sweep = swept.sweep
+    hardware = registry.hardware_profile(sweep.hardware)
+    by_gpus: dict[int, list[list[Cell]]] = {}
+    for job in split_jobs(cells, sweep.slurm.cells_per_job):
+        variant = registry.variant(job[0].variant).variant
+        gpus = gpus_per_job(variant, hardware, sweep.engine) if sweep.slurm.gpus else 0
+        by_gpus.setdefault(gpus, []).append(job)
+    return dict(sorted(by_gpus.items()))
+
+
 def submit_sweep(
     registry: Registry, swept: SweepCells, sweep_file: Path, db_url: str
 ) -> list[ArrayJob]:
@@ -94,17 +106,12 @@ def submit_sweep(
     sweep = swept.sweep
     with Store(db_url) as store:
         todo = [cell for cell in swept.cells if not is_completed(store, cell)]
-    hardware = registry.hardware_profile(sweep.hardware)
-    by_gpus: dict[int, list[list[Cell]]] = {}
-    for job in split_jobs(todo, sweep.slurm.cells_per_job):
-        variant = registry.variant(job[0].variant).variant
-        gpus = gpus_per_job(variant, hardware, sweep.engine) if sweep.slurm.gpus else 0
-        by_gpus.setdefault(gpus, []).append(job)
+    by_gpus = arrays(registry, swept, todo)
     folder = registry.root / STATE_DIR / "sweeps" / sweep.name
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     submitted = []
-    for gpus, jobs in sorted(by_gpus.items()):
+    for gpus, jobs in by_gpus.items():
         job_file = folder / f"array-{stamp}-{gpus}gpu.json"
         _write_private(
             job_file,
