@@ -385,17 +385,19 @@ def test_the_plan_prices_api_variants(eval_workspace, db_url):
 
     (eval_workspace / "models" / "served.yaml").write_text(card("http://127.0.0.1:9/v1"))
     path = write_sweep(
-        eval_workspace / "api.yaml", "api", ["tiny-api"], tasks=["pubmedqa", "medqa_4options"],
-        settings=[{"name": "generated", "mode": "generate"}], engine="openai",
+        eval_workspace / "api.yaml", "api", ["tiny-api", "gpt-4"],
+        tasks=["pubmedqa", "medqa_4options"], engine="openai",
+        settings=[{"name": "generated", "mode": "generate"}],
     )  # fmt: skip
     result = invoke(eval_workspace, db_url, "sweep", "run", str(path), "--plan")
     assert result.exit_code == 0, result.output
     registry = load_registry(eval_workspace)
     swept = expand(registry, load_sweep(path, registry))
-    prices = registry.variant("tiny-api").variant.source.prices
-    assert (prices.input_per_million, prices.output_per_million) == PRICES
+    prices = {v: registry.variant(v).variant.source.prices for v in ("tiny-api", "gpt-4")}
+    assert (prices["tiny-api"].input_per_million, prices["tiny-api"].output_per_million) == PRICES
+    assert registry.variant("gpt-4").variant.params_b is None  # undisclosed: priced all the same
     cost = sum(
-        api_cost(c.task, c.options, 4, mean_item_chars(swept.data(c).items), prices)
+        api_cost(c.task, c.options, 4, mean_item_chars(swept.data(c).items), prices[c.variant])
         for c in swept.cells
     )
-    assert cost > 0 and f"2 runs, 8 items, API cost about ${cost:,.4f}: 4 char" in result.output
+    assert cost > 0 and f"4 runs, 16 items, API cost about ${cost:,.4f}: 4 char" in result.output

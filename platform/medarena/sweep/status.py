@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medarena.evaluate.reproduce import api_cost, estimate, mean_item_chars
+from medarena.evaluate.reproduce import api_cost, estimate, item_tokens, mean_item_chars
 from medarena.registry import Registry
 from medarena.store import Store
 from medarena.store.models import utcnow
@@ -79,12 +79,13 @@ def estimates(registry: Registry, swept: SweepCells) -> list[CellEstimate]:
     for cell in swept.cells:
         variant = registry.variant(cell.variant).variant
         chars = mean_item_chars(swept.data(cell).items)
-        params = variant.params_b * 1e9
-        tokens, hours = estimate(cell.task, cell.options, cell.items, chars, params, profile)
-        if variant.source.kind == "api":
+        if variant.source.kind == "api":  # billed per token; its size may be undisclosed
+            tokens = cell.items * sum(item_tokens(cell.task, cell.options, chars))
             prices = getattr(variant.source, "prices", None)
             cost = api_cost(cell.task, cell.options, cell.items, chars, prices) if prices else None
             found.append(CellEstimate(cell, tokens, None, cost))
         else:
+            params = variant.params_b * 1e9
+            tokens, hours = estimate(cell.task, cell.options, cell.items, chars, params, profile)
             found.append(CellEstimate(cell, tokens, hours, None))
     return found
