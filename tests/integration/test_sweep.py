@@ -401,3 +401,19 @@ def test_the_plan_prices_api_variants(eval_workspace, db_url):
         for c in swept.cells
     )
     assert cost > 0 and f"4 runs, 16 items, API cost about ${cost:,.4f}: 4 char" in result.output
+
+
+def test_a_working_holder_keeps_its_claims_past_the_lease(db_url):
+    import time
+
+    from medarena.sweep.run import new_holder, renewing
+
+    holder, other = new_holder(), Holder("e" * 36, "another-node", 1)
+    with Store(db_url) as store:
+        assert store.claim_cell("k", sweep="s", cell="c", holder=holder, lease_s=0.4)
+        with renewing(db_url, holder, 0.4):
+            time.sleep(1.2)  # three leases: renewed every 0.1 s
+            assert store.claims(["k"])["k"].live()
+            assert not store.claim_cell("k", sweep="s", cell="c", holder=other, lease_s=60)
+        time.sleep(0.6)  # no longer renewed: lapsed, taken over
+        assert store.claim_cell("k", sweep="s", cell="c", holder=other, lease_s=60)

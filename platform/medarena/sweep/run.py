@@ -76,9 +76,15 @@ def renewing(url: str, holder: Holder, lease_s: float) -> Iterator[None]:
     stopped = threading.Event()
 
     def renew() -> None:
-        with Store(url) as store:
-            while not stopped.wait(lease_s / 4):
+        store = None
+        while not stopped.wait(lease_s / 4):
+            try:  # a database that is briefly unreachable must not end the renewals
+                store = store or Store(url)
                 store.renew_claims(holder.id, lease_s)
+            except Exception:  # tried again a quarter lease later
+                continue
+        if store is not None:
+            store.close()
 
     thread = threading.Thread(target=renew, name="sweep-claims", daemon=True)
     thread.start()
