@@ -15,19 +15,20 @@ import pytest
 from datatrove.pipeline.dedup.minhash import MinhashConfig
 
 from medarena.data import shingles
-from medarena.data.clean import normalise
+from medarena.data.clean import normalise, normalised_words
 from medarena.data.dedup import NearBuckets
 from medarena.data.shingles import shingle_hashes, signatures
 
 MASK = (1 << 64) - 1
-TEXTS = [
+RAW = [
     "The quick brown fox jumps over the lazy dog again",
     "",
     "Ünïcode  wörds\there ok",
-    "a b c d e f",
-    "One Two",
+    "a b c d\n\n\ne f",
+    "One\nTwo",
     "x " * 3,
 ]
+TEXTS = [normalise(text) for text in RAW]  # what the signature step receives
 
 
 def mix(value: int) -> int:
@@ -125,6 +126,11 @@ def regex_normalise(text: str) -> str:
     text = SPACES.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))
     return BLANK_LINES.sub("\n\n", text).strip()
+
+
+def test_words_of_normalised_texts_are_counted_without_splitting():
+    for text in [*TEXTS, "a\nb c\n\nd", "word"]:
+        assert normalised_words(text) == len(text.split()), repr(text)
 
 
 def test_normalise_equals_its_regex_definition():

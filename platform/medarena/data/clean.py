@@ -83,8 +83,15 @@ class Normalise(PipelineStep):
             yield document
 
 
+def normalised_words(text: str) -> int:
+    """The whitespace-separated words of a `normalise`d text (words apart by one space, one
+    newline or one blank line), counted without splitting it."""
+    return text.count(" ") + text.count("\n") - text.count("\n\n") + 1 if text else 0
+
+
 class LengthFilter(PipelineStep):
-    """Drop documents under `min_words` or over `max_words` (whitespace-separated words)."""
+    """Drop documents under `min_words` or over `max_words` (whitespace-separated words) of
+    the `normalise`d documents."""
 
     name = "length filter"
     type = "medarena"
@@ -95,7 +102,7 @@ class LengthFilter(PipelineStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         for document in data:
-            words = len(document.text.split())
+            words = normalised_words(document.text)
             if words < self.min_words:
                 self.stat_update(f"too_short/{document.metadata['source']}")
             elif self.max_words is not None and words > self.max_words:

@@ -37,11 +37,22 @@ def _mix(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _powers(base: int, count: int) -> np.ndarray:
-    """base^0 .. base^(count-1) modulo 2^64."""
-    powers = np.full(count, base, dtype=np.uint64)
-    powers[0] = 1
-    return np.cumprod(powers, dtype=np.uint64)
+class _Powers:
+    """base^0, base^1, ... modulo 2^64, computed once and grown on demand."""
+
+    def __init__(self, base: int):
+        self.base, self.values = base, np.ones(1, dtype=np.uint64)
+
+    def first(self, count: int) -> np.ndarray:
+        if len(self.values) < count:
+            size = max(count, 2 * len(self.values))
+            factors = np.full(size, self.base, dtype=np.uint64)
+            factors[0] = 1
+            self.values = np.cumprod(factors, dtype=np.uint64)
+        return self.values[:count]
+
+
+_BYTE_POWERS, _INVERSE_POWERS = _Powers(_BYTE_BASE), _Powers(_BYTE_BASE_INVERSE)
 
 
 def word_hashes(text: bytes) -> np.ndarray:
@@ -53,19 +64,23 @@ def word_hashes(text: bytes) -> np.ndarray:
     spaces = np.flatnonzero(data == _SPACE)
     starts = np.concatenate(([0], spaces + 1))
     ends = np.concatenate((spaces, [len(data)]))
+    weighted = data.astype(np.uint64)
+    weighted *= _BYTE_POWERS.first(len(data))
     prefix = np.zeros(len(data) + 1, dtype=np.uint64)
-    np.cumsum(data.astype(np.uint64) * _powers(_BYTE_BASE, len(data)), out=prefix[1:])
-    hashes = (prefix[ends] - prefix[starts]) * _powers(_BYTE_BASE_INVERSE, len(data))[starts]
+    np.cumsum(weighted, out=prefix[1:])
+    hashes = prefix[ends] - prefix[starts]
+    hashes *= _INVERSE_POWERS.first(len(data))[starts]
     hashes ^= (ends - starts).astype(np.uint64) << np.uint64(56)
     return _mix(hashes)
 
 
 def shingle_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     """(hashes of every document's shingles, one after the other; the number of shingles of
-    each document)."""
-    words = [text.lower().split() for text in texts]
-    counts = np.array([len(w) for w in words], dtype=np.int64)
-    flat = word_hashes(" ".join(" ".join(w) for w in words if w).encode())
+    each document). The texts are normalised (`medarena.data.clean.normalise`: words apart by
+    one space, one newline or one blank line), so no word is split out in Python."""
+    lowered = [text.lower().replace("\n\n", " ").replace("\n", " ") for text in texts]
+    counts = np.array([text.count(" ") + 1 if text else 0 for text in lowered], dtype=np.int64)
+    flat = word_hashes(" ".join(text for text in lowered if text).encode())
     ends = np.cumsum(counts)
     starts = ends - counts
     size = max(len(flat) - n + 1, 0)
