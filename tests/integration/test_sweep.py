@@ -367,10 +367,11 @@ def test_the_shipped_sweeps_are_valid(eval_workspace, db_url, tmp_path):
 
     registry = load_registry(eval_workspace)
     shipped = sorted((REPO / "benchmarks" / "sweeps").glob("*.yaml"))
-    assert [path.name for path in shipped] == ["meditron-7b-leaderboard.yaml", "tiny-grid.yaml"]
+    names = ["meditron-7b-leaderboard.yaml", "seed-comparison.yaml", "tiny-grid.yaml"]
+    assert [path.name for path in shipped] == names
     for path in shipped:
         load_sweep(path, registry)
-    plan = invoke(eval_workspace, db_url, "sweep", "run", str(shipped[1]), "--plan")
+    plan = invoke(eval_workspace, db_url, "sweep", "run", str(shipped[2]), "--plan")
     assert plan.exit_code == 0, plan.output
     assert "6 runs, 48 items" in plan.output
     assert not (tmp_path / "results.db").exists()
@@ -417,3 +418,37 @@ def test_a_working_holder_keeps_its_claims_past_the_lease(db_url):
             assert not store.claim_cell("k", sweep="s", cell="c", holder=other, lease_s=60)
         time.sleep(0.6)  # no longer renewed: lapsed, taken over
         assert store.claim_cell("k", sweep="s", cell="c", holder=other, lease_s=60)
+
+
+def test_variants_run_on_their_own_engines_and_plans_for_the_cluster_check_its_gpus(
+    eval_workspace, db_url
+):
+    """`variant_engines` gives a variant its engine (checked: a variant of the sweep, a known
+    engine); a GPU-only variant is planned for `--slurm` GPU jobs on a machine without a GPU,
+    and refused for this machine's workers, naming what can run it."""
+    from medarena.registry import load_registry
+    from medarena.sweep.cells import expand
+    from medarena.sweep.spec import load_sweep
+
+    path = write_sweep(
+        eval_workspace / "mixed.yaml", "mixed", ["tiny-medical-base", "meditron-7b-gptq", "gpt-4"],
+        tasks=["pubmedqa"], engine="hf", settings=[{"name": "generated", "mode": "generate"}],
+        variant_engines={"meditron-7b-gptq": "vllm", "gpt-4": "openai"},
+    )  # fmt: skip
+    registry = load_registry(eval_workspace)
+    swept = expand(registry, load_sweep(path, registry), "cuda")
+    engines = {cell.variant: cell.options.engine for cell in swept.cells}
+    assert engines == {"tiny-medical-base": "hf", "meditron-7b-gptq": "vllm", "gpt-4": "openai"}
+    plan = invoke(eval_workspace, db_url, "sweep", "run", str(path), "--plan", "--slurm")
+    assert plan.exit_code == 0, plan.output
+    assert "2 job(s), 1 GPU(s) each: meditron-7b-gptq, tiny-medical-base" in plan.output
+    assert "0 GPU(s) each: gpt-4" in plan.output
+    here = invoke(eval_workspace, db_url, "sweep", "run", str(path), "--plan")
+    assert here.exit_code == 2 and "--engine vllm on cuda" in here.output
+    bad = yaml.safe_load(path.read_text())
+    bad["variant_engines"] = {"llama-2-7b": "vllm", "gpt-4": "telepathy"}
+    path.write_text(yaml.safe_dump(bad, sort_keys=False))
+    refused = invoke(eval_workspace, db_url, "sweep", "run", str(path), "--plan")
+    assert refused.exit_code == 2, refused.output
+    assert "variant_engines.llama-2-7b: 'llama-2-7b' is not one of the `variants`" in refused.output
+    assert "variant_engines.gpt-4: unknown engine 'telepathy'" in refused.output

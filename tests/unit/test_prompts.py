@@ -125,7 +125,7 @@ def test_mmlu_demos_share_the_subject_and_the_preamble_names_it():
 
 def test_more_shots_than_demos_is_an_error():
     task, data = task_and_data("medqa_4options")
-    with pytest.raises(Refused, match="9-shot needs 9 demonstrations"):
+    with pytest.raises(Refused, match="task medqa_4options: 9-shot needs 9 demonstrations"):
         build_prompt(task, data.items[0], data.pool, PromptSettings("loglik", shots=9))
     mmlu, mmlu_data = task_and_data("mmlu_medical")
     with pytest.raises(Refused, match=r"4-shot needs 4 demonstrations .* has 3 "):
@@ -237,3 +237,4 @@ def test_cloze_mode_needs_a_cloze_prompt():
     spec = task.model_dump() | {"cloze_prompt": None}
     with pytest.raises(ValueError, match="cloze_prompt"):
         BenchmarkTask.model_validate(spec)
+

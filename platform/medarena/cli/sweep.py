@@ -19,13 +19,16 @@ app = typer.Typer(help="Evaluation sweeps: variants x tasks x settings.", no_arg
 SWEEP_FILE = typer.Argument(..., exists=True, dir_okay=False, help="The sweep's YAML file.")
 
 
-def _cells(ctx: typer.Context, path: Path) -> tuple[Any, Any]:
-    """The registry and the sweep's cells (checked, data read: nothing stored yet)."""
+def _cells(ctx: typer.Context, path: Path, on_cluster: bool) -> tuple[Any, Any]:
+    """The registry and the sweep's cells (checked, data read: nothing stored yet); checked to
+    run on the cluster's GPUs (`on_cluster` and the sweep asks for GPUs: a login node without
+    one plans GPU-only variants all the same) or on this machine."""
     from medarena.sweep.cells import expand
     from medarena.sweep.spec import load_sweep
 
     registry = ctx.obj.registry()
-    return registry, expand(registry, load_sweep(path, registry))
+    sweep = load_sweep(path, registry)
+    return registry, expand(registry, sweep, "cuda" if on_cluster and sweep.slurm.gpus else None)
 
 
 @app.command("run")
@@ -42,7 +45,7 @@ def run(
 ) -> None:
     """Run every cell that is not completed (a rerun or resubmission runs only what is left,
     resuming interrupted runs); cells claimed by another worker or sweep are never run twice."""
-    registry, swept = _cells(ctx, path)
+    registry, swept = _cells(ctx, path, on_cluster=slurm)
     if plan_only:
         print_plan(registry, swept)
         if slurm:
@@ -124,7 +127,7 @@ def status(
     """Each cell: done, running (who holds it), failed (why) or pending."""
     from medarena.sweep.status import cell_states
 
-    _, swept = _cells(ctx, path)
+    _, swept = _cells(ctx, path, on_cluster=True)  # shown wherever the cells run
     with ctx.obj.store() as store:
         states = cell_states(store, swept.cells)
     if as_json:

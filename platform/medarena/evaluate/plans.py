@@ -43,10 +43,12 @@ def plan_evaluation(
     *,
     mode: str | None = None,
     seeds: list[int] | None = None,
+    device: str | None = None,
 ) -> PlannedEvaluation:
     """One plan per task and seed (`task_names` ["all"]: every benchmark); `mode` None: each
     task's `default_mode` for the variant. Bad combinations are refused and bad data
-    (file:line: field) reported here, before any model loads."""
+    (file:line: field) reported here, before any model loads; `device`: the device kind the
+    runs will have (None: this machine's)."""
     _check_options(options)
     entries = [registry.variant(name) for name in models]
     benchmarks = load_benchmarks(registry.root)
@@ -64,7 +66,7 @@ def plan_evaluation(
         )
         for entry in entries
     ]
-    return _checked(registry, work)
+    return _checked(registry, work, device)
 
 
 def default_mode(registry: Registry, entry: VariantEntry, task: BenchmarkTask) -> str:
@@ -88,9 +90,12 @@ def plan_protocol_evaluation(
     models: list[str],
     task_names: list[str],
     options: EvalOptions,
+    *,
+    device: str | None = None,
 ) -> PlannedEvaluation:
     """A protocol's runs for every variant (`task_names`: a subset of its tasks); `options`
-    carries what the protocol does not set (engine, data, limit, truncation, chunk size)."""
+    carries what the protocol does not set (engine, data, limit, truncation, chunk size);
+    `device` as for `plan_evaluation`."""
     from medarena.evaluate.protocol import check_tasks, plan_protocol
 
     _check_options(options)
@@ -101,7 +106,7 @@ def plan_protocol_evaluation(
         entry = registry.variant(name)
         runs = plan_protocol(protocol, benchmarks, entry, options, tasks=task_names)
         work.append((entry, [(run.task, run.options) for run in runs]))
-    return _checked(registry, work)
+    return _checked(registry, work, device)
 
 
 def _check_options(options: EvalOptions) -> None:
@@ -114,14 +119,17 @@ def _check_options(options: EvalOptions) -> None:
         raise Refused(f"--truncation must be one of {TRUNCATION_POLICIES}")
 
 
-def _checked(registry: Registry, work: list[tuple[VariantEntry, list[Plan]]]) -> PlannedEvaluation:
+def _checked(
+    registry: Registry, work: list[tuple[VariantEntry, list[Plan]]], device: str | None
+) -> PlannedEvaluation:
     from medarena.evaluate.engines import check_runnable, engine_class
 
     every = [plan for _, plans in work for plan in plans]
     for entry, plans in work:  # a variant no engine here can run is refused before any work
         for _, task_options in plans[:1]:
             engine = task_options.engine
-            check_runnable(engine, entry.variant, engine_class(engine).device_kind({}))
+            kind = device or engine_class(engine).device_kind({})
+            check_runnable(engine, entry.variant, kind)
     for task, task_options in every:
         task_options.check(task)
     return PlannedEvaluation(work, read_task_data(registry, every))

@@ -103,7 +103,10 @@ def build_prompt(
     task: BenchmarkTask, item: Item, pool: list[Item], settings: PromptSettings
 ) -> BuiltPrompt:
     mode = SCORING_MODES.get(settings.mode)
-    demos = draw_demos(item, pool, settings.shots, settings.seed)
+    try:
+        demos = draw_demos(item, pool, settings.shots, settings.seed)
+    except Refused as refused:  # the task's name makes the message actionable
+        raise Refused(f"task {task.name}: {refused}") from None
     parts = [
         _render(task, mode.template_field, demo) + task.target_delimiter + mode.demo_answer(demo)
         for demo in demos

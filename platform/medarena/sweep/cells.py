@@ -61,40 +61,50 @@ def setting_options(base: EvalOptions, setting: SweepSetting) -> EvalOptions:
     )
 
 
-def expand(registry: Registry, sweep: Sweep) -> SweepCells:
-    """Every cell, in variant, task, setting, seed order; refused (before anything runs) as
-    `medarena eval` would refuse it. Cells of two settings or protocols that make the same run
-    are one cell, named after both."""
-    planned: list[tuple[str, PlannedEvaluation]] = []
-    base = sweep.base_options()
+def _plans(
+    registry: Registry, sweep: Sweep, variants: list[str], base: EvalOptions, device: str | None
+) -> list[tuple[str, PlannedEvaluation]]:
+    """(setting or protocol name, its plan) for `variants` under `base` options."""
     if sweep.settings:
-        for setting in sweep.settings:
-            options = setting_options(base, setting)
-            planned.append(
-                (
-                    setting.name,
-                    plan_evaluation(
-                        registry,
-                        sweep.variants,
-                        sweep.tasks,
-                        options,
-                        mode=setting.mode,
-                        seeds=setting.seeds,
-                    ),
-                )
+        return [
+            (
+                setting.name,
+                plan_evaluation(
+                    registry,
+                    variants,
+                    sweep.tasks,
+                    setting_options(base, setting),
+                    mode=setting.mode,
+                    seeds=setting.seeds,
+                    device=device,
+                ),
             )
-    else:
-        from medarena.evaluate.protocol import get_protocol, load_protocols
+            for setting in sweep.settings
+        ]
+    from medarena.evaluate.protocol import get_protocol, load_protocols
 
-        protocols = load_protocols(registry.root)
-        for name in sweep.protocols:
-            protocol = get_protocol(protocols, name)
-            planned.append(
-                (
-                    name,
-                    plan_protocol_evaluation(registry, protocol, sweep.variants, sweep.tasks, base),
-                )
-            )
+    protocols = load_protocols(registry.root)
+    return [
+        (
+            name,
+            plan_protocol_evaluation(
+                registry, get_protocol(protocols, name), variants, sweep.tasks, base, device=device
+            ),
+        )
+        for name in sweep.protocols
+    ]
+
+
+def expand(registry: Registry, sweep: Sweep, device: str | None = None) -> SweepCells:
+    """Every cell, in variant, task, setting, seed order; refused (before anything runs) as
+    `medarena eval` would refuse it on device kind `device` (None: this machine's). Cells of two
+    settings or protocols that make the same run are one cell, named after both."""
+    planned: list[tuple[str, PlannedEvaluation]] = []
+    by_engine: dict[str, list[str]] = {}  # the variants each engine runs, in the sweep's order
+    for variant in sweep.variants:
+        by_engine.setdefault(sweep.engine_of(variant), []).append(variant)
+    for engine, variants in by_engine.items():
+        planned.extend(_plans(registry, sweep, variants, sweep.base_options(engine), device))
     task_rank = {name: index for index, name in enumerate(sweep.tasks)}
     variant_rank = {name: index for index, name in enumerate(sweep.variants)}
     ordered: list[tuple[tuple[int, ...], Cell]] = []

@@ -149,7 +149,7 @@ def _one_pass(
             registry,
             [registry.variant(variant)],
             [(cell.task, cell.options) for cell in group],
-            sweep.engine,
+            sweep.engine_of(variant),
             sweep.batch_size,
             concurrency=sweep.concurrency,
             task_data=swept.task_data,

@@ -92,7 +92,8 @@ def arrays(registry: Registry, swept: SweepCells, cells: list[Cell]) -> dict[int
     by_gpus: dict[int, list[list[Cell]]] = {}
     for job in split_jobs(cells, sweep.slurm.cells_per_job):
         variant = registry.variant(job[0].variant).variant
-        gpus = gpus_per_job(variant, hardware, sweep.engine) if sweep.slurm.gpus else 0
+        engine = sweep.engine_of(variant.name)
+        gpus = gpus_per_job(variant, hardware, engine) if sweep.slurm.gpus else 0
         by_gpus.setdefault(gpus, []).append(job)
     return dict(sorted(by_gpus.items()))
 

@@ -59,6 +59,10 @@ class Sweep(Spec):
     settings: list[SweepSetting] = Field(default_factory=list)
     protocols: list[Name] = Field(default_factory=list)
     engine: str = "hf"
+    variant_engines: dict[Name, str] = Field(
+        default_factory=dict,
+        description="variant -> engine where it differs from `engine` (an API model: openai)",
+    )
     data: str = Field("bundled", description=f"one of {DATA_CHOICES}")
     limit: int | None = Field(None, ge=1, description="only the first n items of each task")
     truncation: str = "left"
@@ -84,10 +88,13 @@ class Sweep(Spec):
             raise ValueError(f"setting names must differ: {names}")
         return self
 
-    def base_options(self) -> EvalOptions:
-        """What every cell shares."""
+    def engine_of(self, variant: str) -> str:
+        return self.variant_engines.get(variant, self.engine)
+
+    def base_options(self, engine: str | None = None) -> EvalOptions:
+        """What every cell of an engine (default: the sweep's) shares."""
         return EvalOptions(
-            engine=self.engine,
+            engine=engine or self.engine,
             limit=self.limit,
             data=self.data,
             truncation=self.truncation,
@@ -133,6 +140,12 @@ def _unknown_names(sweep: Sweep, document: YamlDocument, registry: Registry) -> 
         problem(["hardware"], f"unknown hardware profile; known: {sorted(registry.hardware)}")
     if sweep.engine not in ENGINES:
         problem(["engine"], f"unknown engine {sweep.engine!r}; known: {list(ENGINES)}")
+    for variant, engine in sweep.variant_engines.items():
+        if variant not in sweep.variants:
+            problem(["variant_engines", variant], f"{variant!r} is not one of the `variants`")
+        if engine not in ENGINES:
+            message = f"unknown engine {engine!r}; known: {list(ENGINES)}"
+            problem(["variant_engines", variant], message)
     if sweep.data not in DATA_CHOICES:
         problem(["data"], f"must be one of {DATA_CHOICES}")
     for index, setting in enumerate(sweep.settings):
