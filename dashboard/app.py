@@ -23,6 +23,7 @@ PAGES = [
     ("views/training.py", "Training", ":material/model_training:"),
     ("views/history.py", "History", ":material/timeline:"),
     ("views/reproductions.py", "Reproductions", ":material/fact_check:"),
+    ("views/sweeps.py", "Sweeps", ":material/grid_view:"),
     ("views/sql.py", "SQL", ":material/database:"),
     ("views/registry.py", "Registry", ":material/inventory_2:"),
 ]

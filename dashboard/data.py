@@ -36,6 +36,7 @@ from medarena.results import (
 )
 from medarena.store import Store, queries, run_readonly_query
 from medarena.store.database import DB_URL_ENV, check_schema, make_engine, resolve_url, sqlite_path
+from medarena.store.models import utcnow
 from medarena.store.readonly import DEFAULT_TIMEOUT_S
 
 QUERIES_DOC = Path(__file__).resolve().parents[1] / "docs" / "queries.md"
@@ -182,6 +183,37 @@ def api_usage(url: str) -> pd.DataFrame:
     frame = _rows(_store(url).api_usage(), [f.name for f in fields(ApiUsage)])
     frame["cost_usd"] = frame["cost_usd"].astype("Float64")
     return frame
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def sweep_claims(url: str) -> pd.DataFrame:
+    """The cells sweep workers hold or failed on: `running` while the holder renews its lease,
+    `lease expired` when it stopped renewing (a killed job: the next worker takes the cell),
+    `failed` with the error. Completed cells hold no claim (they are results)."""
+    now = utcnow()
+    rows = [
+        {
+            "sweep": claim.sweep,
+            "cell": claim.cell,
+            "state": "failed"
+            if claim.error is not None
+            else "running"
+            if claim.expires_at > now
+            else "lease expired",
+            "host": claim.holder.host,
+            "pid": claim.holder.pid,
+            "slurm_job": claim.holder.slurm_job,
+            "claimed_at": claim.claimed_at,
+            "lease_until": claim.expires_at,
+            "error": claim.error,
+        }
+        for claim in _store(url).sweep_claims()
+    ]
+    return pd.DataFrame(rows, columns=SWEEP_CLAIM_COLUMNS)
+
+
+SWEEP_CLAIM_COLUMNS = ["sweep", "cell", "state", "host", "pid", "slurm_job", "claimed_at",
+                       "lease_until", "error"]  # fmt: skip
 
 
 @st.cache_data(show_spinner=False)

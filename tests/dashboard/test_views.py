@@ -392,3 +392,37 @@ def test_leaderboard_without_api_runs_shows_no_usage(seeded, open_app):
     _, url = seeded
     app = open_app(url)
     assert len(app.dataframe) == 2 and not [h for h in app.subheader if "API" in h.value]
+
+
+def test_sweeps_view_shows_running_expired_and_failed_cells(seeded, tmp_path, open_app):
+    import shutil
+    from datetime import timedelta
+
+    from medarena.store import Store
+    from medarena.store.claims import Holder
+    from medarena.store.models import utcnow
+
+    root, _ = seeded
+    shutil.copy(root / "seeded.db", tmp_path / "copy.db")
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    app = open_app(url, "sweeps.py")
+    assert "No sweep cell is running or failed" in app.info[0].value
+    worker = Holder("w-1", "node-7", 4242, "981_3")
+    with Store(url) as store:
+        for key, cell in (("k1", "a / pubmedqa / zero-shot / seed 0"), ("k2", "a / medmcqa")):
+            assert store.claim_cell(key, sweep="grid", cell=cell, holder=worker, lease_s=600)
+        store.release_claim("k2", "w-1", error="EngineError: out of memory")
+        assert store.claim_cell("k3", sweep="other", cell="b / hoc", holder=worker, lease_s=-1)
+    app.button(key="refresh").click().run()
+    assert [s.value for s in app.subheader] == ["grid", "other"]
+    grid, other = (frame.value for frame in app.dataframe)
+    assert grid.set_index("cell")["state"].to_dict() == {
+        "a / pubmedqa / zero-shot / seed 0": "running",
+        "a / medmcqa": "failed",
+    }
+    assert grid.set_index("cell").loc["a / medmcqa", "error"] == "EngineError: out of memory"
+    assert set(grid["slurm_job"]) == {"981_3"} and set(grid["host"]) == {"node-7"}
+    assert other["state"].tolist() == ["lease expired"]
+    assert [m.label for m in app.metric] == ["running", "lease expired", "failed"] * 2
+    assert [m.value for m in app.metric] == ["1", "0", "1", "0", "1", "0"]
+    assert utcnow() - timedelta(minutes=5) < grid["claimed_at"].min()

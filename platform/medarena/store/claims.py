@@ -158,3 +158,11 @@ class SweepClaims:
                 )
                 found.update((row.run_key, _claim(row)) for row in rows)
         return found
+
+    def sweep_claims(self) -> list[Claim]:
+        """Every claim held or failed, by sweep and cell (what the dashboard shows of sweeps)."""
+        with self._session() as session:
+            rows = session.scalars(
+                select(SweepClaimRow).order_by(SweepClaimRow.sweep, SweepClaimRow.cell)
+            )
+            return [_claim(row) for row in rows]
