@@ -237,4 +237,3 @@ def test_cloze_mode_needs_a_cloze_prompt():
     spec = task.model_dump() | {"cloze_prompt": None}
     with pytest.raises(ValueError, match="cloze_prompt"):
         BenchmarkTask.model_validate(spec)
-
