@@ -95,14 +95,17 @@ def _paired(
     per_b: Mapping[str, float],
     common: list[str],
     estimate: tuple[float, float, float, float, float],
-    p_value: float,
+    p_value: float | None,
     test: str,
     ids: tuple[Collection[str], Collection[str]],
 ) -> PairedStats:
     """Wins, losses and ties from the items' own values; `estimate`: (A, B, difference, CI
-    low, CI high) of the metric; `ids`: every item of A and of B, shared or not."""
+    low, CI high) of the metric; `p_value` None: the exact binomial test on wins and losses;
+    `ids`: every item of A and of B, shared or not."""
     wins = sum(per_a[item] > per_b[item] for item in common)
     losses = sum(per_a[item] < per_b[item] for item in common)
+    if p_value is None:
+        p_value = exact_binomial_p(wins, losses)
     mean_a, mean_b, difference, low, high = estimate
     return PairedStats(
         metric=metric,
@@ -159,6 +162,5 @@ def paired_stats(a: Mapping[str, float], b: Mapping[str, float], metric: str) ->
     differences = first - second
     low, high = bootstrap_ci(differences)
     estimate = (float(first.mean()), float(second.mean()), float(differences.mean()), low, high)
-    wins, losses = int(np.sum(differences > 0)), int(np.sum(differences < 0))
     test = "exact McNemar" if metric == ACCURACY else "exact sign test"
-    return _paired(metric, a, b, common, estimate, exact_binomial_p(wins, losses), test, (a, b))
+    return _paired(metric, a, b, common, estimate, None, test, (a, b))
