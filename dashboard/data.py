@@ -185,7 +185,12 @@ def api_usage(url: str) -> pd.DataFrame:
     return frame
 
 
-@st.cache_data(show_spinner=False, ttl=30)
+SWEEP_CLAIM_COLUMNS = ["sweep", "cell", "state", "host", "pid", "slurm_job", "claimed_at",
+                       "lease_until", "error"]  # fmt: skip
+
+
+# shorter than the Sweeps view's 15 s re-run, so each re-run reads the database again
+@st.cache_data(show_spinner=False, ttl=10)
 def sweep_claims(url: str) -> pd.DataFrame:
     """The cells sweep workers hold or failed on: `running` while the holder renews its lease,
     `lease expired` when it stopped renewing (a killed job: the next worker takes the cell),
@@ -210,10 +215,6 @@ def sweep_claims(url: str) -> pd.DataFrame:
         for claim in _store(url).sweep_claims()
     ]
     return pd.DataFrame(rows, columns=SWEEP_CLAIM_COLUMNS)
-
-
-SWEEP_CLAIM_COLUMNS = ["sweep", "cell", "state", "host", "pid", "slurm_job", "claimed_at",
-                       "lease_until", "error"]  # fmt: skip
 
 
 @st.cache_data(show_spinner=False)
