@@ -198,7 +198,7 @@ def test_a_sigkilled_preparation_resumes_at_its_first_unfinished_task(
     completions = work / "logs" / "clean" / "completions"
     done = sorted(path.name for path in completions.iterdir())
     assert done == ["00000", "00001"]  # task 2 was killed half-way through its file
-    assert (work / "cleaned" / "00002.jsonl").exists()  # its partial output is on disk
+    assert (work / "cleaned" / "00002.texts").exists()  # its partial output is on disk
     reads = tmp_path / "a" / "reads.log"
     assert reads.read_text().split() == ["part-0.jsonl", "part-1.jsonl", "part-2.jsonl"]
     reads.unlink()

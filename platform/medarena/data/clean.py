@@ -39,12 +39,32 @@ class Cleaning(Spec):
 def normalise(text: str) -> str:
     """NFKC, one space for runs of spaces/tabs, at most one blank line, no edge whitespace.
     De-identification placeholders (MIMIC's `___`) are left as they are."""
+    text = unicodedata.normalize("NFKC", text)
+    if _is_normal_ascii(text):  # most documents: checked in a few C scans, nothing rebuilt
+        return text
     # `split()` splits on the same whitespace as the regex's `\s` (str.isspace), in C
-    text = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "\n" not in text:
         return " ".join(text.split())
     text = "\n".join(" ".join(line.split()) for line in text.split("\n"))
     return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+# the ASCII whitespace `str.split()` splits on, besides space and newline
+_OTHER_ASCII_SPACES = "\t\r\x0b\x0c\x1c\x1d\x1e\x1f"
+
+
+def _is_normal_ascii(text: str) -> bool:
+    """Whether `text` is ASCII and `normalise` would leave it as it is: words apart by one
+    space, one newline or one blank line, no whitespace at either end."""
+    return (
+        text.isascii()
+        and text[:1] not in (" ", "\n")
+        and text[-1:] not in (" ", "\n")
+        and "  " not in text
+        and not ("\n" in text and (" \n" in text or "\n " in text or "\n\n\n" in text))
+        and not any(space in text for space in _OTHER_ASCII_SPACES)
+    )
 
 
 @dataclass
@@ -77,16 +97,24 @@ class Normalise(PipelineStep):
     type = "medarena"
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        counts: Counter = Counter()  # counted here, added to the stats once
         for document in data:
-            self.stat_update(f"documents_in/{document.metadata['source']}")
+            counts[document.metadata["source"]] += 1
             document.text = normalise(document.text)
             yield document
+        for source, count in counts.items():
+            self.stat_update(f"documents_in/{source}", value=count)
 
 
 def normalised_words(text: str) -> int:
     """The whitespace-separated words of a `normalise`d text (words apart by one space, one
     newline or one blank line), counted without splitting it."""
-    return text.count(" ") + text.count("\n") - text.count("\n\n") + 1 if text else 0
+    if not text:
+        return 0
+    words = text.count(" ") + 1
+    if "\n" in text:
+        words += text.count("\n") - text.count("\n\n")
+    return words
 
 
 class LengthFilter(PipelineStep):

@@ -6,12 +6,12 @@ occurrence in recipe order survives (a replayed web page can repeat an abstract)
 
 - exact: `ExactSignature` (per task: a 64-bit hash of the normalised text, sorted on disk) ->
   `ExactFind` (one task: a k-way merge of the sorted files, the removal list of every task) ->
-  `DropListed`.
+  `medarena.data.steps.DropListed`.
 - near: datatrove's MinHash stages. `NearSignature` (datatrove's signature step, the shingles
   and signatures of a batch of documents at once in numpy: `medarena.data.shingles`) ->
   `NearBuckets` (datatrove's bucket step in numpy over memory-mapped signature windows) ->
   `FirstKeptCluster` (datatrove's union-find, keeping the earliest document of each cluster) ->
-  `DropListed`.
+  `medarena.data.steps.DropListed`.
 
 The LSH bands and rows come from the recipe's threshold and permutation count (`minhash_config`),
 the same optimum datasketch's `MinHashLSH` chooses (false positives and negatives weighted alike).
@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import struct
+from array import array
 from collections.abc import Iterator
 from functools import lru_cache
 from itertools import pairwise
@@ -91,15 +92,18 @@ class ExactSignature(PipelineStep):
         self.folder = folder
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        records = []
-        for doc_index, document in enumerate(data):
-            digest = hashlib.blake2b(document.text.encode(), digest_size=8).digest()
-            source = document.metadata["source_index"]
-            records.append((int.from_bytes(digest, "little"), source, doc_index))
+        digests, sources = bytearray(), array("H")  # 10 bytes a document, no object each
+        for document in data:
+            digests += hashlib.blake2b(document.text.encode(), digest_size=8).digest()
+            sources.append(document.metadata["source_index"])
             yield document
-        array = np.sort(np.array(records, dtype=EXACT), order=["hash", "source", "doc"])
+        records = np.empty(len(sources), dtype=EXACT)
+        records["hash"] = np.frombuffer(digests, dtype="<u8")
+        records["source"] = np.frombuffer(sources, dtype=np.uint16)
+        records["doc"] = np.arange(len(sources))
+        records.sort(order=["hash", "source", "doc"])
         self.folder.mkdir(parents=True, exist_ok=True)
-        array.tofile(self.folder / f"{rank:05d}.exact")
+        records.tofile(self.folder / f"{rank:05d}.exact")
 
 
 class ExactFind(PipelineStep):
@@ -137,30 +141,6 @@ class ExactFind(PipelineStep):
         for task, docs in removals.items():
             np.array(sorted(docs), dtype="<u4").tofile(self.folder / REMOVE.format(rank=task))
         return data
-
-
-class DropListed(PipelineStep):
-    """Drop the documents listed in the task's removal file (by their `index` in the task's
-    cleaned output; an earlier DropListed may have dropped some), counting `<label>/<source>`."""
-
-    name = "drop listed documents"
-    type = "medarena"
-
-    def __init__(self, folder: Path, label: str):
-        super().__init__()
-        self.folder, self.label = folder, label
-
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        removals = read_removals(self.folder / REMOVE.format(rank=rank))
-        position = 0
-        for document in data:
-            index = document.metadata["index"]
-            while position < len(removals) and removals[position] < index:
-                position += 1  # listed, but already dropped by an earlier step
-            if position < len(removals) and removals[position] == index:
-                self.stat_update(f"{self.label}/{document.metadata['source']}")
-                continue
-            yield document
 
 
 class _Words(WordTokenizer):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +77,19 @@ def encode_with_eos(
     # `encode_batch_fast` skips the offsets that the Python wrapper computes and converts
     # (1.9x the tokens/s of `tokenizer(texts)` on 2 cores)
     encode = getattr(encoder, "encode_batch_fast", encoder.encode_batch)
-    ids = [encoding.ids for encoding in encode(texts, add_special_tokens=False)]
-    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)) + 1
-    tokens = np.full(int(lengths.sum()), eos, dtype=dtype)
-    text_positions = np.ones(len(tokens), dtype=bool)
-    text_positions[np.cumsum(lengths) - 1] = False  # each text's last place is its EOS
-    tokens[text_positions] = np.fromiter(chain.from_iterable(ids), dtype=dtype)
-    return tokens, lengths
+    encodings = encode(texts, add_special_tokens=False)
+    lengths = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings)) + 1
+    # one flat list converted at once: a quarter less CPU than `np.fromiter` over the id lists
+    flat: list[int] = []
+    for encoding in encodings:
+        flat += encoding.ids
+        flat.append(eos)
+    tokens = np.frombuffer(array(_TYPECODES[dtype.itemsize], flat), dtype=f"u{dtype.itemsize}")
+    return tokens.astype(dtype, copy=False), lengths
+
+
+# array typecodes of unsigned 2- and 4-byte integers (C `unsigned short` and `unsigned int`)
+_TYPECODES = {array(code).itemsize: code for code in ("H", "I")}
 
 
 def gather_source(folder: Path, tasks: int, dtype: np.dtype) -> TokenizedSource:

@@ -5,7 +5,7 @@
     exact     (1)       ExactFind                                  (when cleaning.exact_dedup)
     buckets   (bands)   NearBuckets                                (when near_dedup_threshold)
     cluster   (1)       FirstKeptCluster
-    tokenize  (tasks)   CleanedReader [-> DropListed exact] [-> DropListed near] -> Tokenize
+    tokenize  (tasks)   CleanedBatches [-> DropListed exact] [-> DropListed near] -> Tokenize
 
 Every stage keeps its logs, per-task stats and completion marks under `work/<stage>/`; a stage
 run again skips its completed tasks, so a killed preparation resumes at its first unfinished task.
@@ -28,7 +28,6 @@ from datatrove.utils.stats import PipelineStats, Stats
 from medarena.data.clean import Cleaning, CleaningReport, LengthFilter, Normalise
 from medarena.data.corpus import Source, source_reader
 from medarena.data.dedup import (
-    DropListed,
     ExactFind,
     ExactSignature,
     FirstKeptCluster,
@@ -37,7 +36,7 @@ from medarena.data.dedup import (
     minhash_config,
 )
 from medarena.data.engine import quiet
-from medarena.data.steps import CleanedReader, CleanedWriter, Tokenize
+from medarena.data.steps import CleanedBatches, CleanedWriter, DropListed, Tokenize
 
 INPUTS = "inputs.json"
 
@@ -74,7 +73,7 @@ def stages(
     order = {source.name: index for index, source in enumerate(sources)}
     clean = [*readers, Normalise(), LengthFilter(cleaning.min_words, cleaning.max_words)]
     clean.append(CleanedWriter(work / "cleaned", order))
-    tokenize: list = [CleanedReader(work / "cleaned")]
+    tokenize: list = [CleanedBatches(work / "cleaned", [source.name for source in sources])]
     result = []
     if cleaning.exact_dedup:
         clean.append(ExactSignature(work / "exact"))

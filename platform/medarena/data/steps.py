@@ -1,5 +1,11 @@
 """The pipeline steps between cleaning and packing: the cleaned documents of a task on disk
-(written once, read back after the dedup stages) and batch tokenization into per-task files.
+(written once as plain UTF-8, read back in batches after the dedup stages) and batch tokenization
+into per-task files.
+
+After the dedup stages nothing needs a document on its own, so the tokenize stage passes
+`CleanedBatch`es (texts with their source and place as arrays) from step to step instead of a
+datatrove `Document` per text: the removal lists are applied to a batch at once and the texts go
+to the tokenizer as they were read.
 
 A task's files are named by its rank, so a task that is run again overwrites what a killed run
 of it left; datatrove marks a task complete only after its last step returned.
@@ -7,25 +13,29 @@ of it left; datatrove marks a task complete only after its last step returned.
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
-from datatrove.data import Document, DocumentsPipeline
+from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from medarena.data.dedup import SOURCES
-from medarena.data.pack import encode_with_eos
+from medarena.data.dedup import REMOVE, SOURCES, read_removals
 
-CLEANED = "{rank:05d}.jsonl"
+TEXTS = "{rank:05d}.texts"  # the task's cleaned texts, UTF-8, one after the other
+ENDS = "{rank:05d}.ends"  # uint64: the byte offset in TEXTS where each text ends
 TOKENS = "{rank:05d}.tokens"  # the task's tokens of one source, each document followed by EOS
 LENGTHS = "{rank:05d}.lengths"  # uint32 tokens of each document (EOS included)
-BUFFER = 1 << 20  # bytes: a write call per document cost more than the JSON encoding
+BUFFER = 1 << 20  # bytes: a write call per document cost more than the encoding
 
 
 class CleanedWriter(PipelineStep):
-    """Write each cleaned document (JSON line) and its source index; pass it on, tagged with
+    """Write each cleaned document's text and its source index; pass it on, tagged with
     `source_index`, the source's place in the recipe."""
 
     name = "cleaned documents"
@@ -36,56 +46,111 @@ class CleanedWriter(PipelineStep):
         self.folder, self.source_order = folder, source_order
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        import orjson
-
         self.folder.mkdir(parents=True, exist_ok=True)
-        indices: list[int] = []
-        with open(self.folder / CLEANED.format(rank=rank), "wb", buffering=BUFFER) as handle:
+        indices, ends, offset = array("H"), array("Q"), 0
+        with open(self.folder / TEXTS.format(rank=rank), "wb", buffering=BUFFER) as handle:
             for document in data:
-                source = document.metadata["source"]
-                document.metadata["source_index"] = self.source_order[source]
-                indices.append(self.source_order[source])
-                row = {"id": document.id, "source": source, "text": document.text}
-                handle.write(orjson.dumps(row) + b"\n")
+                source = self.source_order[document.metadata["source"]]
+                document.metadata["source_index"] = source
+                offset += handle.write(document.text.encode())
+                indices.append(source)
+                ends.append(offset)
                 yield document
-        np.array(indices, dtype="<u2").tofile(self.folder / SOURCES.format(rank=rank))
+        np.frombuffer(ends, dtype=np.uint64).astype("<u8").tofile(
+            self.folder / ENDS.format(rank=rank)
+        )
+        np.frombuffer(indices, dtype=np.uint16).astype("<u2").tofile(
+            self.folder / SOURCES.format(rank=rank)
+        )
 
 
-class CleanedReader(PipelineStep):
-    """The task's cleaned documents, in the order they were written, each with its `index`
-    there (what the dedup stages' removal lists name)."""
+@dataclass(frozen=True)
+class CleanedBatch:
+    """Consecutive cleaned documents of a task, less those dropped so far."""
+
+    texts: list[str]
+    sources: np.ndarray  # each text's source index in the recipe
+    indices: np.ndarray  # each text's place in the task's cleaned output (what removals name)
+    names: tuple[str, ...]  # the recipe's source names, by source index
+
+    def without(self, drop: np.ndarray) -> CleanedBatch:
+        """The batch less the texts where `drop` is true."""
+        kept = np.flatnonzero(~drop)
+        return CleanedBatch(
+            [self.texts[i] for i in kept.tolist()],
+            self.sources[kept],
+            self.indices[kept],
+            self.names,
+        )
+
+    def count_by_source(self, selected: np.ndarray) -> dict[str, int]:
+        """How many of the `selected` texts (a mask) each source has."""
+        counts = np.bincount(self.sources[selected], minlength=len(self.names))
+        return {self.names[i]: int(n) for i, n in enumerate(counts.tolist()) if n}
+
+
+class CleanedBatches(PipelineStep):
+    """The task's cleaned documents in batches of `batch`, in the order they were written."""
 
     name = "read cleaned documents"
     type = "medarena"
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, names: list[str], batch: int = 1024):
         super().__init__()
-        self.folder = folder
+        self.folder, self.names, self.batch = folder, tuple(names), batch
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        import orjson
+    def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> Iterator[CleanedBatch]:
+        ends = np.fromfile(self.folder / ENDS.format(rank=rank), dtype="<u8").astype(np.int64)
+        sources = np.fromfile(self.folder / SOURCES.format(rank=rank), dtype="<u2")
+        with open(self.folder / TEXTS.format(rank=rank), "rb") as handle:
+            for first in range(0, len(ends), self.batch):
+                last = min(first + self.batch, len(ends))
+                start = int(ends[first - 1]) if first else 0
+                chunk = handle.read(int(ends[last - 1]) - start)
+                bounds = [0, *(ends[first:last] - start).tolist()]
+                texts = [chunk[a:b].decode() for a, b in pairwise(bounds)]
+                indices = np.arange(first, last, dtype=np.int64)
+                yield CleanedBatch(texts, sources[first:last], indices, self.names)
 
-        with open(self.folder / CLEANED.format(rank=rank), "rb", buffering=BUFFER) as handle:
-            for index, line in enumerate(handle):
-                row = orjson.loads(line)
-                metadata = {"source": row["source"], "index": index}  # the place dedup lists
-                yield Document(text=row["text"], id=row["id"], metadata=metadata)
+
+class DropListed(PipelineStep):
+    """Drop the documents listed in the task's removal file (by their place in the task's cleaned
+    output), counting `<label>/<source>`: the filter stage of a dedup."""
+
+    name = "drop listed documents"
+    type = "medarena"
+
+    def __init__(self, folder: Path, label: str):
+        super().__init__()
+        self.folder, self.label = folder, label
+
+    def run(self, data: Iterator[CleanedBatch], rank: int = 0, world_size: int = 1):
+        removals = read_removals(self.folder / REMOVE.format(rank=rank)).astype(np.int64)
+        for batch in data:
+            drop = np.isin(batch.indices, removals)
+            if drop.any():
+                for source, count in batch.count_by_source(drop).items():
+                    self.stat_update(f"{self.label}/{source}", value=count)
+                batch = batch.without(drop)
+            yield batch
 
 
 class Tokenize(PipelineStep):
-    """Token ids of each document plus EOS, in batches through the fast (Rust) tokenizer, appended
-    to the task's file of the document's source; counts `documents_out/<source>`."""
+    """Token ids of each document plus EOS, a batch at a time through the fast (Rust) tokenizer,
+    appended to the task's file of the document's source; counts `documents_out/<source>`."""
 
     name = "tokenize"
     type = "medarena"
 
-    def __init__(self, folder: Path, tokenizer_json: str, eos: int, dtype: str, batch: int = 1024):
+    def __init__(self, folder: Path, tokenizer_json: str, eos: int, dtype: str):
         super().__init__()
         self.folder, self.tokenizer_json, self.eos = folder, tokenizer_json, eos
-        self.dtype, self.batch = np.dtype(dtype), batch
+        self.dtype = np.dtype(dtype)
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def run(self, data: Iterator[CleanedBatch], rank: int = 0, world_size: int = 1):
         from tokenizers import Tokenizer
+
+        from medarena.data.pack import encode_with_eos
 
         encoder = Tokenizer.from_str(self.tokenizer_json)
         with ExitStack() as files:
@@ -101,30 +166,19 @@ class Tokenize(PipelineStep):
                     )
                 return outputs[source]
 
-            batch: list[Document] = []
-            for document in data:
-                batch.append(document)
-                if len(batch) == self.batch:
-                    self._write(encoder, batch, output)
-                    batch = []
-            self._write(encoder, batch, output)
+            for batch in data:
+                if not batch.texts:
+                    continue
+                tokens, lengths = encode_with_eos(encoder, batch.texts, self.eos, self.dtype)
+                ends = np.cumsum(lengths)
+                # the documents of one source in a row are written at once
+                cuts = [0, *(np.flatnonzero(np.diff(batch.sources)) + 1).tolist(), len(lengths)]
+                for first, last in pairwise(cuts):
+                    source = batch.names[int(batch.sources[first])]
+                    tokens_file, lengths_file = output(source)
+                    start = int(ends[first - 1]) if first else 0
+                    tokens_file.write(tokens[start : int(ends[last - 1])].tobytes())
+                    lengths_file.write(lengths[first:last].astype("<u4").tobytes())
+                    self.stat_update(f"documents_out/{source}", value=last - first)
         return
         yield  # a generator that consumes the pipeline
-
-    def _write(self, encoder, documents: list[Document], output) -> None:
-        if not documents:
-            return
-        texts = [document.text for document in documents]
-        tokens, lengths = encode_with_eos(encoder, texts, self.eos, self.dtype)
-        ends = np.cumsum(lengths)
-        sources = [document.metadata["source"] for document in documents]
-        first = 0  # the documents of one source in a row are written at once
-        for index, source in enumerate(sources):
-            if index + 1 < len(sources) and sources[index + 1] == source:
-                continue
-            tokens_file, lengths_file = output(source)
-            start = int(ends[first - 1]) if first else 0
-            tokens_file.write(tokens[start : int(ends[index])].tobytes())
-            lengths_file.write(lengths[first : index + 1].astype("<u4").tobytes())
-            self.stat_update(f"documents_out/{source}", value=index + 1 - first)
-            first = index + 1
