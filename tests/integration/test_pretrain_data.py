@@ -12,7 +12,7 @@ from datatrove.pipeline.readers.base import BaseDiskReader
 from medarena.data.clean import normalise
 from medarena.data.corpus import CORPUS_READERS, Document, Source, local_path, read_source
 from medarena.data.mix import select_documents
-from medarena.data.pack import PackedDataset, pack, tokenize
+from medarena.data.pack import PackedDataset, encode_with_eos, pack, tokenize
 from medarena.errors import OperationFailed, ProblemsError, Refused
 from medarena.pretrain.recipe import PretrainRecipe, load_recipes
 from tests.conftest import REPO
@@ -126,6 +126,17 @@ def test_mix_reaches_token_ratios_by_up_and_down_sampling():
     assert not np.array_equal(selected["general"], other["general"])
     with pytest.raises(ValueError, match="no tokens after cleaning"):
         select_documents({"a": np.full(3, 5), "b": np.zeros(0, int)}, {"a": 0.5, "b": 0.5}, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32])
+def test_a_batch_encodes_each_text_as_alone_then_eos(tokenizer, dtype):
+    encoder = tokenizer.backend_tokenizer
+    texts = [SENTENCE, "", "Ünïcode wörds, ___ kept", " ".join(WORDS * 40)]
+    tokens, lengths = encode_with_eos(encoder, texts, 7, np.dtype(dtype))
+    alone = [[*encoder.encode(text, add_special_tokens=False).ids, 7] for text in texts]
+    assert tokens.dtype == dtype
+    assert lengths.tolist() == [len(ids) for ids in alone]
+    assert tokens.tolist() == [token for ids in alone for token in ids]
 
 
 def test_pack_writes_whole_sequences_without_padding_and_resumes(tokenizer, tmp_path):

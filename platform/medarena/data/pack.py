@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from array import array
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -79,17 +79,16 @@ def encode_with_eos(
     encode = getattr(encoder, "encode_batch_fast", encoder.encode_batch)
     encodings = encode(texts, add_special_tokens=False)
     lengths = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings)) + 1
-    # one flat list converted at once: a quarter less CPU than `np.fromiter` over the id lists
-    flat: list[int] = []
+    # each text's ids packed as it comes, its list freed at once: `struct.pack` converts the ids
+    # in a third of the CPU time of `np.fromiter` over the batch's lists (which stay alive)
+    code = {2: "H", 4: "I"}[dtype.itemsize]  # native unsigned 2- and 4-byte integers
+    closing = struct.pack(f"={code}", eos)
+    packed = bytearray()
     for encoding in encodings:
-        flat += encoding.ids
-        flat.append(eos)
-    tokens = np.frombuffer(array(_TYPECODES[dtype.itemsize], flat), dtype=f"u{dtype.itemsize}")
-    return tokens.astype(dtype, copy=False), lengths
-
-
-# array typecodes of unsigned 2- and 4-byte integers (C `unsigned short` and `unsigned int`)
-_TYPECODES = {array(code).itemsize: code for code in ("H", "I")}
+        ids = encoding.ids
+        packed += struct.pack(f"={len(ids)}{code}", *ids)
+        packed += closing
+    return np.frombuffer(packed, dtype=dtype), lengths
 
 
 def gather_source(folder: Path, tasks: int, dtype: np.dtype) -> TokenizedSource:
@@ -141,10 +140,12 @@ def pack(
     dtype = next(iter(sources.values())).tokens.dtype
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = _ShardWriter(out_dir, sequence_length, dtype, shard_sequences)
-    for position in permutation:
-        source = sources[names[which[position]]]
-        doc = int(documents[position])
-        writer.add(np.asarray(source.tokens[source.offsets[doc] : source.offsets[doc + 1]]))
+    # plain arrays over the memory maps: a slice of a `np.memmap` is a memmap, built at a cost
+    tokens = [np.asarray(sources[name].tokens) for name in names]
+    offsets = [sources[name].offsets for name in names]
+    for position in permutation.tolist():
+        source, doc = which[position], int(documents[position])
+        writer.add(tokens[source][offsets[source][doc] : offsets[source][doc + 1]])
     shards, dropped = writer.close()
     report = PackReport(
         sequences=sum(count for _, count in shards),
