@@ -18,11 +18,11 @@ from pathlib import Path
 
 from medarena.data.corpus import Source, source_bytes
 
-# scripts/bench_data.py, 2026-11-30, 2-core machine (docs/PERFORMANCE.md): the whole path with
-# near-dedup on, 8x corpus, one single-threaded worker, tiny byte-level BPE, tokens per
-# CPU-second; the peak RSS of that worker
-TOKENS_PER_CORE_SECOND = 754_414.0
-PEAK_WORKER_MIB = 631.0
+# scripts/bench_data.py --repeat 5, 2026-12-01, 2-core machine (docs/PERFORMANCE.md): the whole
+# path with near-dedup on, 8x corpus, one single-threaded worker, tiny byte-level BPE, tokens per
+# CPU-second (median of 5 rounds); the peak RSS of that worker
+TOKENS_PER_CORE_SECOND = 1_388_782.0
+PEAK_WORKER_MIB = 640.0
 BYTES_PER_TOKEN = 4  # medarena's assumption where the recipe publishes no token count
 
 
