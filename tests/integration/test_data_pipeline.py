@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import zstandard
 
+from medarena.data import steps
 from medarena.data.corpus import CORPUS_READERS, Source, read_source
 from medarena.data.prepare import prepare, work_dir
 from medarena.data.readers import LocatedJsonl, record_reader
@@ -138,6 +139,19 @@ def test_same_inputs_seed_and_tasks_give_identical_shards_whatever_the_workers(t
     assert cleaning["exact_duplicates"] == {"a": 18, "b": 8}  # every planted copy, no more
     assert json.loads((tmp_path / "two" / "index.json").read_text())["tasks"] == 3
     assert not work_dir(tmp_path / "two").exists()  # intermediate files go once packed
+
+
+def test_the_cleaned_documents_flushed_and_read_back_in_small_pieces_give_the_same_shards(
+    tokenizer, tmp_path, monkeypatch
+):
+    write_corpus(tmp_path / "a", files=3, per_file=60)
+    recipe = recipe_of([folder_source("a", 1)])
+    prepare(recipe, tokenizer, tmp_path, tmp_path / "whole", workers=1, tasks=2)
+    monkeypatch.setattr(steps, "FLUSH", 7)  # offsets and sources written every 7 documents
+    monkeypatch.setattr(steps.CleanedBatches, "BATCH", 5)  # removals and encoding 5 at a time
+    _, cleaning = prepare(recipe, tokenizer, tmp_path, tmp_path / "pieces", workers=1, tasks=2)
+    assert shard_bytes(tmp_path / "whole") == shard_bytes(tmp_path / "pieces")
+    assert cleaning["exact_duplicates"] == {"a": 18}
 
 
 class KillingJsonl(LocatedJsonl):

@@ -48,20 +48,30 @@ class CleanedWriter(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         self.folder.mkdir(parents=True, exist_ok=True)
         indices, ends, offset = array("H"), array("Q"), 0
-        with open(self.folder / TEXTS.format(rank=rank), "wb", buffering=BUFFER) as handle:
+        with ExitStack() as files:
+            texts, ends_file, sources_file = (
+                files.enter_context(open(self.folder / name.format(rank=rank), "wb", BUFFER))
+                for name in (TEXTS, ENDS, SOURCES)
+            )
             for document in data:
                 source = self.source_order[document.metadata["source"]]
                 document.metadata["source_index"] = source
-                offset += handle.write(document.text.encode())
+                offset += texts.write(document.text.encode())
                 indices.append(source)
                 ends.append(offset)
+                if len(ends) == FLUSH:  # memory bounded whatever the task's size
+                    _drain(ends, "<u8", ends_file), _drain(indices, "<u2", sources_file)
                 yield document
-        np.frombuffer(ends, dtype=np.uint64).astype("<u8").tofile(
-            self.folder / ENDS.format(rank=rank)
-        )
-        np.frombuffer(indices, dtype=np.uint16).astype("<u2").tofile(
-            self.folder / SOURCES.format(rank=rank)
-        )
+            _drain(ends, "<u8", ends_file), _drain(indices, "<u2", sources_file)
+
+
+FLUSH = 1 << 16  # documents whose offsets and sources are written at once
+
+
+def _drain(values: array, dtype: str, handle: BinaryIO) -> None:
+    """Append `values` to `handle` as `dtype` and empty them."""
+    handle.write(np.asarray(values).astype(dtype).tobytes())
+    del values[:]
 
 
 @dataclass(frozen=True)
@@ -90,21 +100,22 @@ class CleanedBatch:
 
 
 class CleanedBatches(PipelineStep):
-    """The task's cleaned documents in batches of `batch`, in the order they were written."""
+    """The task's cleaned documents in batches of `BATCH`, in the order they were written."""
 
     name = "read cleaned documents"
     type = "medarena"
+    BATCH = 1024  # texts read, filtered and encoded together
 
-    def __init__(self, folder: Path, names: list[str], batch: int = 1024):
+    def __init__(self, folder: Path, names: list[str]):
         super().__init__()
-        self.folder, self.names, self.batch = folder, tuple(names), batch
+        self.folder, self.names = folder, tuple(names)
 
     def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> Iterator[CleanedBatch]:
         ends = np.fromfile(self.folder / ENDS.format(rank=rank), dtype="<u8").astype(np.int64)
         sources = np.fromfile(self.folder / SOURCES.format(rank=rank), dtype="<u2")
         with open(self.folder / TEXTS.format(rank=rank), "rb") as handle:
-            for first in range(0, len(ends), self.batch):
-                last = min(first + self.batch, len(ends))
+            for first in range(0, len(ends), self.BATCH):
+                last = min(first + self.BATCH, len(ends))
                 start = int(ends[first - 1]) if first else 0
                 chunk = handle.read(int(ends[last - 1]) - start)
                 bounds = [0, *(ends[first:last] - start).tolist()]
