@@ -60,9 +60,11 @@ class CleanedWriter(PipelineStep):
                 indices.append(source)
                 ends.append(offset)
                 if len(ends) == FLUSH:  # memory bounded whatever the task's size
-                    _drain(ends, "<u8", ends_file), _drain(indices, "<u2", sources_file)
+                    _drain(ends, "<u8", ends_file)
+                    _drain(indices, "<u2", sources_file)
                 yield document
-            _drain(ends, "<u8", ends_file), _drain(indices, "<u2", sources_file)
+            _drain(ends, "<u8", ends_file)
+            _drain(indices, "<u2", sources_file)
 
 
 FLUSH = 1 << 16  # documents whose offsets and sources are written at once
