@@ -6,6 +6,7 @@ field instead of a silently ignored setting. `json_schemas()` emits the JSON Sch
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated, Literal
 
 import jinja2
@@ -27,10 +28,17 @@ Name = Annotated[
 ]
 
 
+@lru_cache(maxsize=512)
+def compiled_template(environment: jinja2.Environment, template: str) -> jinja2.Template:
+    """`environment.from_string(template)`, compiled once per string (`from_string` compiles
+    every call: a benchmark's prompt was compiled again for each of its items)."""
+    return environment.from_string(template)
+
+
 def check_jinja_syntax(environment: jinja2.Environment, template: str) -> str:
     """`template` unchanged, or a ValueError naming the template line of a syntax error."""
     try:
-        environment.from_string(template)
+        compiled_template(environment, template)
     except jinja2.TemplateSyntaxError as exc:
         raise ValueError(
             f"Jinja syntax error on template line {exc.lineno}: {exc.message}"
@@ -267,7 +275,7 @@ class ChatTemplate(Spec):
                     f"message {index} has role {message.get('role')!r}; chat template "
                     f"{self.name!r} accepts {self.roles}"
                 )
-        return _JINJA.from_string(self.template).render(
+        return compiled_template(_JINJA, self.template).render(
             messages=messages,
             add_generation_prompt=add_generation_prompt,
             bos_token=bos_token,

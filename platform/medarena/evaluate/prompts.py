@@ -28,7 +28,7 @@ from medarena.errors import Refused
 from medarena.evaluate.formats import Item
 from medarena.evaluate.modes import SCORING_MODES, BuiltPrompt
 from medarena.evaluate.spec import PROMPT_JINJA, BenchmarkTask, task_problem
-from medarena.schemas import ChatTemplate
+from medarena.schemas import ChatTemplate, compiled_template
 
 __all__ = ["BuiltPrompt", "PromptSettings", "build_prompt", "draw_demos", "render_item"]
 
@@ -72,7 +72,7 @@ def _render(task: BenchmarkTask, field: str, item: Item) -> str:
     if template is None:
         raise task_problem(task, field, "is not set", headline="a benchmark prompt is missing")
     try:
-        return PROMPT_JINJA.from_string(template).render(**item.fields)
+        return compiled_template(PROMPT_JINJA, template).render(**item.fields)
     except jinja2.TemplateError as exc:
         kind = "refused by the sandbox" if isinstance(exc, SecurityError) else "failed"
         raise task_problem(
