@@ -19,7 +19,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-import time as clock
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from datatrove.utils.stats import PipelineStats, Stats
 from medarena.data.engine import quiet
 from medarena.data.pipeline import Stage
 from medarena.errors import MedarenaError, OperationFailed, Refused
+from medarena.training.slurm import NEVER_RUNS, listed_jobs, wait_for_jobs
 
 JOBS = "slurm.json"
 ERRORS = "errors"  # under a stage's logging folder: errors/<rank>.pickle
@@ -138,25 +138,11 @@ def _job_id(executor: StageExecutor) -> str | None:
     return None if executor.job_id in (None, -1) else str(executor.job_id)
 
 
-def queued(job_ids: list[str]) -> tuple[list[str], list[str]]:
-    """Those of `job_ids` (array jobs) still to run or running, and those that never will (a
-    dependency failed, where the cluster keeps them despite --kill-on-invalid-dep). squeue lists
-    no ended job, and a running array task under its own id, its array's id as %F."""
-    if not job_ids or shutil.which("squeue") is None:
-        return [], []
-    shown = subprocess.run(
-        ["squeue", "-h", "-o", "%F %r", "-j", ",".join(job_ids)], capture_output=True, text=True
-    )
-    if shown.returncode != 0:
-        return [], []  # every id unknown: ended long ago
-    rows = [line.split() for line in shown.stdout.splitlines() if line.strip()]
-    doomed = {row[0] for row in rows if row[1:] == ["DependencyNeverSatisfied"]}
-    listed = {row[0] for row in rows} - doomed
-    return [job for job in job_ids if job in listed], [job for job in job_ids if job in doomed]
-
-
 def active(job_ids: list[str]) -> list[str]:
-    return queued(job_ids)[0]
+    """Those of `job_ids` still to run or running (none where squeue cannot answer: the check
+    before a local run or a submission does not block on an unreachable controller)."""
+    listed = listed_jobs(job_ids) or {}
+    return [job for job in job_ids if job in listed and listed[job] != NEVER_RUNS]
 
 
 def submitted_jobs(work: Path) -> list[str]:
@@ -177,15 +163,9 @@ def refuse_while_running(work: Path) -> None:
 
 
 def wait(jobs: list[StageJob], poll: float = 2.0) -> None:
-    """Return once every submitted job has left the queue (cancelling those that never run)."""
-    ids = [job.job_id for job in jobs if job.job_id is not None]
-    while True:
-        running, doomed = queued(ids)
-        if doomed:  # cancelled, the stages after them fail their dependency in turn
-            subprocess.run(["scancel", *doomed], capture_output=True)
-        if not running and not doomed:
-            return
-        clock.sleep(poll)
+    """Return once every submitted job has left the queue (a failed stage's followers are
+    cancelled: `wait_for_jobs`)."""
+    wait_for_jobs([job.job_id for job in jobs if job.job_id is not None], poll_s=poll)
 
 
 def check_complete(stage_list: list[Stage], work: Path) -> None:

@@ -14,7 +14,6 @@ import math
 import shlex
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +27,7 @@ from medarena.store import Store
 from medarena.sweep.cells import Cell, SweepCells
 from medarena.sweep.run import LEASE_S, is_completed
 from medarena.sweep.spec import SlurmSettings
-from medarena.training.slurm import require_sbatch, submit
+from medarena.training.slurm import require_sbatch, submit, wait_for_jobs
 
 JOB_MODULE = "medarena.sweep.job"  # what each array task runs (tests pause it)
 # weights x this for the KV cache, activations and the CUDA context (medarena's choice)
@@ -169,11 +168,4 @@ def array_script(name: str, job_file: Path, tasks: int, gpus: int, slurm: SlurmS
 
 def wait_for(job_ids: list[str], poll_s: float = 2.0) -> None:
     """Until no task of these arrays is pending or running (`squeue` lists none)."""
-    while True:
-        shown = subprocess.run(
-            ["squeue", "-h", "-o", "%i", "-j", ",".join(job_ids)], capture_output=True, text=True
-        )
-        ended = shown.returncode == 0 or "Invalid job id" in shown.stderr  # purged: ended
-        if ended and not shown.stdout.strip():
-            return
-        time.sleep(poll_s)
+    wait_for_jobs(job_ids, poll_s=poll_s)
