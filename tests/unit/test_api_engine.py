@@ -343,5 +343,6 @@ def test_models_show_and_ls_say_an_undisclosed_size(api_registry):
     card = json.loads(shown.output)
     assert card["params_b"] == "undisclosed" and card["source"]["api_key_env"] == "OPENAI_API_KEY"
     assert card["runs_on"]["openai"] == {"cpu": "yes", "cuda": "yes"}
+    assert not {"architecture", "dtype", "tensor_parallel"} & set(card)  # no weights to describe
     listed = invoke(api_registry.root, "sqlite://", "models", "ls", "--family", "openai")
     assert listed.exit_code == 0 and listed.output.count("undisclosed") == 2

@@ -85,6 +85,10 @@ def _params(params_b: float | None) -> str:
     return f"{params_b:g}B" if params_b >= 1 else f"{params_b * 1000:g}M"
 
 
+# variant fields about the weights, shown for a model served by an API only if its card sets them
+WEIGHTS_ONLY = ("architecture", "dtype", "tensor_parallel")
+
+
 @app.command("show")
 @reports_errors
 def models_show(ctx: typer.Context, name: str = typer.Argument(..., help="Family or variant.")):
@@ -98,6 +102,10 @@ def models_show(ctx: typer.Context, name: str = typer.Argument(..., help="Family
     else:
         entry = registry.variant(name)
         dump = entry.variant.model_dump(mode="json", exclude_none=True)
+        if entry.variant.source.kind == "api":  # no weights: their defaults would say nothing
+            for field in WEIGHTS_ONLY:
+                if field not in entry.variant.model_fields_set:
+                    dump.pop(field, None)
         data = {
             "family": entry.family.name,
             **dump,
