@@ -48,8 +48,10 @@ OPTION_COVERAGE: dict[str, str] = {
 ONLY_WITH_METRIC: dict[str, str] = {"bartscore_model": "bartscore"}
 # EvalOptions fields that cannot change a stored output, and why
 OPTIONS_WITHOUT_EFFECT: dict[str, str] = {
-    # items are scored one by one; a chunk is only how many are stored per transaction
-    "chunk_size": "a storage unit, not a scoring one",
+    # how many items are stored per transaction. It also decides which items share a padded
+    # forward batch of the hf engine, which moves a log-likelihood by float rounding only
+    # (up to ~5e-7 measured on CPU), never a prompt, a continuation or the scoring rule
+    "chunk_size": "a storage unit, not a scoring one (batching moves floats by rounding only)",
 }
 
 # BenchmarkTask field -> the run-key part that covers it
