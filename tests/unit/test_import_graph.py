@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "provenance": 0,
     "results": 0,
     "schemas": 0,
+    "slurm_queue": 0,
     "value_provenance": 0,
     "yaml_source": 0,
     "weights": 1,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from medarena.data.slurm import active
-from medarena.training.slurm import listed_jobs, wait_for_jobs
+from medarena.slurm_queue import listed_jobs, wait_for_jobs
 
 STAND_IN = """#!{python}
 import json, sys

@@ -28,7 +28,7 @@ from datatrove.utils.stats import PipelineStats, Stats
 from medarena.data.engine import quiet
 from medarena.data.pipeline import Stage
 from medarena.errors import MedarenaError, OperationFailed, Refused
-from medarena.training.slurm import NEVER_RUNS, listed_jobs, wait_for_jobs
+from medarena.slurm_queue import NEVER_RUNS, listed_jobs, wait_for_jobs
 
 JOBS = "slurm.json"
 ERRORS = "errors"  # under a stage's logging folder: errors/<rank>.pickle

@@ -23,11 +23,12 @@ from sqlalchemy.engine import make_url
 from medarena.errors import Refused
 from medarena.registry import STATE_DIR, Registry
 from medarena.schemas import HardwareProfile, ModelVariant
+from medarena.slurm_queue import wait_for_jobs
 from medarena.store import Store
 from medarena.sweep.cells import Cell, SweepCells
 from medarena.sweep.run import LEASE_S, is_completed
 from medarena.sweep.spec import SlurmSettings
-from medarena.training.slurm import require_sbatch, submit, wait_for_jobs
+from medarena.training.slurm import require_sbatch, submit
 
 JOB_MODULE = "medarena.sweep.job"  # what each array task runs (tests pause it)
 # weights x this for the KV cache, activations and the CUDA context (medarena's choice)
