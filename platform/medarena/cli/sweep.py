@@ -59,7 +59,8 @@ def run(
                 )
         return
     if slurm:
-        from medarena.sweep.slurm import submit_sweep, wait_for
+        from medarena.slurm_queue import wait_for_jobs
+        from medarena.sweep.slurm import submit_sweep
 
         submitted = submit_sweep(registry, swept, path, ctx.obj.db_url())
         if not submitted:
@@ -71,7 +72,7 @@ def run(
                 highlight=False,
             )
         if wait and submitted:
-            wait_for([job.job_id for job in submitted])
+            wait_for_jobs([job.job_id for job in submitted])
     elif worker is not None or workers == 1:
         _work_here(ctx, registry, swept, worker, lease)
     else:

@@ -113,17 +113,25 @@ class CleanedBatches(PipelineStep):
         self.folder, self.names = folder, tuple(names)
 
     def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> Iterator[CleanedBatch]:
-        ends = np.fromfile(self.folder / ENDS.format(rank=rank), dtype="<u8").astype(np.int64)
-        sources = np.fromfile(self.folder / SOURCES.format(rank=rank), dtype="<u2")
+        # memory-mapped, read a batch at a time: memory bounded whatever the task's size
+        ends = _mapped(self.folder / ENDS.format(rank=rank), "<u8")
+        sources = _mapped(self.folder / SOURCES.format(rank=rank), "<u2")
         with open(self.folder / TEXTS.format(rank=rank), "rb") as handle:
             for first in range(0, len(ends), self.BATCH):
                 last = min(first + self.BATCH, len(ends))
                 start = int(ends[first - 1]) if first else 0
                 chunk = handle.read(int(ends[last - 1]) - start)
-                bounds = [0, *(ends[first:last] - start).tolist()]
+                bounds = [0, *(ends[first:last].astype(np.int64) - start).tolist()]
                 texts = [chunk[a:b].decode() for a, b in pairwise(bounds)]
                 indices = np.arange(first, last, dtype=np.int64)
-                yield CleanedBatch(texts, sources[first:last], indices, self.names)
+                yield CleanedBatch(texts, np.array(sources[first:last]), indices, self.names)
+
+
+def _mapped(path: Path, dtype: str) -> np.ndarray:
+    """The file's values, memory-mapped (an empty file cannot be mapped: no values)."""
+    if not path.stat().st_size:
+        return np.zeros(0, dtype)
+    return np.memmap(path, dtype=dtype, mode="r")
 
 
 class DropListed(PipelineStep):
@@ -140,11 +148,13 @@ class DropListed(PipelineStep):
     def run(self, data: Iterator[CleanedBatch], rank: int = 0, world_size: int = 1):
         removals = read_removals(self.folder / REMOVE.format(rank=rank)).astype(np.int64)
         for batch in data:
-            drop = np.isin(batch.indices, removals)
-            if drop.any():
-                for source, count in batch.count_by_source(drop).items():
-                    self.stat_update(f"{self.label}/{source}", value=count)
-                batch = batch.without(drop)
+            if len(removals):  # both sorted: a binary search per text (`np.isin` would sort all)
+                at = np.minimum(np.searchsorted(removals, batch.indices), len(removals) - 1)
+                drop = removals[at] == batch.indices
+                if drop.any():
+                    for source, count in batch.count_by_source(drop).items():
+                        self.stat_update(f"{self.label}/{source}", value=count)
+                    batch = batch.without(drop)
             yield batch
 
 

@@ -23,7 +23,6 @@ from sqlalchemy.engine import make_url
 from medarena.errors import Refused
 from medarena.registry import STATE_DIR, Registry
 from medarena.schemas import HardwareProfile, ModelVariant
-from medarena.slurm_queue import wait_for_jobs
 from medarena.store import Store
 from medarena.sweep.cells import Cell, SweepCells
 from medarena.sweep.run import LEASE_S, is_completed
@@ -165,8 +164,3 @@ def array_script(name: str, job_file: Path, tasks: int, gpus: int, slurm: SlurmS
         "# database. `medarena sweep run FILE --slurm` again submits only what is not completed.\n"
         f"exec {shlex.quote(sys.executable)} -m {JOB_MODULE} {shlex.quote(str(job_file))}\n"
     )
-
-
-def wait_for(job_ids: list[str], poll_s: float = 2.0) -> None:
-    """Until no task of these arrays is pending or running (`squeue` lists none)."""
-    wait_for_jobs(job_ids, poll_s=poll_s)
